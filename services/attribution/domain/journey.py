@@ -1,0 +1,112 @@
+"""Journeys: which touches count towards a deal, in what order, holding which roles.
+
+Invariants:
+- A journey is a tuple of touches strictly increasing in ``(occurred_at, event_id)``;
+  event ids are therefore unique within a journey.
+- ``select_journey`` keeps exactly the touches with
+  ``created_at - lookback <= occurred_at <= closed_at`` (both bounds inclusive).
+- ``assign_roles`` gives every non-empty journey each of the four named roles exactly
+  once: ``first`` (first touch), ``last`` (last touch), ``lead_creation`` (first touch
+  flagged ``lead_created``, else the first touch) and ``opportunity_creation`` (last
+  touch with ``occurred_at <= created_at``, else the first touch). A touch may hold
+  several roles; a touch holding none is a middle touch (empty role set).
+- Everything here is a pure function of its arguments; nothing reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+ROLE_FIRST = "first"
+ROLE_LAST = "last"
+ROLE_LEAD_CREATION = "lead_creation"
+ROLE_OPPORTUNITY_CREATION = "opportunity_creation"
+ROLE_MIDDLE = "middle"
+
+ROLES: tuple[str, ...] = (
+    ROLE_FIRST,
+    ROLE_LEAD_CREATION,
+    ROLE_OPPORTUNITY_CREATION,
+    ROLE_LAST,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """One marketing touch (a campaign interaction) that may earn deal credit."""
+
+    event_id: str
+    occurred_at: datetime
+    campaign_id: str
+    channel: str = ""
+    lead_created: bool = False
+
+    def __post_init__(self) -> None:
+        if self.occurred_at.tzinfo is None or self.occurred_at.utcoffset() is None:
+            raise ValueError(f"touch {self.event_id!r}: occurred_at must be timezone-aware")
+
+
+def _sort_key(touch: Touch) -> tuple[datetime, str, str, str, bool]:
+    # (occurred_at, event_id) is the contract order; the remaining fields only make the
+    # choice between conflicting duplicates of one event_id deterministic.
+    return (touch.occurred_at, touch.event_id, touch.campaign_id, touch.channel, touch.lead_created)
+
+
+def order_touches(touches: Iterable[Touch]) -> tuple[Touch, ...]:
+    """Sort touches by (occurred_at, event_id) and keep the earliest touch per event_id."""
+    seen: set[str] = set()
+    ordered: list[Touch] = []
+    for touch in sorted(touches, key=_sort_key):
+        if touch.event_id not in seen:
+            seen.add(touch.event_id)
+            ordered.append(touch)
+    return tuple(ordered)
+
+
+def select_journey(
+    touches: Iterable[Touch],
+    *,
+    created_at: datetime,
+    closed_at: datetime,
+    lookback: timedelta,
+) -> tuple[Touch, ...]:
+    """Return the ordered journey of touches inside [created_at - lookback, closed_at].
+
+    The window filter runs before de-duplication, so a duplicated event_id counts if any
+    of its copies falls inside the window.
+    """
+    window_start = created_at - lookback
+    return order_touches(t for t in touches if window_start <= t.occurred_at <= closed_at)
+
+
+def _check_ordered(journey: Sequence[Touch]) -> None:
+    for before, after in zip(journey, journey[1:]):
+        if (before.occurred_at, before.event_id) >= (after.occurred_at, after.event_id):
+            raise ValueError(
+                "journey must be strictly ordered by (occurred_at, event_id) without "
+                f"duplicate event ids; {before.event_id!r} precedes {after.event_id!r}"
+            )
+
+
+def assign_roles(journey: Sequence[Touch], *, created_at: datetime) -> list[frozenset[str]]:
+    """Return the named roles each journey touch holds (an empty set marks a middle touch)."""
+    if not journey:
+        return []
+    _check_ordered(journey)
+    last = len(journey) - 1
+    lead = next((i for i, t in enumerate(journey) if t.lead_created), 0)
+    opportunity = next(
+        (i for i in range(last, -1, -1) if journey[i].occurred_at <= created_at), 0
+    )
+    holders = {
+        ROLE_FIRST: 0,
+        ROLE_LEAD_CREATION: lead,
+        ROLE_OPPORTUNITY_CREATION: opportunity,
+        ROLE_LAST: last,
+    }
+    return [
+        frozenset(role for role, index in holders.items() if index == position)
+        for position in range(len(journey))
+    ]

@@ -1,0 +1,294 @@
+"""Attribution models: how a deal's credit is weighted over the touches of its journey.
+
+Invariants:
+- Every weight function returns one ``Fraction`` per touch, each ``>= 0``, summing to
+  exactly 1 for a non-empty journey (``[]`` for an empty one).
+- Positional models are role weights. A touch's raw weight is the sum of the model's
+  weights for the roles it holds; the ``middle`` weight is split evenly over the touches
+  holding no role and dropped when there are none. A model that gives no named role a
+  positive weight treats every touch as a middle touch (roles are ignored). Raw weights
+  are then normalised exactly; should they all be 0 the touches get equal weights
+  (a defensive fallback: every validated model reaches a positive total, because each
+  named role is always held by some touch of a non-empty journey).
+- Time decay weighs a touch ``2 ** (-age / half_life)`` with age in fractional days
+  before ``closed_at``; the floats are converted exactly to ``Fraction`` and normalised
+  exactly, falling back to equal weights if every float underflows to 0.
+- Model weights are exact: built from decimal strings or fractions, never floats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from fractions import Fraction
+from types import MappingProxyType
+from typing import TypeAlias, Union
+
+from .journey import ROLE_MIDDLE, ROLES, Touch
+
+WEIGHT_KEYS: tuple[str, ...] = (*ROLES, ROLE_MIDDLE)
+_SECONDS_PER_DAY = 86400.0
+
+
+class InvalidModelDefinition(ValueError):
+    """A model definition is malformed (unknown role, bad weight, bad half-life)."""
+
+
+def _fraction_text(value: Fraction) -> str:
+    """Render a fraction as a plain decimal string when it terminates, else as ``n/d``."""
+    denominator, twos, fives = value.denominator, 0, 0
+    while denominator % 2 == 0:
+        denominator, twos = denominator // 2, twos + 1
+    while denominator % 5 == 0:
+        denominator, fives = denominator // 5, fives + 1
+    if denominator != 1:
+        return f"{value.numerator}/{value.denominator}"
+    digits = max(twos, fives)
+    scaled = abs(value.numerator) * (10**digits // value.denominator)
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(scaled, 10**digits)
+    if digits == 0:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{frac:0{digits}d}"
+
+
+def _float_text(value: float) -> str:
+    """Render a float without a trailing ``.0`` for whole numbers (7.0 -> "7")."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def _parse_weight(role: str, value: object) -> Fraction:
+    """Convert one weight given as a decimal string, int or Fraction into a Fraction."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, Fraction)):
+        raise InvalidModelDefinition(
+            f"weight for {role!r} must be a decimal string or Fraction, got {value!r}"
+        )
+    try:
+        return Fraction(value.strip()) if isinstance(value, str) else Fraction(value)
+    except (ValueError, ZeroDivisionError) as exc:
+        raise InvalidModelDefinition(f"weight for {role!r} is not a number: {value!r}") from exc
+
+
+def _check_half_life(half_life_days: float) -> None:
+    if isinstance(half_life_days, bool) or not isinstance(half_life_days, (int, float)):
+        raise InvalidModelDefinition(f"half_life_days must be a number, got {half_life_days!r}")
+    if not (math.isfinite(half_life_days) and half_life_days > 0):
+        raise InvalidModelDefinition(
+            f"half_life_days must be finite and > 0, got {half_life_days!r}"
+        )
+
+
+def _normalise(raw: Sequence[Fraction]) -> list[Fraction]:
+    """Scale raw weights to sum to exactly 1; equal weights if they are all 0."""
+    total = sum(raw, Fraction(0))
+    if total == 0:
+        return [Fraction(1, len(raw))] * len(raw)
+    return [weight / total for weight in raw]
+
+
+@dataclass(frozen=True)
+class PositionalModel:
+    """A model weighting touches by the journey roles they hold."""
+
+    model_id: str
+    weights: Mapping[str, Fraction]
+    description: str = ""
+    builtin: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.model_id:
+            raise InvalidModelDefinition("model_id must be a non-empty string")
+        unknown = sorted(set(self.weights) - set(WEIGHT_KEYS))
+        if unknown:
+            raise InvalidModelDefinition(
+                f"model {self.model_id!r}: unknown role(s) {unknown}; allowed {list(WEIGHT_KEYS)}"
+            )
+        parsed = {k: _parse_weight(k, self.weights[k]) for k in WEIGHT_KEYS if k in self.weights}
+        negative = [k for k, v in parsed.items() if v < 0]
+        if negative:
+            raise InvalidModelDefinition(f"model {self.model_id!r}: negative weight for {negative}")
+        if not any(v > 0 for v in parsed.values()):
+            raise InvalidModelDefinition(f"model {self.model_id!r}: needs at least one weight > 0")
+        object.__setattr__(self, "weights", MappingProxyType(parsed))
+
+    def __hash__(self) -> int:
+        return hash((self.model_id, tuple(self.weights.items()), self.description, self.builtin))
+
+    @property
+    def kind(self) -> str:
+        """Return the model family name."""
+        return "positional"
+
+    def params(self) -> dict[str, str]:
+        """Return role -> weight as exact decimal strings (``n/d`` if non-terminating)."""
+        return {role: _fraction_text(weight) for role, weight in self.weights.items()}
+
+
+@dataclass(frozen=True)
+class TimeDecayModel:
+    """A model weighting touches by exponential decay with age before deal close."""
+
+    model_id: str = "time_decay"
+    half_life_days: float = 7.0
+    description: str = (
+        "Exponential time decay: each touch weighs 2^(-age/half-life), "
+        "age measured back from the deal's close"
+    )
+    builtin: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.model_id:
+            raise InvalidModelDefinition("model_id must be a non-empty string")
+        _check_half_life(self.half_life_days)
+
+    @property
+    def kind(self) -> str:
+        """Return the model family name."""
+        return "time_decay"
+
+    def params(self) -> dict[str, str]:
+        """Return the half-life as a decimal string."""
+        return {"half_life_days": _float_text(self.half_life_days)}
+
+
+AttributionModel: TypeAlias = Union[PositionalModel, TimeDecayModel]
+
+
+def _builtin(model_id: str, description: str, **weights: str) -> PositionalModel:
+    return PositionalModel(
+        model_id=model_id,
+        weights={role: Fraction(text) for role, text in weights.items()},
+        description=description,
+        builtin=True,
+    )
+
+
+BUILTIN_POSITIONAL: dict[str, PositionalModel] = {
+    m.model_id: m
+    for m in (
+        _builtin("first_touch", "All credit to the first touch", first="1"),
+        _builtin("last_touch", "All credit to the last touch", last="1"),
+        _builtin("linear", "Equal credit to every touch", middle="1"),
+        _builtin(
+            "position_based",
+            "40% first, 40% last, 20% split over the middle touches",
+            first="0.4", last="0.4", middle="0.2",
+        ),
+        _builtin(
+            "u_shaped",
+            "40% first, 40% lead creation, 20% split over the middle touches",
+            first="0.4", lead_creation="0.4", middle="0.2",
+        ),
+        _builtin(
+            "w_shaped",
+            "30% first, 30% lead creation, 30% opportunity creation, 10% middle",
+            first="0.3", lead_creation="0.3", opportunity_creation="0.3", middle="0.1",
+        ),
+        _builtin(
+            "full_path",
+            "22.5% each to first, lead creation, opportunity creation and last, 10% middle",
+            first="0.225", lead_creation="0.225", opportunity_creation="0.225",
+            last="0.225", middle="0.1",
+        ),
+        _builtin(
+            "j_shaped",
+            "20% first, 60% last, 20% split over the middle touches",
+            first="0.2", last="0.6", middle="0.2",
+        ),
+        _builtin(
+            "inverse_j",
+            "60% first, 20% last, 20% split over the middle touches",
+            first="0.6", last="0.2", middle="0.2",
+        ),
+    )
+}
+
+
+def builtin_models(*, half_life_days: float = 7.0) -> list[AttributionModel]:
+    """Return the nine positional built-ins followed by time decay, in catalogue order."""
+    models: list[AttributionModel] = list(BUILTIN_POSITIONAL.values())
+    models.append(TimeDecayModel(half_life_days=half_life_days))
+    return models
+
+
+def make_positional_model(
+    model_id: str,
+    weights: Mapping[str, str | Fraction],
+    *,
+    description: str = "",
+) -> PositionalModel:
+    """Build a validated custom positional model from decimal-string or Fraction weights."""
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise InvalidModelDefinition("model_id must be a non-empty string")
+    if not weights:
+        raise InvalidModelDefinition(f"model {model_id!r}: weights must not be empty")
+    parsed = {role: _parse_weight(role, value) for role, value in weights.items()}
+    return PositionalModel(
+        model_id=model_id, weights=parsed, description=description, builtin=False
+    )
+
+
+def positional_weights(model: PositionalModel, roles: Sequence[frozenset[str]]) -> list[Fraction]:
+    """Return normalised per-touch weights of a positional model for the given roles."""
+    for held in roles:
+        stray = held - set(ROLES)
+        if stray:
+            raise ValueError(f"unknown role(s) in journey roles: {sorted(stray)}")
+    if not roles:
+        return []
+    weights = model.weights
+    names_roles = any(weights.get(role, Fraction(0)) > 0 for role in ROLES)
+    no_roles: frozenset[str] = frozenset()
+    effective = list(roles) if names_roles else [no_roles] * len(roles)
+    middle_count = sum(1 for held in effective if not held)
+    middle_share = (
+        weights.get(ROLE_MIDDLE, Fraction(0)) / middle_count if middle_count else Fraction(0)
+    )
+    raw = [
+        sum((weights.get(role, Fraction(0)) for role in held), Fraction(0))
+        if held
+        else middle_share
+        for held in effective
+    ]
+    return _normalise(raw)
+
+
+def time_decay_weights(
+    journey: Sequence[Touch], *, closed_at: datetime, half_life_days: float
+) -> list[Fraction]:
+    """Return normalised weights 2^(-age/half_life), age in days before closed_at."""
+    _check_half_life(half_life_days)
+    if not journey:
+        return []
+    raw: list[Fraction] = []
+    for touch in journey:
+        age_days = (closed_at - touch.occurred_at).total_seconds() / _SECONDS_PER_DAY
+        try:
+            raw.append(Fraction(2.0 ** (-age_days / half_life_days)))
+        except OverflowError as exc:
+            raise ValueError(
+                f"touch {touch.event_id!r} lies too far after closed_at for time decay"
+            ) from exc
+    return _normalise(raw)
+
+
+def model_weights(
+    model: AttributionModel,
+    journey: Sequence[Touch],
+    roles: Sequence[frozenset[str]],
+    *,
+    closed_at: datetime,
+) -> list[Fraction]:
+    """Return the normalised per-touch weights of any attribution model."""
+    if len(roles) != len(journey):
+        raise ValueError(f"got {len(roles)} role sets for {len(journey)} touches")
+    if isinstance(model, PositionalModel):
+        return positional_weights(model, roles)
+    if isinstance(model, TimeDecayModel):
+        return time_decay_weights(
+            journey, closed_at=closed_at, half_life_days=model.half_life_days
+        )
+    raise TypeError(f"unsupported attribution model: {model!r}")

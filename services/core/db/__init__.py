@@ -1,0 +1,1 @@
+"""The database schema, engine factory and dialect-neutral write helpers, shared by all services."""

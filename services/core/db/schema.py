@@ -1,0 +1,263 @@
+"""The relational schema of Closed Loop: stored events, derived state, credits, and plumbing.
+
+Layers:
+- ``events`` is the source of truth: every accepted event once (``event_id`` is the key).
+- ``campaigns``, ``contacts``, ``touches``, ``deals``, ``deal_contacts``, ``fx_rates``,
+  ``campaign_costs``, ``campaign_cost_days`` are state derived from the events in
+  (``occurred_at``, ``event_id``) order; the worker rebuilds them from ``events``.
+- ``credits`` and ``deal_attributions`` are the report projection: per model, per deal, per touch
+  credits in reporting-currency minor units. For every (model, deal):
+  sum(credits.credit_minor) = deal_attributions.attributed_minor, and
+  attributed_minor + unattributed_minor = deal's converted amount.
+- ``consumer_offsets``, ``dead_letters``, ``api_keys``, ``attribution_models`` are plumbing.
+Money columns end in ``_minor`` and are integers of minor units.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.core.db.types import UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(200)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class EventRow(Base):
+    """One accepted canonical event, stored once; ``payload`` is its canonical JSON."""
+
+    __tablename__ = "events"
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    type: Mapped[str] = mapped_column(String(40))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str | None] = mapped_column(String(50))
+    deal_id: Mapped[str | None] = mapped_column(ID, index=True)
+    contact_id: Mapped[str | None] = mapped_column(ID, index=True)
+    merged_contact_id: Mapped[str | None] = mapped_column(ID, index=True)
+    account_id: Mapped[str | None] = mapped_column(ID)
+    campaign_id: Mapped[str | None] = mapped_column(ID, index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    kafka_partition: Mapped[int | None] = mapped_column(Integer)
+    kafka_offset: Mapped[int | None] = mapped_column(BigInteger)
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CampaignRow(Base):
+    __tablename__ = "campaigns"
+
+    campaign_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(500))
+    channel: Mapped[str] = mapped_column(String(100), index=True)
+    is_sales_sourced: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CampaignCostRow(Base):
+    """One ``campaign.cost`` event; ``reporting_minor`` is null while no fx rate converts it."""
+
+    __tablename__ = "campaign_costs"
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ID, index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    reporting_minor: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class CampaignCostDayRow(Base):
+    """A cost spread evenly over its period's days, in reporting-currency minor units."""
+
+    __tablename__ = "campaign_cost_days"
+
+    cost_event_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("campaign_costs.event_id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ID)
+    cost_minor: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_campaign_cost_days_day_campaign", "day", "campaign_id"),)
+
+
+class ContactRow(Base):
+    """A contact's latest state; ``root_contact_id`` follows merges to the surviving contact."""
+
+    __tablename__ = "contacts"
+
+    contact_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    account_id: Mapped[str | None] = mapped_column(ID)
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(20))
+    merged_into: Mapped[str | None] = mapped_column(ID)
+    root_contact_id: Mapped[str] = mapped_column(ID, index=True)
+    effective_account_id: Mapped[str | None] = mapped_column(ID, index=True)
+
+
+class TouchRow(Base):
+    __tablename__ = "touches"
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    campaign_id: Mapped[str] = mapped_column(ID, index=True)
+    contact_id: Mapped[str | None] = mapped_column(ID, index=True)
+    account_id: Mapped[str | None] = mapped_column(ID, index=True)
+    touch_type: Mapped[str | None] = mapped_column(String(100))
+    lead_created: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DealRow(Base):
+    """A deal's state derived from its events (contract §1).
+
+    ``status`` is open, won or lost. For a won deal ``reporting_minor`` is its amount converted
+    once into the reporting currency at its close date, or null when no rate converts it
+    (``conversion`` = 'unconverted').
+    """
+
+    __tablename__ = "deals"
+
+    deal_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    account_id: Mapped[str | None] = mapped_column(ID, index=True)
+    status: Mapped[str] = mapped_column(String(10), index=True)
+    stage: Mapped[str | None] = mapped_column(String(100))
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    reporting_minor: Mapped[int | None] = mapped_column(BigInteger)
+    fx_rate: Mapped[str | None] = mapped_column(String(60))
+    conversion: Mapped[str | None] = mapped_column(String(20))
+    journey_touches: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DealContactRow(Base):
+    __tablename__ = "deal_contacts"
+
+    deal_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("deals.deal_id", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[str] = mapped_column(ID, primary_key=True, index=True)
+
+
+class FxRateRow(Base):
+    """The latest ``fx.rate`` per (date, base, quote): 1 base = rate quote."""
+
+    __tablename__ = "fx_rates"
+
+    rate_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    base: Mapped[str] = mapped_column(String(3), primary_key=True)
+    quote: Mapped[str] = mapped_column(String(3), primary_key=True)
+    rate: Mapped[str] = mapped_column(String(60))
+
+
+class AttributionModelRow(Base):
+    """An attribution model definition; built-ins are written by the worker at start-up."""
+
+    __tablename__ = "attribution_models"
+
+    model_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    params: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    builtin: Mapped[bool] = mapped_column(Boolean, default=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CreditRow(Base):
+    """One touch's credit for one won deal under one model, in reporting minor units."""
+
+    __tablename__ = "credits"
+
+    model_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    deal_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    touch_event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    campaign_id: Mapped[str] = mapped_column(ID)
+    roles: Mapped[str] = mapped_column(String(100))
+    weight: Mapped[float] = mapped_column(Float)
+    credit_minor: Mapped[int] = mapped_column(BigInteger)
+    closed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_credits_model_closed", "model_id", "closed_at"),
+        Index("ix_credits_deal", "deal_id"),
+    )
+
+
+class DealAttributionRow(Base):
+    """Per (model, won and converted deal): attributed + unattributed = reporting amount."""
+
+    __tablename__ = "deal_attributions"
+
+    model_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    deal_id: Mapped[str] = mapped_column(ID, primary_key=True, index=True)
+    closed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    attributed_minor: Mapped[int] = mapped_column(BigInteger)
+    unattributed_minor: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_deal_attributions_model_closed", "model_id", "closed_at"),)
+
+
+class ConsumerOffsetRow(Base):
+    """The next offset to consume per partition, written in the same transaction as its effects."""
+
+    __tablename__ = "consumer_offsets"
+
+    topic: Mapped[str] = mapped_column(String(200), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeadLetterRow(Base):
+    """A record the worker could not decode or validate, kept with its coordinates and bytes."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(200))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApiKeyRow(Base):
+    """An API key, stored as the SHA-256 of the (high-entropy) secret; shown once at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    key_prefix: Mapped[str] = mapped_column(String(20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,280 @@
+"""The canonical event schema (contract §1): one pydantic model per ``type``, a discriminated union.
+
+Every service encodes and decodes events through this module only. Encoding keeps exactly the
+fields the producer set (``exclude_unset``), because "the latest event that *carries* a field
+wins": an explicit ``"account_id": null`` is carried, an absent field is not.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Union
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from services.core.money import MoneyError, check_currency, parse_decimal, to_minor
+
+LIFECYCLE_STAGES = ("lead", "mql", "sql", "opportunity", "customer")
+EVENT_TYPES = (
+    "campaign.upserted",
+    "campaign.cost",
+    "contact.upserted",
+    "contact.merged",
+    "touch",
+    "deal.created",
+    "deal.updated",
+    "deal.closed_won",
+    "deal.closed_lost",
+    "deal.reopened",
+    "fx.rate",
+)
+
+Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
+Slug = Annotated[
+    str, StringConstraints(strict=True, pattern=r"^[a-z0-9]+(?:_[a-z0-9]+)*$", max_length=100)
+]
+
+
+def _require_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be a string (RFC 3339 timestamp / ISO 8601 date), not a number")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _currency(value: str) -> str:
+    try:
+        return check_currency(value)
+    except MoneyError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _decimal_text(value: Any) -> Any:
+    try:
+        parse_decimal(value)
+    except MoneyError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_text), AfterValidator(_to_utc)]
+Day = Annotated[date, BeforeValidator(_require_text)]
+Currency = Annotated[str, StringConstraints(strict=True), AfterValidator(_currency)]
+DecimalText = Annotated[str, BeforeValidator(_decimal_text)]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: Id
+    occurred_at: Timestamp
+    source: Annotated[str, StringConstraints(strict=True, max_length=50)] | None = None
+
+    def carried(self, name: str) -> bool:
+        """Return whether this event carries field ``name`` (it was set, even to null)."""
+        return name in self.model_fields_set
+
+
+class _Priced(_Event):
+    """An event that may carry money: ``currency`` is validated first, then ``amount`` against it."""
+
+    currency: Currency | None = None
+    amount: DecimalText | None = None
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_fits_currency(cls, value: str | None, info: ValidationInfo) -> str | None:
+        currency = info.data.get("currency")
+        if value is None or currency is None:
+            return value
+        try:
+            minor = to_minor(value, currency)
+        except MoneyError as exc:
+            raise ValueError(str(exc)) from None
+        if minor < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _amount_with_currency(self) -> _Priced:
+        if (self.amount is None) != (self.currency is None):
+            raise ValueError("amount and currency must be given together")
+        return self
+
+
+class CampaignUpserted(_Event):
+    type: Literal["campaign.upserted"]
+    campaign_id: Id
+    name: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=500)]
+    channel: Slug
+    is_sales_sourced: StrictBool = False
+
+
+class CampaignCost(_Priced):
+    type: Literal["campaign.cost"]
+    campaign_id: Id
+    currency: Currency
+    amount: DecimalText
+    period_start: Day
+    period_end: Day
+
+    @model_validator(mode="after")
+    def _check(self) -> CampaignCost:
+        if self.period_end < self.period_start:
+            raise ValueError("period_end must not be before period_start")
+        return self
+
+
+class ContactUpserted(_Event):
+    type: Literal["contact.upserted"]
+    contact_id: Id
+    account_id: Id | None
+    lifecycle_stage: Literal["lead", "mql", "sql", "opportunity", "customer"] | None = None
+
+
+class ContactMerged(_Event):
+    type: Literal["contact.merged"]
+    contact_id: Id
+    merged_contact_id: Id
+
+    @model_validator(mode="after")
+    def _check(self) -> ContactMerged:
+        if self.contact_id == self.merged_contact_id:
+            raise ValueError("merged_contact_id must differ from contact_id")
+        return self
+
+
+class Touch(_Event):
+    type: Literal["touch"]
+    campaign_id: Id
+    contact_id: Id | None = None
+    account_id: Id | None = None
+    touch_type: Slug | None = None
+    lead_created: StrictBool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Touch:
+        if self.contact_id is None and self.account_id is None:
+            raise ValueError("a touch needs contact_id or account_id (at least one)")
+        return self
+
+
+class DealCreated(_Priced):
+    type: Literal["deal.created"]
+    deal_id: Id
+    account_id: Id
+    currency: Currency
+    amount: DecimalText
+    contact_ids: list[Id] | None = None
+    stage: Annotated[str, StringConstraints(strict=True, max_length=100)] | None = None
+
+
+class DealUpdated(_Priced):
+    type: Literal["deal.updated"]
+    deal_id: Id
+    stage: Annotated[str, StringConstraints(strict=True, max_length=100)] | None = None
+    account_id: Id | None = None
+    contact_ids: list[Id] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DealUpdated:
+        if not self.model_fields_set & {"amount", "stage", "account_id", "contact_ids"}:
+            raise ValueError("deal.updated needs at least one of amount+currency, stage, "
+                             "account_id, contact_ids")
+        return self
+
+
+class DealClosedWon(_Priced):
+    type: Literal["deal.closed_won"]
+    deal_id: Id
+    account_id: Id | None = None
+
+
+class DealClosedLost(_Event):
+    type: Literal["deal.closed_lost"]
+    deal_id: Id
+
+
+class DealReopened(_Event):
+    type: Literal["deal.reopened"]
+    deal_id: Id
+
+
+class FxRate(_Event):
+    type: Literal["fx.rate"]
+    date: Day
+    base: Currency
+    quote: Currency
+    rate: DecimalText
+
+    @model_validator(mode="after")
+    def _check(self) -> FxRate:
+        if Decimal(self.rate) <= 0:
+            raise ValueError("rate must be positive")
+        if self.base == self.quote:
+            raise ValueError("base and quote must differ")
+        return self
+
+
+Event = Annotated[
+    Union[  # noqa: UP007 - a discriminated union needs the Union spelling on 3.11 for pydantic
+        CampaignUpserted,
+        CampaignCost,
+        ContactUpserted,
+        ContactMerged,
+        Touch,
+        DealCreated,
+        DealUpdated,
+        DealClosedWon,
+        DealClosedLost,
+        DealReopened,
+        FxRate,
+    ],
+    Field(discriminator="type"),
+]
+DealEvent = DealCreated | DealUpdated | DealClosedWon | DealClosedLost | DealReopened
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_LIST_ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
+
+
+def encode(event: Event) -> bytes:
+    """Serialise an event to the canonical JSON bytes published on the topic."""
+    return orjson.dumps(event.model_dump(mode="json", exclude_unset=True) | {"type": event.type})
+
+
+def decode(raw: bytes) -> Event:
+    """Parse and validate canonical JSON bytes; raises pydantic.ValidationError or ValueError."""
+    return EVENT_ADAPTER.validate_python(orjson.loads(raw))
+
+
+def partition_key(event: Event) -> bytes:
+    """Return the Kafka key: events about the same entity share a partition, in order."""
+    for name in ("deal_id", "contact_id", "account_id", "campaign_id"):
+        value = getattr(event, name, None)
+        if value:
+            return f"{name[:-3]}:{value}".encode()
+    return b"fx"
+
+
+def sort_key(event: Event) -> tuple[datetime, str]:
+    """Return the order in which state is derived: (occurred_at, event_id)."""
+    return (event.occurred_at, event.event_id)

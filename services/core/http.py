@@ -1,0 +1,165 @@
+"""HTTP plumbing shared by the ingest service and the read API.
+
+RFC 9457 problem details for every error, bearer API keys with scopes, Prometheus metrics and
+health routes. Routes never build error bodies themselves: they raise, and the handlers
+registered by ``install_problem_handlers`` answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.core.auth import Principal, lookup_key
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An HTTP error answered as RFC 9457 problem details."""
+
+    def __init__(self, status: int, title: str, detail: str = "", *,
+                 errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail = status, title, detail
+        self.errors, self.headers = errors, headers
+
+
+def problem_response(problem: Problem) -> JSONResponse:
+    """Render a Problem as ``application/problem+json``."""
+    body: dict[str, Any] = {"type": "about:blank", "status": problem.status,
+                            "title": problem.title, "detail": problem.detail or problem.title}
+    if problem.errors is not None:
+        body["errors"] = problem.errors
+    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON,
+                        headers=problem.headers)
+
+
+def field_path(loc: Sequence[Any]) -> str:
+    """Turn a pydantic location into a readable path, e.g. ``events[3].amount``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "body"
+
+
+def validation_errors(errors: Sequence[dict[str, Any]], *, skip: Callable[[Any], bool] | None = None,
+                      ) -> list[dict[str, Any]]:
+    """Map pydantic errors to ``[{"field", "problem", "type"}]`` naming each field's location."""
+    out = []
+    for err in errors:
+        loc = [p for p in err.get("loc", ()) if not (skip and skip(p))]
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        out.append({"field": field_path(loc), "problem": msg, "type": err.get("type", "invalid")})
+    return out
+
+
+_STATUS_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+                  405: "Method Not Allowed", 406: "Not Acceptable", 413: "Payload Too Large",
+                  415: "Unsupported Media Type", 422: "Unprocessable Content",
+                  503: "Service Unavailable"}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Answer every error raised in ``app`` as problem details (no HTML, no bare 500 text)."""
+
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(exc.errors())
+        detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors[:5])
+        return problem_response(Problem(422, "Invalid request", detail, errors=errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = _STATUS_TITLES.get(exc.status_code, "Error")
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        return problem_response(Problem(exc.status_code, title, detail,
+                                        headers=getattr(exc, "headers", None)))
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        return problem_response(Problem(500, "Internal Server Error",
+                                        "an unexpected error occurred; it has been logged"))
+
+
+class KeyStore:
+    """Checks bearer keys against the database, caching answers for a few seconds."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, ttl_s: float = 5.0) -> None:
+        self._sessions, self._ttl = sessions, ttl_s
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    def principal(self, secret: str) -> Principal | None:
+        """Return the key's principal, or None for an unknown or revoked key."""
+        now = time.monotonic()
+        hit = self._cache.get(secret)
+        if hit and now - hit[0] < self._ttl:
+            return hit[1]
+        with self._sessions() as session:
+            found = lookup_key(session, secret)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[secret] = (now, found)
+        return found
+
+
+def authorize(store: KeyStore, authorization: str | None, scope: str) -> Principal:
+    """Return the principal for an ``Authorization: Bearer`` header holding ``scope``, or raise."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Problem(401, "Unauthorized", "send 'Authorization: Bearer <api key>'",
+                      headers=challenge)
+    principal = store.principal(authorization[7:].strip())
+    if principal is None:
+        raise Problem(401, "Unauthorized", "unknown or revoked API key", headers=challenge)
+    if scope not in principal.scopes:
+        raise Problem(403, "Forbidden", f"this API key lacks the '{scope}' scope")
+    return principal
+
+
+class HttpMetrics:
+    """Per-app Prometheus registry with request counts and latencies."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("http_requests_total", "HTTP requests", ["service", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("http_request_duration_seconds", "HTTP request latency",
+                                 ["service", "route"], registry=self.registry)
+        self.service = service
+
+    def install(self, app: FastAPI) -> None:
+        """Add the timing middleware and the ``/metrics`` route to ``app``."""
+
+        @app.middleware("http")
+        async def _timed(request: Request, call_next: Callable[[Request], Any]) -> Response:
+            start = time.perf_counter()
+            response: Response = await call_next(request)
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            self.requests.labels(self.service, route, str(response.status_code)).inc()
+            self.latency.labels(self.service, route).observe(time.perf_counter() - start)
+            return response
+
+        @app.get("/metrics", include_in_schema=False)
+        def metrics() -> Response:
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+__all__ = ["HTTPException", "HttpMetrics", "KeyStore", "Problem", "authorize",
+           "install_problem_handlers", "problem_response", "validation_errors"]

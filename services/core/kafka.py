@@ -1,0 +1,75 @@
+"""Kafka client factories and topic set-up (kafka-python; broker-agnostic).
+
+Clients are created by the services' lifespans, never at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from services.core.settings import Settings
+
+
+def _servers(settings: Settings) -> list[str]:
+    return [s.strip() for s in settings.kafka_bootstrap_servers.split(",") if s.strip()]
+
+
+def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+    """Create an idempotent producer that waits for every in-sync replica (acks=all)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": _servers(settings),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "max_request_size": 8 * 1024 * 1024,
+        "request_timeout_ms": settings.kafka_request_timeout_ms,
+        "max_block_ms": int(settings.publish_timeout_s * 1000),
+        "client_id": "closedloop-ingest",
+    }
+    options.update(overrides)
+    return KafkaProducer(**options)
+
+
+def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
+    """Create a consumer-group member with auto-commit off (the worker commits after the DB)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": _servers(settings),
+        "group_id": settings.consumer_group,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
+        "max_poll_records": settings.worker_max_poll_records,
+        "request_timeout_ms": max(settings.kafka_request_timeout_ms, 30000),
+        "client_id": "closedloop-worker",
+    }
+    options.update(overrides)
+    return KafkaConsumer(**options)
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the events and dead-letter topics with the configured partition count if missing.
+
+    The bundled broker would auto-create an unknown topic with ONE partition on first produce,
+    so every entry point calls this first.
+    """
+    admin = KafkaAdminClient(bootstrap_servers=_servers(settings), client_id="closedloop-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1)
+            for name in (settings.events_topic, settings.dead_letter_topic)
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()

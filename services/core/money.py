@@ -1,0 +1,90 @@
+"""Money as integers of minor units: parsing, formatting and currency conversion.
+
+Invariant: no float ever touches an amount. Amounts enter as decimal strings, are stored as
+``int`` minor units (the currency's ISO 4217 exponent), and conversions use ``Decimal`` with
+half-up rounding to the target currency's minor unit.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+# ISO 4217 active codes whose minor-unit exponent is not 2.
+_EXPONENT_EXCEPTIONS: dict[str, int] = {
+    **dict.fromkeys(
+        "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split(), 0
+    ),
+    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
+    **dict.fromkeys("CLF UYW".split(), 4),
+}
+# ISO 4217 active codes with exponent 2 (funds and precious metals without minor units left out).
+_TWO_DIGIT = (
+    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN BWP "
+    "BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD "
+    "FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD "
+    "KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD "
+    "NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP "
+    "SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED "
+    "VES WST XCD XCG YER ZAR ZMW ZWG"
+).split()
+CURRENCY_EXPONENTS: dict[str, int] = {**dict.fromkeys(_TWO_DIGIT, 2), **_EXPONENT_EXCEPTIONS}
+
+
+class MoneyError(ValueError):
+    """An amount or currency that breaks the money rules (the message says which)."""
+
+
+def exponent(currency: str) -> int:
+    """Return the ISO 4217 minor-unit exponent of ``currency``."""
+    try:
+        return CURRENCY_EXPONENTS[currency]
+    except KeyError:
+        raise MoneyError(f"unknown ISO 4217 currency code {currency!r}") from None
+
+
+def check_currency(currency: str) -> str:
+    """Return ``currency`` if it is a known ISO 4217 code, else raise MoneyError."""
+    exponent(currency)
+    return currency
+
+
+def parse_decimal(text: str) -> Decimal:
+    """Parse a plain decimal string (no exponent, no spaces) into a finite Decimal."""
+    if not isinstance(text, str):
+        raise MoneyError("must be a decimal string, e.g. \"12500.00\" (numbers are rejected)")
+    stripped = text.strip()
+    if stripped != text or not text or "e" in text.lower() or "_" in text:
+        raise MoneyError(f"{text!r} is not a plain decimal string")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise MoneyError(f"{text!r} is not a decimal number") from None
+    if not value.is_finite():
+        raise MoneyError(f"{text!r} is not a finite number")
+    return value
+
+
+def to_minor(amount: str, currency: str) -> int:
+    """Convert a decimal string in ``currency`` into integer minor units, exactly."""
+    exp = exponent(currency)
+    value = parse_decimal(amount)
+    scaled = value.scaleb(exp)
+    if scaled != scaled.to_integral_value():
+        raise MoneyError(f"{amount!r} has more decimal places than {currency} allows ({exp})")
+    return int(scaled)
+
+
+def format_minor(amount_minor: int, currency: str) -> str:
+    """Format integer minor units as a decimal string with the currency's exponent."""
+    exp = exponent(currency)
+    value = Decimal(amount_minor).scaleb(-exp)
+    return f"{value:.{exp}f}"
+
+
+def convert_minor(amount_minor: int, source: str, target: str, rate: Decimal) -> int:
+    """Convert minor units of ``source`` into ``target`` at ``rate`` (1 source = rate target).
+
+    Rounded half-up to the target's minor unit.
+    """
+    major = Decimal(amount_minor).scaleb(-exponent(source)) * rate
+    return int(major.scaleb(exponent(target)).quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -1,0 +1,54 @@
+"""Settings shared by every service, read from ``CLOSEDLOOP_*`` environment variables and ``.env``.
+
+Defaults are the embedded ones (a SQLite file and the bundled broker on loopback), so
+``closedloop up`` needs no environment at all. ``DATABASE_URL`` and
+``KAFKA_BOOTSTRAP_SERVERS`` are also accepted without the prefix, as the contract names them.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of Closed Loop; pass it explicitly to ``create_app`` and ``run``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLOSEDLOOP_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = Field(
+        default="sqlite:///closedloop.db",
+        validation_alias=AliasChoices("CLOSEDLOOP_DATABASE_URL", "DATABASE_URL", "database_url"),
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices(
+            "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"
+        ),
+    )
+    events_topic: str = "closedloop.events"
+    dead_letter_topic: str = "closedloop.dead-letters"
+    topic_partitions: int = 6
+    consumer_group: str = "closedloop-attribution"
+    # The bundled broker joins a group in about half the session timeout: keep it short.
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 1000
+    kafka_request_timeout_ms: int = 10000
+    publish_timeout_s: float = 10.0
+
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8001
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_batch_events: int = 5000
+
+    lookback_days: int = 180
+    half_life_days: float = 7.0
+    reporting_currency: str = "USD"
+
+    worker_max_poll_records: int = 2000
+    worker_poll_timeout_ms: int = 500
+    api_key_cache_s: float = 5.0
