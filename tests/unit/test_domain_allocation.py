@@ -38,7 +38,7 @@ def test_remainder_goes_to_the_largest_fraction_even_if_later() -> None:
 
 def test_weights_are_normalised_inside() -> None:
     assert split_cents(100, [F(2), F(1), F(1)]) == [50, 25, 25]
-    assert split_cents(7, [3, 4]) == [3, 4]
+    assert split_cents(7, [F(3), F(4)]) == [3, 4]
 
 
 def test_zero_weight_never_receives_a_unit() -> None:

@@ -44,7 +44,7 @@ def _credits(
     amounts = split_cents(amount_minor, weights)
     return [
         TouchCredit(touch=t, position=i, roles=r, weight=w, credit_minor=c)
-        for i, (t, r, w, c) in enumerate(zip(journey, roles, weights, amounts))
+        for i, (t, r, w, c) in enumerate(zip(journey, roles, weights, amounts, strict=True))
     ]
 
 

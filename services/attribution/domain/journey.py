@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 ROLE_FIRST = "first"
 ROLE_LAST = "last"
@@ -82,7 +83,7 @@ def select_journey(
 
 
 def _check_ordered(journey: Sequence[Touch]) -> None:
-    for before, after in zip(journey, journey[1:]):
+    for before, after in pairwise(journey):
         if (before.occurred_at, before.event_id) >= (after.occurred_at, after.event_id):
             raise ValueError(
                 "journey must be strictly ordered by (occurred_at, event_id) without "
@@ -97,9 +98,7 @@ def assign_roles(journey: Sequence[Touch], *, created_at: datetime) -> list[froz
     _check_ordered(journey)
     last = len(journey) - 1
     lead = next((i for i, t in enumerate(journey) if t.lead_created), 0)
-    opportunity = next(
-        (i for i in range(last, -1, -1) if journey[i].occurred_at <= created_at), 0
-    )
+    opportunity = next((i for i in range(last, -1, -1) if journey[i].occurred_at <= created_at), 0)
     holders = {
         ROLE_FIRST: 0,
         ROLE_LEAD_CREATION: lead,

@@ -5,8 +5,10 @@ Invariants:
   exactly 1 for a non-empty journey (``[]`` for an empty one).
 - Positional models are role weights. A touch's raw weight is the sum of the model's
   weights for the roles it holds; the ``middle`` weight is split evenly over the touches
-  holding no role and dropped when there are none. A model that gives no named role a
-  positive weight treats every touch as a middle touch (roles are ignored). Raw weights
+  holding none of the roles the model weights (its middle touches) and dropped when there
+  are none. So a model that names no roles (linear) makes every touch a middle touch, and
+  the last touch is a middle touch of u_shaped, as in the conventions the models are
+  named after. Raw weights
   are then normalised exactly; should they all be 0 the touches get equal weights
   (a defensive fallback: every validated model reaches a positive total, because each
   named role is always held by some touch of a non-empty journey).
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 from types import MappingProxyType
-from typing import TypeAlias, Union
+from typing import TypeAlias
 
 from .journey import ROLE_MIDDLE, ROLES, Touch
 
@@ -154,56 +156,59 @@ class TimeDecayModel:
         return {"half_life_days": _float_text(self.half_life_days)}
 
 
-AttributionModel: TypeAlias = Union[PositionalModel, TimeDecayModel]
+AttributionModel: TypeAlias = PositionalModel | TimeDecayModel
 
 
-def _builtin(model_id: str, description: str, **weights: str) -> PositionalModel:
-    return PositionalModel(
+_BUILTIN_TABLE: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("first_touch", "All credit to the first touch", {"first": "1"}),
+    ("last_touch", "All credit to the last touch", {"last": "1"}),
+    ("linear", "Equal credit to every touch", {"middle": "1"}),
+    (
+        "position_based",
+        "40% first, 40% last, 20% split over the middle touches",
+        {"first": "0.4", "last": "0.4", "middle": "0.2"},
+    ),
+    (
+        "u_shaped",
+        "40% first, 40% lead creation, 20% split over the middle touches",
+        {"first": "0.4", "lead_creation": "0.4", "middle": "0.2"},
+    ),
+    (
+        "w_shaped",
+        "30% first, 30% lead creation, 30% opportunity creation, 10% middle",
+        {"first": "0.3", "lead_creation": "0.3", "opportunity_creation": "0.3", "middle": "0.1"},
+    ),
+    (
+        "full_path",
+        "22.5% each to first, lead creation, opportunity creation and last, 10% middle",
+        {
+            "first": "0.225",
+            "lead_creation": "0.225",
+            "opportunity_creation": "0.225",
+            "last": "0.225",
+            "middle": "0.1",
+        },
+    ),
+    (
+        "j_shaped",
+        "20% first, 60% last, 20% split over the middle touches",
+        {"first": "0.2", "last": "0.6", "middle": "0.2"},
+    ),
+    (
+        "inverse_j",
+        "60% first, 20% last, 20% split over the middle touches",
+        {"first": "0.6", "last": "0.2", "middle": "0.2"},
+    ),
+)
+
+BUILTIN_POSITIONAL: dict[str, PositionalModel] = {
+    model_id: PositionalModel(
         model_id=model_id,
         weights={role: Fraction(text) for role, text in weights.items()},
         description=description,
         builtin=True,
     )
-
-
-BUILTIN_POSITIONAL: dict[str, PositionalModel] = {
-    m.model_id: m
-    for m in (
-        _builtin("first_touch", "All credit to the first touch", first="1"),
-        _builtin("last_touch", "All credit to the last touch", last="1"),
-        _builtin("linear", "Equal credit to every touch", middle="1"),
-        _builtin(
-            "position_based",
-            "40% first, 40% last, 20% split over the middle touches",
-            first="0.4", last="0.4", middle="0.2",
-        ),
-        _builtin(
-            "u_shaped",
-            "40% first, 40% lead creation, 20% split over the middle touches",
-            first="0.4", lead_creation="0.4", middle="0.2",
-        ),
-        _builtin(
-            "w_shaped",
-            "30% first, 30% lead creation, 30% opportunity creation, 10% middle",
-            first="0.3", lead_creation="0.3", opportunity_creation="0.3", middle="0.1",
-        ),
-        _builtin(
-            "full_path",
-            "22.5% each to first, lead creation, opportunity creation and last, 10% middle",
-            first="0.225", lead_creation="0.225", opportunity_creation="0.225",
-            last="0.225", middle="0.1",
-        ),
-        _builtin(
-            "j_shaped",
-            "20% first, 60% last, 20% split over the middle touches",
-            first="0.2", last="0.6", middle="0.2",
-        ),
-        _builtin(
-            "inverse_j",
-            "60% first, 20% last, 20% split over the middle touches",
-            first="0.6", last="0.2", middle="0.2",
-        ),
-    )
+    for model_id, description, weights in _BUILTIN_TABLE
 }
 
 
@@ -240,9 +245,11 @@ def positional_weights(model: PositionalModel, roles: Sequence[frozenset[str]]) 
     if not roles:
         return []
     weights = model.weights
-    names_roles = any(weights.get(role, Fraction(0)) > 0 for role in ROLES)
-    no_roles: frozenset[str] = frozenset()
-    effective = list(roles) if names_roles else [no_roles] * len(roles)
+    # A touch is a middle touch *for this model* when it holds none of the roles the model
+    # weights: the last touch is a middle touch of u_shaped, as in HubSpot's U-shape, and a
+    # model that names no roles (linear) makes every touch a middle touch.
+    model_roles = frozenset(role for role in ROLES if weights.get(role, Fraction(0)) > 0)
+    effective = [held & model_roles for held in roles]
     middle_count = sum(1 for held in effective if not held)
     middle_share = (
         weights.get(ROLE_MIDDLE, Fraction(0)) / middle_count if middle_count else Fraction(0)
@@ -288,7 +295,5 @@ def model_weights(
     if isinstance(model, PositionalModel):
         return positional_weights(model, roles)
     if isinstance(model, TimeDecayModel):
-        return time_decay_weights(
-            journey, closed_at=closed_at, half_life_days=model.half_life_days
-        )
+        return time_decay_weights(journey, closed_at=closed_at, half_life_days=model.half_life_days)
     raise TypeError(f"unsupported attribution model: {model!r}")

@@ -150,6 +150,7 @@ class DealRow(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    lost_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reporting_minor: Mapped[int | None] = mapped_column(BigInteger)
     fx_rate: Mapped[str | None] = mapped_column(String(60))
     conversion: Mapped[str | None] = mapped_column(String(20))
@@ -174,6 +175,9 @@ class FxRateRow(Base):
     base: Mapped[str] = mapped_column(String(3), primary_key=True)
     quote: Mapped[str] = mapped_column(String(3), primary_key=True)
     rate: Mapped[str] = mapped_column(String(60))
+    # The version that won: the latest (occurred_at, event_id) for this key.
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    event_id: Mapped[str] = mapped_column(ID)
 
 
 class AttributionModelRow(Base):

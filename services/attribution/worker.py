@@ -1,0 +1,176 @@
+"""The attribution worker: a Kafka consumer-group member that projects events into the database.
+
+Guarantee: at-least-once delivery + idempotent writes = each event's effect exactly once.
+- Auto-commit is off. Each poll returns a bounded batch; it is decoded (an undecodable or
+  invalid record becomes a ``dead_letters`` row, never dropped and never blocking its
+  partition), then applied in ONE database transaction that also records the next offset per
+  partition. Only after that commit are the offsets committed to Kafka.
+- A crash before the database commit loses nothing (the batch is polled again); a crash
+  between the two commits replays the batch, which the idempotent projector absorbs.
+- On assignment the worker seeks to the database's offset when it is ahead of Kafka's
+  committed offset (and not beyond the partition's end, which means the broker was reset:
+  then the broker's own position is kept, since replays are harmless and skips are not).
+- A transient database error rolls back, seeks back to the batch start, backs off and
+  retries. Anything unexpected is logged with partition and offset and the process exits
+  non-zero, for the supervisor to restart it. SIGTERM finishes the batch, commits, closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.attribution.projector import BatchResult, apply_events, lock_for_batch
+from services.attribution.registry import sync_builtin_models
+from services.core.db.engine import make_engine, make_sessionmaker
+from services.core.db.schema import ConsumerOffsetRow, DeadLetterRow
+from services.core.db.upsert import upsert
+from services.core.events import Event, decode
+from services.core.kafka import ensure_topics, make_consumer
+from services.core.settings import Settings
+
+log = logging.getLogger("closedloop.worker")
+
+
+class _SeekToDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.worker.seek_to_database(list(assigned))
+
+
+class Worker:
+    """One consumer-group member; ``run`` loops until ``stop`` is called or SIGTERM arrives."""
+
+    def __init__(self, settings: Settings, *, sessions: sessionmaker[Session] | None = None) -> None:
+        self.settings = settings
+        self.sessions = sessions or make_sessionmaker(make_engine(settings.database_url))
+        self.consumer: KafkaConsumer | None = None
+        self._stopping = False
+        self.batches = 0
+        self.events_applied = 0
+
+    def stop(self, *_: Any) -> None:
+        """Ask the loop to finish the current batch and exit."""
+        self._stopping = True
+
+    def seek_to_database(self, partitions: list[TopicPartition]) -> None:
+        """Seek assigned partitions to the database's offsets where those are ahead."""
+        assert self.consumer is not None
+        with self.sessions() as session:
+            stored = {row.partition: row.next_offset for row in session.scalars(
+                select(ConsumerOffsetRow).where(ConsumerOffsetRow.topic == self.settings.events_topic))}
+        ends = self.consumer.end_offsets(partitions) if partitions else {}
+        for tp in partitions:
+            db_offset = stored.get(tp.partition)
+            if db_offset is None:
+                continue
+            committed = self.consumer.committed(tp)
+            if committed is not None and committed < db_offset <= ends.get(tp, 0):
+                log.info("seeking %s to database offset %s (kafka had %s)", tp, db_offset, committed)
+                self.consumer.seek(tp, db_offset)
+
+    def _decode_batch(self, records: dict[TopicPartition, list[Any]], session: Session,
+                      ) -> tuple[list[Event], dict[str, tuple[int, int]], dict[TopicPartition, int]]:
+        events: list[Event] = []
+        coordinates: dict[str, tuple[int, int]] = {}
+        next_offsets: dict[TopicPartition, int] = {}
+        now = datetime.now(UTC)
+        for tp, batch in records.items():
+            for record in batch:
+                next_offsets[tp] = record.offset + 1
+                try:
+                    event = decode(record.value)
+                except (ValidationError, ValueError) as exc:
+                    session.add(DeadLetterRow(topic=tp.topic, partition=tp.partition,
+                                              offset=record.offset, raw=record.value or b"",
+                                              error=str(exc)[:4000], created_at=now))
+                    continue
+                events.append(event)
+                coordinates.setdefault(event.event_id, (tp.partition, record.offset))
+        return events, coordinates, next_offsets
+
+    def process(self, records: dict[TopicPartition, list[Any]]) -> BatchResult:
+        """Apply one polled batch in one transaction and record the next offsets with it."""
+        with self.sessions() as session, session.begin():
+            lock_for_batch(session)
+            events, coordinates, next_offsets = self._decode_batch(records, session)
+            result = apply_events(session, events, settings=self.settings,
+                                  now=datetime.now(UTC), coordinates=coordinates)
+            upsert(session, ConsumerOffsetRow, [
+                {"topic": tp.topic, "partition": tp.partition, "next_offset": offset}
+                for tp, offset in next_offsets.items()])
+        return result
+
+    def _rewind(self, records: dict[TopicPartition, list[Any]]) -> None:
+        assert self.consumer is not None
+        for tp, batch in records.items():
+            if batch:
+                self.consumer.seek(tp, batch[0].offset)
+
+    def run(self, *, max_batches: int | None = None, idle_exit_s: float | None = None) -> None:
+        """Consume until stopped (or ``max_batches`` / ``idle_exit_s`` for tests and tools)."""
+        ensure_topics(self.settings)
+        with self.sessions() as session, session.begin():
+            sync_builtin_models(session, self.settings)
+        self.consumer = make_consumer(self.settings)
+        self.consumer.subscribe([self.settings.events_topic], listener=_SeekToDatabase(self))
+        backoff, idle_since = 0.5, time.monotonic()
+        try:
+            while not self._stopping:
+                records = self.consumer.poll(timeout_ms=self.settings.worker_poll_timeout_ms)
+                if not records:
+                    if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                        break
+                    continue
+                try:
+                    result = self.process(records)
+                except (OperationalError, DBAPIError) as exc:
+                    if not _transient(exc):
+                        raise
+                    log.warning("database unavailable (%s); retrying in %.1fs", exc.__class__.__name__, backoff)
+                    self._rewind(records)
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                except Exception:
+                    first = {f"{tp.topic}[{tp.partition}]": b[0].offset for tp, b in records.items() if b}
+                    log.exception("unexpected error applying batch starting at %s; exiting", first)
+                    raise
+                backoff, idle_since = 0.5, time.monotonic()
+                self.consumer.commit({tp: OffsetAndMetadata(b[-1].offset + 1, "", -1)
+                                      for tp, b in records.items() if b})
+                self.batches += 1
+                self.events_applied += result.stored
+                if max_batches is not None and self.batches >= max_batches:
+                    break
+        finally:
+            self.consumer.close()
+
+
+def _transient(exc: DBAPIError) -> bool:
+    """Connection-level failures are retried; constraint and programming errors are bugs."""
+    return bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, OperationalError)
+
+
+def run(settings: Settings) -> None:
+    """Run a worker process until SIGTERM/SIGINT."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    worker = Worker(settings)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    worker.run()

@@ -1,0 +1,85 @@
+"""The attribution domain stays pure: standard library only, no I/O, no clock."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import services.attribution.domain as domain
+
+FORBIDDEN = {"sqlalchemy", "kafka", "fastapi", "logging", "httpx", "socket"}
+ALSO_FORBIDDEN = {"os", "io", "time", "random", "subprocess", "requests", "asyncio", "pydantic"}
+FIRST_PARTY = {"services"}
+CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
+PACKAGE_DIR = Path(domain.__file__).parent
+SOURCES = sorted(PACKAGE_DIR.glob("*.py"))
+
+
+def imported_roots(tree: ast.AST) -> set[str]:
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_every_module_imports() -> None:
+    names = [info.name for info in pkgutil.iter_modules(domain.__path__, f"{domain.__name__}.")]
+    assert {n.rsplit(".", 1)[1] for n in names} >= {"journey", "models", "allocation", "attribute"}
+    for name in names:
+        importlib.import_module(name)
+    assert len(SOURCES) == len(names) + 1  # + __init__.py
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_module_imports_only_pure_stdlib(source: Path) -> None:
+    roots = imported_roots(ast.parse(source.read_text(), filename=str(source)))
+    assert not roots & FORBIDDEN
+    assert not roots & ALSO_FORBIDDEN
+    allowed = set(sys.stdlib_module_names) | FIRST_PARTY
+    assert roots <= allowed, roots - allowed
+
+
+def test_public_api_pulls_in_nothing_impure_transitively() -> None:
+    """Importing the package (what callers do) loads only the stdlib, checked in a fresh process."""
+    repo_root = PACKAGE_DIR.parents[2]
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "import services.attribution.domain; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", probe, str(repo_root)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    loaded = set(result.stdout.split())
+    assert not loaded & (FORBIDDEN | (ALSO_FORBIDDEN - {"os", "io", "time"}))
+    stdlib = set(sys.stdlib_module_names) | set(sys.builtin_module_names) | {"__main__"}
+    assert loaded - FIRST_PARTY <= stdlib, loaded - FIRST_PARTY - stdlib
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_module_reads_no_clock_and_does_no_io(source: Path) -> None:
+    tree = ast.parse(source.read_text(), filename=str(source))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute):
+                assert func.attr not in CLOCK_CALLS, f"{source.name}:{node.lineno}"
+            if isinstance(func, ast.Name):
+                assert func.id not in {"open", "print", "input", "eval", "exec"}, (
+                    f"{source.name}:{node.lineno}"
+                )
+
+
+def test_public_api_is_reexported() -> None:
+    for name in domain.__all__:
+        assert hasattr(domain, name), name
