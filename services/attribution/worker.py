@@ -8,8 +8,10 @@ Guarantee: at-least-once delivery + idempotent writes = each event's effect exac
 - A crash before the database commit loses nothing (the batch is polled again); a crash
   between the two commits replays the batch, which the idempotent projector absorbs.
 - On assignment the worker seeks to the database's offset when it is ahead of Kafka's
-  committed offset (and not beyond the partition's end, which means the broker was reset:
-  then the broker's own position is kept, since replays are harmless and skips are not).
+  committed offset. A broker that forgot everything (the bundled in-memory one after a
+  restart) has no committed offset, so the worker starts from the beginning: replays are
+  harmless, skips are not. Should a stored offset lie beyond a partition's end, the fetch
+  is out of range and ``auto_offset_reset=earliest`` replays the partition.
 - A transient database error rolls back, seeks back to the batch start, backs off and
   retries. Anything unexpected is logged with partition and offset and the process exits
   non-zero, for the supervisor to restart it. SIGTERM finishes the batch, commits, closes.
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -50,7 +53,8 @@ class _SeekToDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
         pass
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self.worker.seek_to_database(list(assigned))
+        # Runs on kafka-python's IO thread, which must not block: the main loop seeks.
+        self.worker.pending_assignment.update(assigned)
 
 
 class Worker:
@@ -61,6 +65,7 @@ class Worker:
         self.sessions = sessions or make_sessionmaker(make_engine(settings.database_url))
         self.consumer: KafkaConsumer | None = None
         self._stopping = False
+        self.pending_assignment: set[TopicPartition] = set()
         self.batches = 0
         self.events_applied = 0
 
@@ -68,21 +73,26 @@ class Worker:
         """Ask the loop to finish the current batch and exit."""
         self._stopping = True
 
-    def seek_to_database(self, partitions: list[TopicPartition]) -> None:
-        """Seek assigned partitions to the database's offsets where those are ahead."""
+    def seek_to_database(self, partitions: list[TopicPartition]) -> set[TopicPartition]:
+        """Seek assigned partitions to the database's offsets where those are ahead.
+
+        Returns the partitions that were moved; records already polled for them are stale.
+        """
         assert self.consumer is not None
         with self.sessions() as session:
             stored = {row.partition: row.next_offset for row in session.scalars(
                 select(ConsumerOffsetRow).where(ConsumerOffsetRow.topic == self.settings.events_topic))}
-        ends = self.consumer.end_offsets(partitions) if partitions else {}
+        moved: set[TopicPartition] = set()
         for tp in partitions:
             db_offset = stored.get(tp.partition)
             if db_offset is None:
                 continue
             committed = self.consumer.committed(tp)
-            if committed is not None and committed < db_offset <= ends.get(tp, 0):
+            if committed is not None and committed < db_offset:
                 log.info("seeking %s to database offset %s (kafka had %s)", tp, db_offset, committed)
                 self.consumer.seek(tp, db_offset)
+                moved.add(tp)
+        return moved
 
     def _decode_batch(self, records: dict[TopicPartition, list[Any]], session: Session,
                       ) -> tuple[list[Event], dict[str, tuple[int, int]], dict[TopicPartition, int]]:
@@ -133,8 +143,15 @@ class Worker:
         try:
             while not self._stopping:
                 records = self.consumer.poll(timeout_ms=self.settings.worker_poll_timeout_ms)
+                if self.pending_assignment:
+                    assigned = self.pending_assignment & self.consumer.assignment()
+                    self.pending_assignment.clear()
+                    moved = self.seek_to_database(sorted(assigned))
+                    records = {tp: recs for tp, recs in records.items() if tp not in moved}
                 if not records:
-                    if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                    if not self.consumer.assignment():
+                        idle_since = time.monotonic()  # still joining the group: not idle
+                    elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                         break
                     continue
                 try:
@@ -152,8 +169,13 @@ class Worker:
                     log.exception("unexpected error applying batch starting at %s; exiting", first)
                     raise
                 backoff, idle_since = 0.5, time.monotonic()
-                self.consumer.commit({tp: OffsetAndMetadata(b[-1].offset + 1, "", -1)
-                                      for tp, b in records.items() if b})
+                try:
+                    self.consumer.commit({tp: OffsetAndMetadata(b[-1].offset + 1, "", -1)
+                                          for tp, b in records.items() if b})
+                except CommitFailedError:
+                    # A rebalance took the partitions; the database already holds the effects
+                    # and their offsets, so whoever consumes next resumes or replays harmlessly.
+                    log.warning("offset commit failed after a rebalance; the database has them")
                 self.batches += 1
                 self.events_applied += result.stored
                 if max_batches is not None and self.batches >= max_batches:
