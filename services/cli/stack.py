@@ -1,0 +1,100 @@
+"""``closedloop up``: the whole pipeline as child processes on embedded defaults.
+
+Starts the bundled broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` points elsewhere), migrates the
+database (a SQLite file unless ``DATABASE_URL`` says otherwise), creates a dev API key, then
+runs ingest, worker and API as separate processes, exactly as in production. Ctrl-C stops them
+all (SIGTERM first: the worker finishes its batch and commits).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from rich.console import Console
+
+from services.core.broker import free_port, port_open, start_bundled_broker, wait_for_port
+from services.core.settings import Settings
+
+_KAFKA_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS")
+
+
+def _migrate_and_key(settings: Settings) -> str:
+    from services.attribution.registry import sync_builtin_models
+    from services.core.auth import create_key
+    from services.core.db.engine import make_engine, make_sessionmaker
+    from services.core.db.migrate import upgrade
+
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as session, session.begin():
+        sync_builtin_models(session, settings)
+        key = create_key(session, name="dev (closedloop up)", scopes=["ingest", "read", "admin"])
+    engine.dispose()
+    return key
+
+
+def _stop(procs: list[subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_stack(settings: Settings, *, demo: bool, demo_deals: int, console: Console) -> None:
+    """Run broker, ingest, worker and API until Ctrl-C; optionally post a demo history."""
+    env = dict(os.environ)
+    procs: list[subprocess.Popen[bytes]] = []
+    broker = None
+    if not any(env.get(name) for name in _KAFKA_ENV):
+        port = int(settings.kafka_bootstrap_servers.rsplit(":", 1)[1])
+        if port_open(port):
+            port = free_port()
+        broker = start_bundled_broker(port)
+        env["CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{port}"})
+        console.print(f"bundled broker (in-memory) on 127.0.0.1:{port}")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        key = _migrate_and_key(settings)
+        for command in ("worker", "ingest", "api"):
+            procs.append(subprocess.Popen([sys.executable, "-m", "services.cli.main", command],
+                                          env=env))
+        for port in (settings.ingest_port, settings.api_port):
+            wait_for_port(port, timeout_s=60)
+        ingest_url = f"http://{settings.ingest_host}:{settings.ingest_port}"
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        console.print(f"\n[bold green]Closed Loop is up[/bold green]\n"
+                      f"  ingest  {ingest_url}/v1/events   (docs {ingest_url}/docs)\n"
+                      f"  api     {api_url}/v1/reports/roi  (docs {api_url}/docs)\n"
+                      f"  database {settings.database_url}\n"
+                      f"  dev API key (scopes ingest,read,admin; shown once):\n  {key}\n")
+        if demo:
+            from services.simulate import generate, post_events, shuffle_with_duplicates
+
+            start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            events = generate(seed=1, deals=demo_deals, start=start - timedelta(days=120), days=120)
+            arrivals = shuffle_with_duplicates(events, seed=1, duplicate_rate=0.05)
+            post_events(arrivals, url=ingest_url, api_key=key)
+            console.print(f"demo: posted {len(arrivals)} events ({len(events)} distinct)")
+        console.print("Press Ctrl-C to stop.")
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        dead = [p.args[-1] for p in procs if p.poll() is not None]  # type: ignore[index]
+        console.print(f"[red]{', '.join(map(str, dead))} exited; stopping[/red]")
+        raise SystemExit(1)
+    except KeyboardInterrupt:
+        console.print("\nstopping…")
+    finally:
+        _stop(procs)
+        if broker is not None:
+            _stop([broker], timeout_s=5)
