@@ -1,0 +1,88 @@
+"""The read API's errors and their RFC 9457 answers, registered in one place.
+
+Routes and queries raise the exceptions below (which know nothing of HTTP); ``install_errors``
+maps each to a status and a problem body. Anything a client can send ends in a 4xx: a 500 is a
+bug. A database that cannot be reached answers 503 with ``Retry-After`` (not the client's fault,
+and worth retrying).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from services.core.http import Problem, install_problem_handlers, problem_response
+
+log = logging.getLogger(__name__)
+
+
+class InvalidQuery(ValueError):
+    """A query parameter that parses but breaks a rule (bad date, empty range, ...)."""
+
+    def __init__(self, field: str, problem: str, *, kind: str = "value_error") -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem, self.kind = field, problem, kind
+
+
+class UnknownModel(InvalidQuery):
+    """An attribution model id that is not in ``attribution_models``."""
+
+    def __init__(self, field: str, model_ids: Sequence[str], known: Sequence[str]) -> None:
+        names = ", ".join(repr(m) for m in model_ids)
+        listing = ", ".join(known) if known else "none yet (has the worker started?)"
+        super().__init__(
+            field, f"unknown model {names}; known models: {listing}", kind="unknown_model"
+        )
+
+
+class DealNotFound(LookupError):
+    """No deal with this id has been seen."""
+
+    def __init__(self, deal_id: str) -> None:
+        super().__init__(deal_id)
+        self.deal_id = deal_id
+
+
+class NotAcceptable(Exception):
+    """The ``Accept`` header admits none of the media types a report is available in."""
+
+    def __init__(self, offered: Sequence[str]) -> None:
+        super().__init__(", ".join(offered))
+        self.offered = tuple(offered)
+
+
+def install_errors(app: FastAPI) -> None:
+    """Register the shared problem handlers plus the read API's own exceptions."""
+    install_problem_handlers(app)
+
+    @app.exception_handler(InvalidQuery)
+    async def _invalid(_: Request, exc: InvalidQuery) -> JSONResponse:
+        errors = [{"field": exc.field, "problem": exc.problem, "type": exc.kind}]
+        return problem_response(
+            Problem(422, "Invalid request", f"{exc.field}: {exc.problem}", errors=errors)
+        )
+
+    @app.exception_handler(DealNotFound)
+    async def _no_deal(_: Request, exc: DealNotFound) -> JSONResponse:
+        return problem_response(Problem(404, "Not Found", f"no deal with id {exc.deal_id!r}"))
+
+    @app.exception_handler(NotAcceptable)
+    async def _not_acceptable(_: Request, exc: NotAcceptable) -> JSONResponse:
+        detail = f"this resource is available as {' or '.join(exc.offered)}"
+        return problem_response(Problem(406, "Not Acceptable", detail))
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc.orig or exc)
+        return problem_response(
+            Problem(
+                503,
+                "Service Unavailable",
+                "the database is unavailable",
+                headers={"Retry-After": "5"},
+            )
+        )

@@ -1,0 +1,19 @@
+"""Run the read API with uvicorn (``closedloop api``)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.api.app import create_app
+from services.core.settings import Settings
+
+
+def run(settings: Settings) -> None:
+    """Serve the read API on ``settings.api_host:settings.api_port`` until stopped."""
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        proxy_headers=False,
+        log_level="info",
+    )

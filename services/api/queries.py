@@ -1,0 +1,282 @@
+"""The reports' SQL: every sum, count and group-by runs in the database.
+
+Reads only the report projection (``credits``, ``deal_attributions``), derived state (``deals``,
+``campaigns``, ``campaign_cost_days``, ``touches``) and ``attribution_models``; never writes.
+Functions return integers of minor units and plain floats; formatting is the caller's job.
+
+Range rules: a credit or deal attribution counts when ``start_at <= closed_at < end_at``; a
+cost day counts when ``start <= day < end`` (so a cost spread over days is cut at the bounds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    and_,
+    case,
+    cast,
+    func,
+    select,
+    union,
+)
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from services.api.params import Period
+from services.core.db.schema import (
+    AttributionModelRow,
+    CampaignCostDayRow,
+    CampaignRow,
+    CreditRow,
+    DealAttributionRow,
+    DealRow,
+    TouchRow,
+)
+
+WON = "won"
+CONVERTED = "converted"
+UNCONVERTED = "unconverted"
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One report row: a campaign (or a channel) with revenue and deals per model, and cost."""
+
+    campaign_id: str | None
+    campaign_name: str | None
+    channel: str | None
+    revenue: tuple[int, ...]
+    deals: tuple[float, ...]
+    cost: int
+
+
+@dataclass(frozen=True)
+class WonTotals:
+    won_deals: int
+    closed_won_minor: int
+    unconverted_count: int
+    unconverted_by_currency: dict[str, int]
+
+
+@dataclass(frozen=True)
+class JourneyRow:
+    event_id: str
+    occurred_at: datetime | None
+    campaign_id: str
+    channel: str | None
+    roles: str
+    weight: float
+    credit_minor: int
+
+
+def _closed_in(
+    column: InstrumentedAttribute[datetime] | InstrumentedAttribute[datetime | None], period: Period
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if period.start_at is not None:
+        conditions.append(column >= period.start_at)
+    if period.end_at is not None:
+        conditions.append(column < period.end_at)
+    return conditions
+
+
+def _bytewise(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+    """Order strings by code point on both dialects (PostgreSQL's default is locale order)."""
+    return column.collate("C") if dialect == "postgresql" else column
+
+
+def _days_in(period: Period) -> list[ColumnElement[bool]]:
+    day = CampaignCostDayRow.day
+    conditions: list[ColumnElement[bool]] = []
+    if period.start is not None:
+        conditions.append(day >= period.start)
+    if period.end is not None:
+        conditions.append(day < period.end)
+    return conditions
+
+
+def models(session: Session) -> list[AttributionModelRow]:
+    """Return every attribution model in display order."""
+    stmt = select(AttributionModelRow).order_by(
+        AttributionModelRow.position, AttributionModelRow.model_id
+    )
+    return list(session.scalars(stmt))
+
+
+def model_ids(session: Session) -> list[str]:
+    """Return every model id in display order."""
+    stmt = select(AttributionModelRow.model_id).order_by(
+        AttributionModelRow.position, AttributionModelRow.model_id
+    )
+    return list(session.scalars(stmt))
+
+
+def _per_campaign(model_list: Sequence[str], period: Period) -> Select[Any]:
+    """Select per campaign: ``r<i>``/``d<i>`` revenue and deals under model i, and ``cost``."""
+    sums: list[Any] = []
+    for i, model_id in enumerate(model_list):
+        is_model = CreditRow.model_id == model_id
+        sums.append(func.sum(case((is_model, CreditRow.credit_minor), else_=0)).label(f"r{i}"))
+        sums.append(func.sum(case((is_model, CreditRow.weight), else_=0.0)).label(f"d{i}"))
+    credited = (
+        select(CreditRow.campaign_id, *sums)
+        .where(CreditRow.model_id.in_(model_list), *_closed_in(CreditRow.closed_at, period))
+        .group_by(CreditRow.campaign_id)
+        .subquery("credited")
+    )
+    spent = (
+        select(
+            CampaignCostDayRow.campaign_id, func.sum(CampaignCostDayRow.cost_minor).label("cost")
+        )
+        .where(*_days_in(period))
+        .group_by(CampaignCostDayRow.campaign_id)
+        .subquery("spent")
+    )
+    ids = union(select(credited.c.campaign_id), select(spent.c.campaign_id)).subquery("ids")
+    columns: list[Any] = [
+        ids.c.campaign_id,
+        CampaignRow.name.label("campaign_name"),
+        CampaignRow.channel.label("channel"),
+    ]
+    for i in range(len(model_list)):
+        columns.append(func.coalesce(credited.c[f"r{i}"], 0).label(f"r{i}"))
+        columns.append(func.coalesce(credited.c[f"d{i}"], 0.0).label(f"d{i}"))
+    columns.append(func.coalesce(spent.c.cost, 0).label("cost"))
+    return (
+        select(*columns)
+        .select_from(ids)
+        .outerjoin(credited, credited.c.campaign_id == ids.c.campaign_id)
+        .outerjoin(spent, spent.c.campaign_id == ids.c.campaign_id)
+        .outerjoin(CampaignRow, CampaignRow.campaign_id == ids.c.campaign_id)
+    )
+
+
+def grouped_rows(
+    session: Session, model_list: Sequence[str], period: Period, *, group_by: str
+) -> list[GroupRow]:
+    """Return revenue, deals and cost per campaign or per channel, best first.
+
+    Rows are every campaign (channel) with a credit or a cost day in the period, ordered by the
+    first model's revenue (descending), then campaign id (channel; a null channel last).
+    """
+    per_campaign = _per_campaign(model_list, period)
+    n = len(model_list)
+    dialect = session.get_bind().dialect.name
+    stmt: Select[Any]
+    if group_by == "campaign":
+        cols = per_campaign.selected_columns
+        stmt = per_campaign.order_by(
+            (cols.r0 if n else cols.cost).desc(), _bytewise(cols.campaign_id, dialect)
+        )
+    else:
+        sub = per_campaign.subquery("per_campaign")
+        sums: list[Any] = []
+        for i in range(n):
+            sums += [
+                func.sum(sub.c[f"r{i}"]).label(f"r{i}"),
+                cast(func.sum(sub.c[f"d{i}"]), Float).label(f"d{i}"),
+            ]
+        stmt = (
+            select(sub.c.channel, *sums, func.sum(sub.c.cost).label("cost"))
+            .group_by(sub.c.channel)
+            .order_by(
+                func.sum(sub.c.r0 if n else sub.c.cost).desc(),
+                sub.c.channel.is_(None),
+                _bytewise(sub.c.channel, dialect),
+            )
+        )
+    return [
+        GroupRow(
+            campaign_id=row.get("campaign_id"),
+            campaign_name=row.get("campaign_name"),
+            channel=row.channel,
+            revenue=tuple(int(row[f"r{i}"]) for i in range(n)),
+            deals=tuple(float(row[f"d{i}"]) for i in range(n)),
+            cost=int(row.cost),
+        )
+        for row in session.execute(stmt).mappings()
+    ]
+
+
+def deal_attribution_sums(
+    session: Session, model_list: Sequence[str], period: Period
+) -> dict[str, tuple[int, int]]:
+    """Return ``{model_id: (attributed_minor, unattributed_minor)}`` over deals closed in range.
+
+    Models without a row in range are absent from the answer.
+    """
+    stmt = (
+        select(
+            DealAttributionRow.model_id,
+            func.sum(DealAttributionRow.attributed_minor),
+            func.sum(DealAttributionRow.unattributed_minor),
+        )
+        .where(
+            DealAttributionRow.model_id.in_(model_list),
+            *_closed_in(DealAttributionRow.closed_at, period),
+        )
+        .group_by(DealAttributionRow.model_id)
+    )
+    return {
+        model_id: (int(attributed), int(unattributed))
+        for model_id, attributed, unattributed in session.execute(stmt)
+    }
+
+
+def won_totals(session: Session, period: Period) -> WonTotals:
+    """Return the won deals closed in range: converted count and sum, unconverted per currency."""
+    in_range = and_(DealRow.status == WON, *_closed_in(DealRow.closed_at, period))
+    count, total = session.execute(
+        select(func.count(), func.coalesce(func.sum(DealRow.reporting_minor), 0)).where(
+            in_range, DealRow.conversion == CONVERTED
+        )
+    ).one()
+    per_currency = session.execute(
+        select(DealRow.currency, func.count(), func.coalesce(func.sum(DealRow.amount_minor), 0))
+        .where(in_range, DealRow.conversion == UNCONVERTED)
+        .group_by(DealRow.currency)
+        .order_by(DealRow.currency)
+    ).all()
+    return WonTotals(
+        won_deals=int(count),
+        closed_won_minor=int(total or 0),
+        unconverted_count=sum(int(n or 0) for _, n, _ in per_currency),
+        # A won deal that never carried an amount has no currency: counted, with no amount.
+        unconverted_by_currency={cur: int(amount or 0) for cur, _, amount in per_currency if cur},
+    )
+
+
+def deal(session: Session, deal_id: str) -> DealRow | None:
+    """Return the deal with this id, or None."""
+    return session.get(DealRow, deal_id)
+
+
+def has_attribution(session: Session, model_id: str, deal_id: str) -> bool:
+    """Whether the projection holds a (model, deal) attribution, i.e. the deal is won+converted."""
+    return session.get(DealAttributionRow, (model_id, deal_id)) is not None
+
+
+def journey(session: Session, model_id: str, deal_id: str) -> list[JourneyRow]:
+    """Return a deal's credited touches under one model, in journey order."""
+    stmt = (
+        select(
+            CreditRow.touch_event_id,
+            TouchRow.occurred_at,
+            CreditRow.campaign_id,
+            CampaignRow.channel,
+            CreditRow.roles,
+            CreditRow.weight,
+            CreditRow.credit_minor,
+        )
+        .outerjoin(TouchRow, TouchRow.event_id == CreditRow.touch_event_id)
+        .outerjoin(CampaignRow, CampaignRow.campaign_id == CreditRow.campaign_id)
+        .where(CreditRow.model_id == model_id, CreditRow.deal_id == deal_id)
+        .order_by(CreditRow.position, CreditRow.touch_event_id)
+    )
+    return [JourneyRow(*row) for row in session.execute(stmt)]

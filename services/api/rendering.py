@@ -1,0 +1,158 @@
+"""Every report body rendered as JSON or CSV; the only place that writes CSV.
+
+CSV decisions: a header row, then the JSON report's rows with the same fields in the same order
+(totals are left out: a CSV is one table). Compare flattens ``revenue`` into one
+``revenue_<model>`` column per model; reconciliation is one row per model; a deal's attribution
+is one row per journey touch, with its ``roles`` comma-joined. Empty cells are nulls. Text that a
+spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` not followed by a number) is
+prefixed with ``'`` (OWASP CSV injection advice); money and numbers are written as they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Sequence
+from functools import singledispatch
+from typing import Any
+
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from services.api.params import ReportFormat
+from services.api.schemas import (
+    CompareReportOut,
+    DealAttributionOut,
+    ReconciliationOut,
+    RoiReportOut,
+)
+
+Table = tuple[list[str], list[list[Any]]]
+
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def render(body: BaseModel, fmt: ReportFormat, *, filename: str) -> Response:
+    """Answer ``body`` as JSON, or as a CSV attachment named ``filename``."""
+    if fmt is ReportFormat.CSV:
+        header, rows = table(body)
+        return Response(
+            write_csv(header, rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def write_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Write a header and rows as CSV text (RFC 4180 quoting, CRLF line ends)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([_cell(h) for h in header])
+    writer.writerows([_cell(v) for v in row] for row in rows)
+    return buffer.getvalue()
+
+
+@singledispatch
+def table(body: BaseModel) -> Table:
+    """Flatten a report body into a header and rows."""
+    raise TypeError(f"no CSV form for {type(body).__name__}")
+
+
+_RATIOS = ["revenue", "deals", "cost", "roi", "roas"]
+
+
+@table.register
+def _roi(body: RoiReportOut) -> Table:
+    keys = (
+        ["campaign_id", "campaign_name", "channel"] if body.group_by == "campaign" else ["channel"]
+    ) + _RATIOS
+    return keys, [[getattr(row, k) for k in keys] for row in body.rows]
+
+
+@table.register
+def _compare(body: CompareReportOut) -> Table:
+    keys = (
+        ["campaign_id", "campaign_name", "channel"] if body.group_by == "campaign" else ["channel"]
+    )
+    header = keys + [f"revenue_{m}" for m in body.models] + ["cost"]
+    rows = [
+        [getattr(row, k) for k in keys] + [row.revenue[m] for m in body.models] + [row.cost]
+        for row in body.rows
+    ]
+    return header, rows
+
+
+@table.register
+def _reconciliation(body: ReconciliationOut) -> Table:
+    header = [
+        "model",
+        "currency",
+        "from",
+        "to",
+        "closed_won_revenue",
+        "won_deals",
+        "attributed",
+        "unattributed",
+        "unconverted_count",
+    ]
+    rows = [
+        [
+            model_id,
+            body.currency,
+            body.from_,
+            body.to,
+            body.closed_won_revenue,
+            body.won_deals,
+            m.attributed,
+            m.unattributed,
+            body.unconverted.count,
+        ]
+        for model_id, m in body.models.items()
+    ]
+    return header, rows
+
+
+@table.register
+def _deal(body: DealAttributionOut) -> Table:
+    header = [
+        "deal_id",
+        "model",
+        "status",
+        "event_id",
+        "occurred_at",
+        "campaign_id",
+        "channel",
+        "roles",
+        "weight",
+        "credit",
+    ]
+    rows = [
+        [
+            body.deal.deal_id,
+            body.model,
+            body.deal.status,
+            t.event_id,
+            t.occurred_at,
+            t.campaign_id,
+            t.channel,
+            ",".join(t.roles),
+            t.weight,
+            t.credit,
+        ]
+        for t in body.journey
+    ]
+    return header, rows

@@ -1,0 +1,217 @@
+"""Turn query results into report bodies: money formatting, ratios, zero-filling.
+
+Invariants kept here:
+- ``totals.revenue`` is the sum of the rows' revenue, ``totals.cost`` the sum of their cost
+  (integers, summed before formatting, so the totals match the rows to the cent).
+- Every requested model appears in every compare row and total (zero when it has no credit).
+- Reconciliation takes attributed and unattributed from ``deal_attributions``, which the worker
+  keeps so that, per model, attributed + unattributed = the converted amount of each deal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from fractions import Fraction
+
+from sqlalchemy.orm import Session
+
+from services.api import queries
+from services.api.errors import DealNotFound
+from services.api.params import Period
+from services.api.schemas import (
+    CompareCampaignRowOut,
+    CompareChannelRowOut,
+    CompareReportOut,
+    CompareTotalsOut,
+    DealAttributionOut,
+    DealOut,
+    GroupBy,
+    JourneyTouchOut,
+    ModelReconciliationOut,
+    ReconciliationOut,
+    RoiCampaignRowOut,
+    RoiChannelRowOut,
+    RoiReportOut,
+    RoiTotalsOut,
+    UnconvertedOut,
+)
+from services.core.money import format_minor
+
+
+def ratio(numerator: int, denominator: int) -> float | None:
+    """Return numerator/denominator rounded to 4 decimals, or None when the denominator is 0."""
+    if denominator == 0:
+        return None
+    return float(round(Fraction(numerator, denominator), 4))
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    """Format a timestamp as RFC 3339 in UTC with a ``Z``."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def roi_report(
+    session: Session, *, model_id: str, period: Period, group_by: GroupBy, currency: str
+) -> RoiReportOut:
+    """Build the ROI report of one model over a period."""
+    rows = queries.grouped_rows(session, [model_id], period, group_by=group_by)
+    sums = queries.deal_attribution_sums(session, [model_id], period)
+    out_rows: list[RoiCampaignRowOut] | list[RoiChannelRowOut]
+    common = [
+        {
+            "channel": r.channel,
+            "revenue": format_minor(r.revenue[0], currency),
+            "deals": round(r.deals[0], 4),
+            "cost": format_minor(r.cost, currency),
+            "roi": ratio(r.revenue[0] - r.cost, r.cost),
+            "roas": ratio(r.revenue[0], r.cost),
+        }
+        for r in rows
+    ]
+    if group_by == "campaign":
+        out_rows = [
+            RoiCampaignRowOut(
+                campaign_id=r.campaign_id or "", campaign_name=r.campaign_name, **fields
+            )
+            for r, fields in zip(rows, common, strict=True)
+        ]
+    else:
+        out_rows = [RoiChannelRowOut(**fields) for fields in common]
+    start, end = period.echo()
+    return RoiReportOut(
+        model=model_id,
+        from_=start,
+        to=end,
+        currency=currency,
+        group_by=group_by,
+        rows=out_rows,
+        totals=RoiTotalsOut(
+            revenue=format_minor(sum(r.revenue[0] for r in rows), currency),
+            cost=format_minor(sum(r.cost for r in rows), currency),
+            unattributed_revenue=format_minor(sums.get(model_id, (0, 0))[1], currency),
+        ),
+    )
+
+
+def compare_report(
+    session: Session, *, model_ids: Sequence[str], period: Period, group_by: GroupBy, currency: str
+) -> CompareReportOut:
+    """Build the side-by-side revenue of several models over a period."""
+    rows = queries.grouped_rows(session, model_ids, period, group_by=group_by)
+    sums = queries.deal_attribution_sums(session, model_ids, period)
+
+    def per_model(values: Sequence[int]) -> dict[str, str]:
+        return {m: format_minor(v, currency) for m, v in zip(model_ids, values, strict=True)}
+
+    out_rows: list[CompareCampaignRowOut] | list[CompareChannelRowOut]
+    if group_by == "campaign":
+        out_rows = [
+            CompareCampaignRowOut(
+                campaign_id=r.campaign_id or "",
+                campaign_name=r.campaign_name,
+                channel=r.channel,
+                revenue=per_model(r.revenue),
+                cost=format_minor(r.cost, currency),
+            )
+            for r in rows
+        ]
+    else:
+        out_rows = [
+            CompareChannelRowOut(
+                channel=r.channel, revenue=per_model(r.revenue), cost=format_minor(r.cost, currency)
+            )
+            for r in rows
+        ]
+    start, end = period.echo()
+    return CompareReportOut(
+        models=list(model_ids),
+        from_=start,
+        to=end,
+        currency=currency,
+        group_by=group_by,
+        rows=out_rows,
+        totals=CompareTotalsOut(
+            revenue=per_model([sum(r.revenue[i] for r in rows) for i in range(len(model_ids))]),
+            unattributed_revenue=per_model([sums.get(m, (0, 0))[1] for m in model_ids]),
+            cost=format_minor(sum(r.cost for r in rows), currency),
+        ),
+    )
+
+
+def reconciliation_report(session: Session, *, period: Period, currency: str) -> ReconciliationOut:
+    """Build the reconciliation of closed-won revenue against every model's attribution."""
+    won = queries.won_totals(session, period)
+    model_ids = queries.model_ids(session)
+    sums = queries.deal_attribution_sums(session, model_ids, period)
+    start, end = period.echo()
+    return ReconciliationOut(
+        currency=currency,
+        from_=start,
+        to=end,
+        closed_won_revenue=format_minor(won.closed_won_minor, currency),
+        won_deals=won.won_deals,
+        unconverted=UnconvertedOut(
+            count=won.unconverted_count,
+            amounts={
+                cur: format_minor(amount, cur)
+                for cur, amount in won.unconverted_by_currency.items()
+            },
+        ),
+        models={
+            m: ModelReconciliationOut(
+                attributed=format_minor(sums.get(m, (0, 0))[0], currency),
+                unattributed=format_minor(sums.get(m, (0, 0))[1], currency),
+            )
+            for m in model_ids
+        },
+    )
+
+
+def deal_attribution(
+    session: Session, *, deal_id: str, model_id: str, currency: str
+) -> DealAttributionOut:
+    """Build one deal's journey with each touch's roles, weight and credit under one model."""
+    # PostgreSQL text cannot hold NUL, so no stored deal id has one (and asking would fail).
+    row = None if "\x00" in deal_id else queries.deal(session, deal_id)
+    if row is None:
+        raise DealNotFound(deal_id)
+    # Only a won deal has a journey with credits; an open or lost one answers its status and [].
+    touches = queries.journey(session, model_id, deal_id) if row.status == queries.WON else []
+    amount = (
+        format_minor(row.amount_minor, row.currency)
+        if row.amount_minor is not None and row.currency
+        else None
+    )
+    reporting = None if row.reporting_minor is None else format_minor(row.reporting_minor, currency)
+    return DealAttributionOut(
+        deal=DealOut(
+            deal_id=row.deal_id,
+            account_id=row.account_id,
+            status=row.status,
+            stage=row.stage,
+            amount=amount,
+            currency=row.currency,
+            created_at=rfc3339(row.created_at),
+            closed_at=rfc3339(row.closed_at),
+            reporting_amount=reporting,
+            reporting_currency=currency,
+            conversion=row.conversion,
+        ),
+        model=model_id,
+        unattributed=not touches and queries.has_attribution(session, model_id, deal_id),
+        journey=[
+            JourneyTouchOut(
+                event_id=t.event_id,
+                occurred_at=rfc3339(t.occurred_at),
+                campaign_id=t.campaign_id,
+                channel=t.channel,
+                roles=[r for r in t.roles.split(",") if r] or ["middle"],
+                weight=t.weight,
+                credit=format_minor(t.credit_minor, currency),
+            )
+            for t in touches
+        ],
+    )

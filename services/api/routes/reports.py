@@ -1,0 +1,100 @@
+"""``/v1/reports/*``: ROI, model comparison and reconciliation, as JSON or CSV.
+
+Shared rules (contract §6): ``from`` inclusive, ``to`` exclusive, UTC days, a deal counts by
+its ``closed_at`` and a cost by its days; money in the reporting currency as decimal strings.
+``Accept: text/csv`` answers a CSV (see ``services.api.rendering``); anything but JSON or CSV
+is 406.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from services.api.deps import (
+    FormatDep,
+    ModelDep,
+    ModelsDep,
+    PeriodDep,
+    ReadPrincipal,
+    SessionDep,
+    SettingsDep,
+)
+from services.api.rendering import render
+from services.api.reports import compare_report, reconciliation_report, roi_report
+from services.api.schemas import CompareReportOut, GroupBy, ReconciliationOut, RoiReportOut
+
+router = APIRouter(prefix="/v1/reports", tags=["reports"])
+
+_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}},
+    406: {"description": "neither JSON nor CSV accepted"},
+    422: {"description": "bad date, range or model"},
+}
+GroupByQuery = Annotated[GroupBy, Query(description="campaign or channel")]
+
+
+@router.get("/roi", response_model=RoiReportOut, responses=_CSV)
+def roi(
+    _: ReadPrincipal,
+    fmt: FormatDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    period: PeriodDep,
+    model: ModelDep,
+    group_by: GroupByQuery = "campaign",
+) -> Response:
+    """Revenue, fractional deals, cost, ROI and ROAS per campaign or channel under one model.
+
+    Rows are the campaigns (channels) with a credit or a cost day in the range, by revenue
+    descending, then id. A credited campaign with no ``campaign.upserted`` yet has a null name
+    and channel. ``totals.unattributed_revenue`` is the won revenue in range no touch earned.
+    """
+    body = roi_report(
+        session,
+        model_id=model,
+        period=period,
+        group_by=group_by,
+        currency=settings.reporting_currency,
+    )
+    return render(body, fmt, filename="roi.csv")
+
+
+@router.get("/compare", response_model=CompareReportOut, responses=_CSV)
+def compare(
+    _: ReadPrincipal,
+    fmt: FormatDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    period: PeriodDep,
+    models: ModelsDep,
+    group_by: GroupByQuery = "campaign",
+) -> Response:
+    """Revenue per campaign or channel under several models side by side (default: all).
+
+    Every requested model is a key of every row's ``revenue`` (zero when it credits nothing).
+    Rows are ordered by the first model's revenue, descending, then id.
+    """
+    body = compare_report(
+        session,
+        model_ids=models,
+        period=period,
+        group_by=group_by,
+        currency=settings.reporting_currency,
+    )
+    return render(body, fmt, filename="compare.csv")
+
+
+@router.get("/reconciliation", response_model=ReconciliationOut, responses=_CSV)
+def reconciliation(
+    _: ReadPrincipal, fmt: FormatDep, session: SessionDep, settings: SettingsDep, period: PeriodDep
+) -> Response:
+    """Closed-won revenue against each model's attributed and unattributed revenue.
+
+    ``closed_won_revenue`` sums the converted amounts of deals won in range; per model,
+    attributed + unattributed equals it exactly. Won deals with no usable fx rate are left out
+    of revenue and listed under ``unconverted`` with their original amounts per currency.
+    """
+    body = reconciliation_report(session, period=period, currency=settings.reporting_currency)
+    return render(body, fmt, filename="reconciliation.csv")

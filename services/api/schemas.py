@@ -1,0 +1,151 @@
+"""Response bodies of the read API (contract §6).
+
+Money is a decimal string in its currency's exponent; dates are ``YYYY-MM-DD`` and timestamps
+RFC 3339 UTC with ``Z``; fractional deal counts and ratios are JSON numbers rounded to 4
+decimals; ``from`` is serialised under its own name (a Python keyword, hence ``from_``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GroupBy = Literal["campaign", "channel"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class ModelOut(_Out):
+    id: str
+    kind: str
+    params: dict[str, Any]
+    description: str
+    builtin: bool
+
+
+class ModelsOut(_Out):
+    models: list[ModelOut]
+
+
+class RoiCampaignRowOut(_Out):
+    campaign_id: str
+    campaign_name: str | None
+    channel: str | None
+    revenue: str
+    deals: float
+    cost: str
+    roi: float | None
+    roas: float | None
+
+
+class RoiChannelRowOut(_Out):
+    channel: str | None
+    revenue: str
+    deals: float
+    cost: str
+    roi: float | None
+    roas: float | None
+
+
+class RoiTotalsOut(_Out):
+    revenue: str
+    cost: str
+    unattributed_revenue: str
+
+
+class RoiReportOut(_Out):
+    model: str
+    from_: str | None = Field(alias="from")
+    to: str | None
+    currency: str
+    group_by: GroupBy
+    rows: list[RoiCampaignRowOut] | list[RoiChannelRowOut]
+    totals: RoiTotalsOut
+
+
+class CompareCampaignRowOut(_Out):
+    campaign_id: str
+    campaign_name: str | None
+    channel: str | None
+    revenue: dict[str, str]
+    cost: str
+
+
+class CompareChannelRowOut(_Out):
+    channel: str | None
+    revenue: dict[str, str]
+    cost: str
+
+
+class CompareTotalsOut(_Out):
+    revenue: dict[str, str]
+    unattributed_revenue: dict[str, str]
+    cost: str
+
+
+class CompareReportOut(_Out):
+    models: list[str]
+    from_: str | None = Field(alias="from")
+    to: str | None
+    currency: str
+    group_by: GroupBy
+    rows: list[CompareCampaignRowOut] | list[CompareChannelRowOut]
+    totals: CompareTotalsOut
+
+
+class UnconvertedOut(_Out):
+    count: int
+    amounts: dict[str, str]
+
+
+class ModelReconciliationOut(_Out):
+    attributed: str
+    unattributed: str
+
+
+class ReconciliationOut(_Out):
+    currency: str
+    from_: str | None = Field(alias="from")
+    to: str | None
+    closed_won_revenue: str
+    won_deals: int
+    unconverted: UnconvertedOut
+    models: dict[str, ModelReconciliationOut]
+
+
+class DealOut(_Out):
+    deal_id: str
+    account_id: str | None
+    status: str
+    stage: str | None
+    amount: str | None
+    currency: str | None
+    created_at: str | None
+    closed_at: str | None
+    reporting_amount: str | None
+    reporting_currency: str
+    conversion: str | None
+
+
+class JourneyTouchOut(_Out):
+    event_id: str
+    occurred_at: str | None
+    campaign_id: str
+    channel: str | None
+    roles: list[str]
+    weight: float
+    credit: str
+
+
+class DealAttributionOut(_Out):
+    deal: DealOut
+    model: str
+    unattributed: bool
+    journey: list[JourneyTouchOut]
+
+
+class HealthOut(_Out):
+    status: str
