@@ -54,3 +54,15 @@ def services(env: dict[str, str], logs: Path, *, ingest_port: int, api_port: int
     finally:
         for proc in procs.values():
             stop(proc)
+
+
+@contextmanager
+def services_ingest_only(env: dict[str, str], logs: Path, *, port: int,
+                         ) -> Iterator[subprocess.Popen[bytes]]:
+    """Run only the ingest service (benchmarks); stop it afterwards."""
+    proc = start_service("ingest", env, logs / "ingest.log")
+    try:
+        wait_for_port(port, timeout_s=60)
+        yield proc
+    finally:
+        stop(proc)

@@ -1,0 +1,39 @@
+# Closed Loop: `make run` starts the whole pipeline, `make test` runs every test.
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint typecheck bench bench-quick
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(STAMP) ## Create .venv (if missing) and install the project with its dev tools
+
+# Reinstalled only when the dependencies change (or the venv is new).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: install ## Start ingest, worker and API on embedded defaults (closedloop up)
+	$(BIN)/closedloop up $(ARGS)
+
+test: install ## Run the whole test suite
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
+
+lint: install ## Check style and formatting with ruff
+	$(BIN)/ruff check services tests bench
+	$(BIN)/ruff format --check services tests bench
+
+typecheck: install ## Type-check services/ with mypy
+	$(BIN)/mypy
+
+bench: install ## Run the benchmarks (pass options in ARGS="...")
+	$(BIN)/python -m bench $(ARGS)
+
+bench-quick: install ## Run a short benchmark (smoke size)
+	$(BIN)/python -m bench --quick $(ARGS)

@@ -1,0 +1,1 @@
+"""Benchmarks of Closed Loop on this machine; ``python -m bench [--quick]``."""

@@ -1,0 +1,27 @@
+"""Run the benchmarks and print their figures: ``python -m bench [--quick] [--only NAME]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from bench import ingest, worker
+
+BENCHES = {"ingest": ingest.run, "worker": worker.run}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run (CI)")
+    parser.add_argument("--only", choices=sorted(BENCHES), action="append")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    results = {}
+    for name in args.only or list(BENCHES):
+        results[name] = BENCHES[name](quick=args.quick)
+        print(name, json.dumps(results[name], indent=2, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Worker throughput: events/s from the topic into PostgreSQL with every model's credits.
+
+The topic is filled first; the anchor is kafka-python's raw consumer reading the same
+records. The worker runs as a real process (``closedloop worker``); its rate is measured
+from the first stored event to the last (group join and start-up excluded, reported apart).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer
+from sqlalchemy import func, select
+
+from bench.common import simulated_events, timer
+from services.core.db.engine import make_engine, make_sessionmaker
+from services.core.db.schema import CreditRow, EventRow
+from services.core.events import EVENT_LIST_ADAPTER, encode, partition_key
+from services.core.kafka import ensure_topics, make_producer
+from services.core.settings import Settings
+from tests.support.infra import postgres_database, running_broker
+from tests.support.processes import start_service, stop
+
+
+def fill_topic(settings: Settings, events: list[dict[str, Any]]) -> int:
+    """Publish the events to the topic; return how many records."""
+    producer = make_producer(settings)
+    for e in EVENT_LIST_ADAPTER.validate_python(events):
+        producer.send(settings.events_topic, key=partition_key(e), value=encode(e))
+    producer.flush(120)
+    producer.close()
+    return len(events)
+
+
+def raw_consumer_rate(settings: Settings, expected: int) -> float:
+    """Records/s of one kafka-python consumer reading the whole topic."""
+    consumer = KafkaConsumer(settings.events_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+                             group_id=f"raw-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
+                             enable_auto_commit=False, session_timeout_ms=6000,
+                             heartbeat_interval_ms=1000, max_poll_records=2000)
+    seen, start = 0, None
+    deadline = time.monotonic() + 300
+    while seen < expected and time.monotonic() < deadline:
+        batch = consumer.poll(timeout_ms=500)
+        count = sum(len(v) for v in batch.values())
+        if count and start is None:
+            start = time.perf_counter()
+            first = count
+        seen += count
+    consumer.close()
+    assert start is not None
+    return (seen - first) / max(1e-9, time.perf_counter() - start)
+
+
+def run(*, quick: bool) -> dict[str, Any]:
+    """Measure the worker's and the raw consumer's rates on the same records."""
+    n = 10_000 if quick else 100_000
+    events = simulated_events(n)
+    with running_broker() as bootstrap, postgres_database("closedloop_bench") as db, \
+            tempfile.TemporaryDirectory() as tmp:
+        topic = f"bench-{uuid.uuid4().hex[:6]}"
+        settings = Settings(_env_file=None, database_url=db, kafka_bootstrap_servers=bootstrap,
+                            events_topic=topic)
+        ensure_topics(settings)
+        fill_topic(settings, events)
+        raw = raw_consumer_rate(settings, len(events))
+        distinct = len({e["event_id"] for e in events})
+        env = {"CLOSEDLOOP_DATABASE_URL": db, "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+               "CLOSEDLOOP_EVENTS_TOPIC": topic, "CLOSEDLOOP_CONSUMER_GROUP": f"w-{topic}"}
+        engine = make_engine(db)
+        sessions = make_sessionmaker(engine)
+        with timer() as since_start:
+            proc = start_service("worker", env, Path(tmp) / "worker.log")
+            first_at = stored = 0.0
+            try:
+                deadline = time.monotonic() + (120 if quick else 1200)
+                while time.monotonic() < deadline:
+                    with sessions() as session:
+                        stored = session.scalar(select(func.count()).select_from(EventRow)) or 0
+                    if stored and not first_at:
+                        first_at = since_start()
+                    if stored >= distinct:
+                        break
+                    time.sleep(0.2)
+                done_at = since_start()
+            finally:
+                stop(proc)
+        with sessions() as session:
+            credits = session.scalar(select(func.count()).select_from(CreditRow)) or 0
+        engine.dispose()
+    if stored < distinct:
+        raise RuntimeError(f"worker stored {stored} of {distinct} events before the deadline")
+    return {"events": distinct, "worker_events_per_s": distinct / max(1e-9, done_at - first_at),
+            "worker_start_to_first_s": first_at, "worker_total_s": done_at,
+            "credit_rows": credits, "raw_consumer_events_per_s": raw}

@@ -1,0 +1,93 @@
+"""The ingest service: canonical events in over HTTP, onto the events topic.
+
+It has no database of its own (the key table is read-only here): its durable state is the
+broker's acknowledgement, and a 202 means every event of the request was acknowledged.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
+
+from services.core.db.engine import make_engine, make_sessionmaker
+from services.core.http import HttpMetrics, KeyStore, install_problem_handlers
+from services.core.settings import Settings
+from services.ingest.errors import install_ingest_handlers
+from services.ingest.metrics import IngestMetrics
+from services.ingest.publisher import Publisher
+from services.ingest.routes import events, health, webhooks
+from services.ingest.schemas import event_body_components
+
+WEBHOOK_SECRET_ENV = "CLOSEDLOOP_WEBHOOK_SECRET_{provider}"
+
+
+def webhook_secrets_from_env() -> dict[str, str]:
+    """Read the webhook shared secrets from the environment (unset providers are left out)."""
+    secret = os.environ.get(WEBHOOK_SECRET_ENV.format(provider="GENERIC"))
+    return {"generic": secret} if secret else {}
+
+
+def create_app(settings: Settings, *, webhook_secrets: dict[str, str] | None = None) -> FastAPI:
+    """Build the ingest app; the key store and the producer are created in its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        sessions = make_sessionmaker(engine)
+        publisher = Publisher(settings)
+        app.state.sessions = sessions
+        app.state.keystore = KeyStore(sessions, ttl_s=settings.api_key_cache_s)
+        app.state.publisher = publisher
+        # Connect in the background: start-up must not wait for (or fail on) a missing broker.
+        threading.Thread(target=publisher.warm_up, name="ingest-warm-up", daemon=True).start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(publisher.close)
+            engine.dispose()
+
+    app = FastAPI(
+        title="Closed Loop ingest",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Canonical CRM and marketing events in; the attribution worker "
+        "consumes them from the events topic.",
+    )
+    app.state.settings = settings
+    app.state.webhook_secrets = (
+        webhook_secrets if webhook_secrets is not None else webhook_secrets_from_env()
+    )
+    http_metrics = HttpMetrics("ingest")
+    app.state.ingest_metrics = IngestMetrics(http_metrics.registry)
+    install_problem_handlers(app)
+    install_ingest_handlers(app)
+    http_metrics.install(app)
+    app.include_router(events.router)
+    app.include_router(webhooks.router)
+    app.include_router(health.router)
+    _describe_event_bodies(app, settings.max_batch_events)
+    return app
+
+
+def _describe_event_bodies(app: FastAPI, max_events: int) -> None:
+    """Add the event schemas to OpenAPI: the routes read raw bytes, so FastAPI cannot infer them."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                event_body_components(max_events)
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

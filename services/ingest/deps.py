@@ -1,0 +1,107 @@
+"""Dependencies: what routes may use, reached through ``Annotated`` aliases.
+
+Resources (key store, publisher, sessions) are created by the app's lifespan and kept on
+``app.state``; nothing here is built at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.core.auth import Principal
+from services.core.http import KeyStore, Problem, authorize
+from services.core.settings import Settings
+from services.ingest.metrics import IngestMetrics
+from services.ingest.publisher import Publisher
+
+_bearer = HTTPBearer(auto_error=False, description="An API key with the `ingest` scope")
+
+
+def get_settings(request: Request) -> Settings:
+    """Return the app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_publisher(request: Request) -> Publisher:
+    """Return the app's publisher."""
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+def get_keystore(request: Request) -> KeyStore:
+    """Return the app's API key store."""
+    keystore: KeyStore = request.app.state.keystore
+    return keystore
+
+
+def get_sessions(request: Request) -> sessionmaker[Session]:
+    """Return the app's session factory (the key database)."""
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    return sessions
+
+
+def get_metrics(request: Request) -> IngestMetrics:
+    """Return the app's ingest counters."""
+    metrics: IngestMetrics = request.app.state.ingest_metrics
+    return metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+KeyStoreDep = Annotated[KeyStore, Depends(get_keystore)]
+SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
+MetricsDep = Annotated[IngestMetrics, Depends(get_metrics)]
+
+
+def ingest_principal(
+    keystore: KeyStoreDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Return the caller's principal if its bearer key holds the ``ingest`` scope, else raise."""
+    header = f"Bearer {credentials.credentials}" if credentials else None
+    return authorize(keystore, header, "ingest")
+
+
+IngestPrincipal = Annotated[Principal, Depends(ingest_principal)]
+
+
+async def json_body(request: Request, settings: SettingsDep) -> bytes:
+    """Return the raw JSON body: 415 unless JSON, 413 beyond ``max_body_bytes`` (never buffered)."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise Problem(
+            415,
+            "Unsupported Media Type",
+            f"send Content-Type: application/json (got {media_type or 'none'!r})",
+        )
+    limit = settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Problem(400, "Bad Request", "Content-Length must be a number of bytes")
+        if int(declared) > limit:
+            raise _too_large(limit)
+    chunks, size = [], 0
+    # Counted as read too: a chunked body has no Content-Length to check up front.
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(
+        413,
+        "Payload Too Large",
+        f"the body exceeds {limit} bytes; split the events into smaller batches",
+    )
+
+
+JsonBody = Annotated[bytes, Depends(json_body)]

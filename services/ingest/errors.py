@@ -1,0 +1,48 @@
+"""Ingest-specific exception handlers: exception class → status + RFC 9457 body.
+
+Everything that is the broker's or the key database's fault is a 503 with ``Retry-After``
+(the client should retry the same request); a 500 is reserved for bugs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.core.http import Problem, problem_response
+from services.ingest.publisher import BrokerUnavailable, RecordTooLarge
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5
+
+
+def unavailable(detail: str) -> Problem:
+    """Return a 503 problem telling the client when to retry."""
+    return Problem(503, "Service Unavailable", detail, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def install_ingest_handlers(app: FastAPI) -> None:
+    """Register the handlers for the ingest service's own exceptions."""
+
+    @app.exception_handler(BrokerUnavailable)
+    async def _broker(_: Request, exc: BrokerUnavailable) -> JSONResponse:
+        log.warning("answering 503: %s", exc)
+        return problem_response(
+            unavailable(
+                "the event broker did not acknowledge every event; retry the same request "
+                "(events already received are recognised by event_id and counted once)"
+            )
+        )
+
+    @app.exception_handler(RecordTooLarge)
+    async def _too_large(_: Request, exc: RecordTooLarge) -> JSONResponse:
+        return problem_response(Problem(413, "Payload Too Large", str(exc)))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+        log.warning("answering 503, key store error: %s", exc)
+        return problem_response(unavailable("the API key store is unavailable"))

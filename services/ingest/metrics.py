@@ -1,0 +1,23 @@
+"""Ingest counters, registered in the app's own registry (so test apps never collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+class IngestMetrics:
+    """Business counters of the ingest service, served on ``/metrics`` with the HTTP ones."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.accepted = Counter(
+            "closedloop_ingest_events_accepted_total",
+            "Events acknowledged by the broker and answered 202",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.publish_failures = Counter(
+            "closedloop_ingest_publish_failures_total",
+            "Requests answered 503 because the broker failed",
+            ["endpoint"],
+            registry=registry,
+        )

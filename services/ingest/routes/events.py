@@ -1,0 +1,38 @@
+"""``POST /v1/events``: canonical events from API clients, accepted only once acknowledged."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from services.ingest.deps import IngestPrincipal, JsonBody, MetricsDep, PublisherDep, SettingsDep
+from services.ingest.parsing import parse_events
+from services.ingest.publisher import BrokerUnavailable
+from services.ingest.schemas import EVENT_BODY_OPENAPI, AcceptedOut, problem_responses
+
+router = APIRouter(tags=["events"])
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    response_model=AcceptedOut,
+    openapi_extra=EVENT_BODY_OPENAPI,
+    responses=problem_responses(400, 401, 403, 413, 415, 422, 503),
+)
+def post_events(
+    _: IngestPrincipal,
+    body: JsonBody,
+    settings: SettingsDep,
+    publisher: PublisherDep,
+    metrics: MetricsDep,
+) -> AcceptedOut:
+    """Publish one event or a batch, all or nothing; 202 once the broker has every event."""
+    # A sync route: FastAPI runs it in its threadpool, so blocking on acks never stalls the loop.
+    events = parse_events(body, max_events=settings.max_batch_events)
+    try:
+        accepted = publisher.publish(events)
+    except BrokerUnavailable:
+        metrics.publish_failures.labels("events").inc()
+        raise
+    metrics.accepted.labels("events").inc(accepted)
+    return AcceptedOut(accepted=accepted)
