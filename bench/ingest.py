@@ -42,10 +42,11 @@ def raw_producer_rate(settings: Settings, events: list[dict[str, Any]]) -> float
         producer.close()
 
 
-def http_ingest_rate(url: str, key: str, events: list[dict[str, Any]], *, clients: int,
-                     batch: int = 1000) -> float:
+def http_ingest_rate(
+    url: str, key: str, events: list[dict[str, Any]], *, clients: int, batch: int = 1000
+) -> float:
     """Events/s through ``POST /v1/events`` with ``clients`` concurrent clients."""
-    bodies = [orjson.dumps({"events": events[i:i + batch]}) for i in range(0, len(events), batch)]
+    bodies = [orjson.dumps({"events": events[i : i + batch]}) for i in range(0, len(events), batch)]
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     errors: list[str] = []
 
@@ -79,18 +80,34 @@ def run(*, quick: bool) -> dict[str, Any]:
         upgrade(db)
         key = make_key(db, ["ingest"])
         port = free_port()
-        settings = Settings(_env_file=None, database_url=db, kafka_bootstrap_servers=bootstrap,
-                            events_topic=f"bench-{uuid.uuid4().hex[:6]}", ingest_port=port)
+        settings = Settings(
+            _env_file=None,
+            database_url=db,
+            kafka_bootstrap_servers=bootstrap,
+            events_topic=f"bench-{uuid.uuid4().hex[:6]}",
+            ingest_port=port,
+        )
         ensure_topics(settings)
         raw, raw_runs = median_of(runs, lambda: raw_producer_rate(settings, events))
-        env = {"CLOSEDLOOP_DATABASE_URL": db, "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-               "CLOSEDLOOP_EVENTS_TOPIC": settings.events_topic,
-               "CLOSEDLOOP_INGEST_PORT": str(port)}
+        env = {
+            "CLOSEDLOOP_DATABASE_URL": db,
+            "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CLOSEDLOOP_EVENTS_TOPIC": settings.events_topic,
+            "CLOSEDLOOP_INGEST_PORT": str(port),
+        }
         with services_ingest_only(env, Path(tmp), port=port):
             url = f"http://127.0.0.1:{port}"
             http_ingest_rate(url, key, events[:2000], clients=clients)  # warm-up
-            rate, rate_runs = median_of(runs, lambda: http_ingest_rate(url, key, events,
-                                                                       clients=clients))
-    return {"events": len(events), "clients": clients, "batch": 1000,
-            "ingest_events_per_s": rate, "ingest_runs": rate_runs,
-            "raw_producer_events_per_s": raw, "raw_runs": raw_runs, "ratio": rate / raw}
+            rate, rate_runs = median_of(
+                runs, lambda: http_ingest_rate(url, key, events, clients=clients)
+            )
+    return {
+        "events": len(events),
+        "clients": clients,
+        "batch": 1000,
+        "ingest_events_per_s": rate,
+        "ingest_runs": rate_runs,
+        "raw_producer_events_per_s": raw,
+        "raw_runs": raw_runs,
+        "ratio": rate / raw,
+    }

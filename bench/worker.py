@@ -38,10 +38,16 @@ def fill_topic(settings: Settings, events: list[dict[str, Any]]) -> int:
 
 def raw_consumer_rate(settings: Settings, expected: int) -> float:
     """Records/s of one kafka-python consumer reading the whole topic."""
-    consumer = KafkaConsumer(settings.events_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                             group_id=f"raw-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
-                             enable_auto_commit=False, session_timeout_ms=6000,
-                             heartbeat_interval_ms=1000, max_poll_records=2000)
+    consumer = KafkaConsumer(
+        settings.events_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"raw-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        max_poll_records=2000,
+    )
     seen, start = 0, None
     deadline = time.monotonic() + 300
     while seen < expected and time.monotonic() < deadline:
@@ -60,17 +66,25 @@ def run(*, quick: bool) -> dict[str, Any]:
     """Measure the worker's and the raw consumer's rates on the same records."""
     n = 10_000 if quick else 100_000
     events = simulated_events(n)
-    with running_broker() as bootstrap, postgres_database("closedloop_bench") as db, \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        running_broker() as bootstrap,
+        postgres_database("closedloop_bench") as db,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         topic = f"bench-{uuid.uuid4().hex[:6]}"
-        settings = Settings(_env_file=None, database_url=db, kafka_bootstrap_servers=bootstrap,
-                            events_topic=topic)
+        settings = Settings(
+            _env_file=None, database_url=db, kafka_bootstrap_servers=bootstrap, events_topic=topic
+        )
         ensure_topics(settings)
         fill_topic(settings, events)
         raw = raw_consumer_rate(settings, len(events))
         distinct = len({e["event_id"] for e in events})
-        env = {"CLOSEDLOOP_DATABASE_URL": db, "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-               "CLOSEDLOOP_EVENTS_TOPIC": topic, "CLOSEDLOOP_CONSUMER_GROUP": f"w-{topic}"}
+        env = {
+            "CLOSEDLOOP_DATABASE_URL": db,
+            "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CLOSEDLOOP_EVENTS_TOPIC": topic,
+            "CLOSEDLOOP_CONSUMER_GROUP": f"w-{topic}",
+        }
         engine = make_engine(db)
         sessions = make_sessionmaker(engine)
         with timer() as since_start:
@@ -94,6 +108,11 @@ def run(*, quick: bool) -> dict[str, Any]:
         engine.dispose()
     if stored < distinct:
         raise RuntimeError(f"worker stored {stored} of {distinct} events before the deadline")
-    return {"events": distinct, "worker_events_per_s": distinct / max(1e-9, done_at - first_at),
-            "worker_start_to_first_s": first_at, "worker_total_s": done_at,
-            "credit_rows": credits, "raw_consumer_events_per_s": raw}
+    return {
+        "events": distinct,
+        "worker_events_per_s": distinct / max(1e-9, done_at - first_at),
+        "worker_start_to_first_s": first_at,
+        "worker_total_s": done_at,
+        "credit_rows": credits,
+        "raw_consumer_events_per_s": raw,
+    }

@@ -14,7 +14,13 @@ from datetime import timedelta
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from services.attribution.domain import AttributionModel, Touch, attribute_all, role_labels, select_journey
+from services.attribution.domain import (
+    AttributionModel,
+    Touch,
+    attribute_all,
+    role_labels,
+    select_journey,
+)
 from services.attribution.domain.state import STATUS_WON, DealState, Rate, convert, fold_deal
 from services.attribution.state_store import Impact, load_events, load_rates
 from services.core.db.schema import (
@@ -42,15 +48,21 @@ def affected_deals(session: Session, impact: Impact) -> set[str]:
         via_contacts = (
             select(DealContactRow.deal_id)
             .outerjoin(ContactRow, ContactRow.contact_id == DealContactRow.contact_id)
-            .where(func.coalesce(ContactRow.root_contact_id, DealContactRow.contact_id)
-                   .in_(impact.roots))
+            .where(
+                func.coalesce(ContactRow.root_contact_id, DealContactRow.contact_id).in_(
+                    impact.roots
+                )
+            )
         )
         conditions.append(DealRow.deal_id.in_(via_contacts))
     if impact.fx_currencies:
         conditions.append(DealRow.currency.in_(impact.fx_currencies))
     if conditions:
-        deal_ids.update(session.scalars(
-            select(DealRow.deal_id).where(DealRow.status == STATUS_WON, or_(*conditions))))
+        deal_ids.update(
+            session.scalars(
+                select(DealRow.deal_id).where(DealRow.status == STATUS_WON, or_(*conditions))
+            )
+        )
     return deal_ids
 
 
@@ -58,34 +70,72 @@ def _journey_candidates(session: Session, deal: DealState, *, lookback: timedelt
     assert deal.closed_at is not None and deal.journey_start is not None
     roots = set(deal.contact_ids)
     if deal.contact_ids:
-        roots |= set(session.scalars(select(ContactRow.root_contact_id)
-                                     .where(ContactRow.contact_id.in_(deal.contact_ids))))
+        roots |= set(
+            session.scalars(
+                select(ContactRow.root_contact_id).where(
+                    ContactRow.contact_id.in_(deal.contact_ids)
+                )
+            )
+        )
     belongs = [func.coalesce(ContactRow.root_contact_id, TouchRow.contact_id).in_(roots)]
     if deal.account_id is not None:
-        belongs += [TouchRow.account_id == deal.account_id,
-                    ContactRow.effective_account_id == deal.account_id]
+        belongs += [
+            TouchRow.account_id == deal.account_id,
+            ContactRow.effective_account_id == deal.account_id,
+        ]
     rows = session.execute(
-        select(TouchRow.event_id, TouchRow.occurred_at, TouchRow.campaign_id,
-               TouchRow.lead_created, CampaignRow.channel)
+        select(
+            TouchRow.event_id,
+            TouchRow.occurred_at,
+            TouchRow.campaign_id,
+            TouchRow.lead_created,
+            CampaignRow.channel,
+        )
         .outerjoin(ContactRow, ContactRow.contact_id == TouchRow.contact_id)
         .outerjoin(CampaignRow, CampaignRow.campaign_id == TouchRow.campaign_id)
-        .where(or_(*belongs),
-               TouchRow.occurred_at >= deal.journey_start - lookback,
-               TouchRow.occurred_at <= deal.closed_at)
+        .where(
+            or_(*belongs),
+            TouchRow.occurred_at >= deal.journey_start - lookback,
+            TouchRow.occurred_at <= deal.closed_at,
+        )
     )
-    return [Touch(event_id=r.event_id, occurred_at=r.occurred_at, campaign_id=r.campaign_id,
-                  channel=r.channel or "", lead_created=bool(r.lead_created)) for r in rows]
+    return [
+        Touch(
+            event_id=r.event_id,
+            occurred_at=r.occurred_at,
+            campaign_id=r.campaign_id,
+            channel=r.channel or "",
+            lead_created=bool(r.lead_created),
+        )
+        for r in rows
+    ]
 
 
 def _deal_row(deal: DealState) -> dict[str, object]:
-    return {"deal_id": deal.deal_id, "account_id": deal.account_id, "status": deal.status,
-            "stage": deal.stage, "amount_minor": deal.amount_minor, "currency": deal.currency,
-            "created_at": deal.created_at, "closed_at": deal.closed_at, "lost_at": deal.lost_at,
-            "reporting_minor": None, "fx_rate": None, "conversion": None, "journey_touches": 0}
+    return {
+        "deal_id": deal.deal_id,
+        "account_id": deal.account_id,
+        "status": deal.status,
+        "stage": deal.stage,
+        "amount_minor": deal.amount_minor,
+        "currency": deal.currency,
+        "created_at": deal.created_at,
+        "closed_at": deal.closed_at,
+        "lost_at": deal.lost_at,
+        "reporting_minor": None,
+        "fx_rate": None,
+        "conversion": None,
+        "journey_touches": 0,
+    }
 
 
-def recompute_deals(session: Session, deal_ids: Iterable[str], *, settings: Settings,
-                    models: Sequence[AttributionModel]) -> int:
+def recompute_deals(
+    session: Session,
+    deal_ids: Iterable[str],
+    *,
+    settings: Settings,
+    models: Sequence[AttributionModel],
+) -> int:
     """Re-derive the given deals and replace their credits under every model; return the count."""
     deal_ids = sorted(set(deal_ids))
     if not deal_ids:
@@ -109,36 +159,68 @@ def recompute_deals(session: Session, deal_ids: Iterable[str], *, settings: Sett
         if deal.status != STATUS_WON or deal.amount_minor is None or deal.currency is None:
             continue
         assert deal.closed_at is not None and deal.journey_start is not None
-        conv = convert(deal.amount_minor, source=deal.currency, target=reporting,
-                       on=deal.closed_at.date(), rates=rates)
+        conv = convert(
+            deal.amount_minor,
+            source=deal.currency,
+            target=reporting,
+            on=deal.closed_at.date(),
+            rates=rates,
+        )
         if conv.amount_minor is None:
             row["conversion"] = "unconverted"
             continue
-        row.update(conversion="converted", reporting_minor=conv.amount_minor,
-                   fx_rate=None if conv.rate is None else str(conv.rate))
-        journey = select_journey(_journey_candidates(session, deal, lookback=lookback),
-                                 created_at=deal.journey_start, closed_at=deal.closed_at,
-                                 lookback=lookback)
+        row.update(
+            conversion="converted",
+            reporting_minor=conv.amount_minor,
+            fx_rate=None if conv.rate is None else str(conv.rate),
+        )
+        journey = select_journey(
+            _journey_candidates(session, deal, lookback=lookback),
+            created_at=deal.journey_start,
+            closed_at=deal.closed_at,
+            lookback=lookback,
+        )
         row["journey_touches"] = len(journey)
-        credits = attribute_all(journey, amount_minor=conv.amount_minor,
-                                created_at=deal.journey_start, closed_at=deal.closed_at,
-                                models=models)
+        credits = attribute_all(
+            journey,
+            amount_minor=conv.amount_minor,
+            created_at=deal.journey_start,
+            closed_at=deal.closed_at,
+            models=models,
+        )
         for model in models:
             lines = credits.get(model.model_id, [])
             attributed = sum(line.credit_minor for line in lines)
-            summary_rows.append({
-                "model_id": model.model_id, "deal_id": deal.deal_id, "closed_at": deal.closed_at,
-                "amount_minor": conv.amount_minor, "attributed_minor": attributed,
-                "unattributed_minor": conv.amount_minor - attributed})
-            credit_rows += [{
-                "model_id": model.model_id, "deal_id": deal.deal_id,
-                "touch_event_id": line.touch.event_id, "position": line.position,
-                "campaign_id": line.touch.campaign_id, "roles": ",".join(role_labels(line.roles)),
-                "weight": float(line.weight), "credit_minor": line.credit_minor,
-                "closed_at": deal.closed_at} for line in lines]
+            summary_rows.append(
+                {
+                    "model_id": model.model_id,
+                    "deal_id": deal.deal_id,
+                    "closed_at": deal.closed_at,
+                    "amount_minor": conv.amount_minor,
+                    "attributed_minor": attributed,
+                    "unattributed_minor": conv.amount_minor - attributed,
+                }
+            )
+            credit_rows += [
+                {
+                    "model_id": model.model_id,
+                    "deal_id": deal.deal_id,
+                    "touch_event_id": line.touch.event_id,
+                    "position": line.position,
+                    "campaign_id": line.touch.campaign_id,
+                    "roles": ",".join(role_labels(line.roles)),
+                    "weight": float(line.weight),
+                    "credit_minor": line.credit_minor,
+                    "closed_at": deal.closed_at,
+                }
+                for line in lines
+            ]
     upsert(session, DealRow, deal_rows)
-    for table, rows in ((DealContactRow, contact_rows), (CreditRow, credit_rows),
-                        (DealAttributionRow, summary_rows)):
+    for table, rows in (
+        (DealContactRow, contact_rows),
+        (CreditRow, credit_rows),
+        (DealAttributionRow, summary_rows),
+    ):
         if rows:
             session.execute(table.__table__.insert(), rows)  # type: ignore[attr-defined]
     return len(deals)

@@ -48,9 +48,14 @@ def lock_for_batch(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_BATCH_LOCK})
 
 
-def apply_events(session: Session, events: Sequence[Event], *, settings: Settings,
-                 now: datetime, coordinates: dict[str, tuple[int, int]] | None = None,
-                 ) -> BatchResult:
+def apply_events(
+    session: Session,
+    events: Sequence[Event],
+    *,
+    settings: Settings,
+    now: datetime,
+    coordinates: dict[str, tuple[int, int]] | None = None,
+) -> BatchResult:
     """Store new events, project state and recompute the credits of every affected deal."""
     new = store_events(session, events, stored_at=now, coordinates=coordinates or {})
     impact = Impact(deal_ids={e.deal_id for e in new if hasattr(e, "deal_id")})  # type: ignore[union-attr]
@@ -61,7 +66,12 @@ def apply_events(session: Session, events: Sequence[Event], *, settings: Setting
     project_costs(session, new, impact, reporting=settings.reporting_currency)
     session.flush()
     deals = affected_deals(session, impact) if new else set()
-    recomputed = recompute_deals(session, deals, settings=settings,
-                                 models=active_models(session, settings))
-    return BatchResult(received=len(events), stored=len(new),
-                       duplicates=len(events) - len(new), deals_recomputed=recomputed)
+    recomputed = recompute_deals(
+        session, deals, settings=settings, models=active_models(session, settings)
+    )
+    return BatchResult(
+        received=len(events),
+        stored=len(new),
+        duplicates=len(events) - len(new),
+        deals_recomputed=recomputed,
+    )

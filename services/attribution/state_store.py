@@ -62,18 +62,33 @@ def _entity(event: Event, name: str) -> str | None:
     return getattr(event, name, None)
 
 
-def store_events(session: Session, events: Sequence[Event], *, stored_at: datetime,
-                 coordinates: dict[str, tuple[int, int]]) -> list[Event]:
+def store_events(
+    session: Session,
+    events: Sequence[Event],
+    *,
+    stored_at: datetime,
+    coordinates: dict[str, tuple[int, int]],
+) -> list[Event]:
     """Insert events whose ``event_id`` is new; return exactly those (first copy of each)."""
     unique = list({e.event_id: e for e in reversed(events)}.values())[::-1]
-    rows = [{
-        "event_id": e.event_id, "type": e.type, "occurred_at": e.occurred_at, "source": e.source,
-        "deal_id": _entity(e, "deal_id"), "contact_id": _entity(e, "contact_id"),
-        "merged_contact_id": _entity(e, "merged_contact_id"),
-        "account_id": _entity(e, "account_id"), "campaign_id": _entity(e, "campaign_id"),
-        "payload": encode(e).decode(), "kafka_partition": coordinates.get(e.event_id, (None, None))[0],
-        "kafka_offset": coordinates.get(e.event_id, (None, None))[1], "stored_at": stored_at,
-    } for e in unique]
+    rows = [
+        {
+            "event_id": e.event_id,
+            "type": e.type,
+            "occurred_at": e.occurred_at,
+            "source": e.source,
+            "deal_id": _entity(e, "deal_id"),
+            "contact_id": _entity(e, "contact_id"),
+            "merged_contact_id": _entity(e, "merged_contact_id"),
+            "account_id": _entity(e, "account_id"),
+            "campaign_id": _entity(e, "campaign_id"),
+            "payload": encode(e).decode(),
+            "kafka_partition": coordinates.get(e.event_id, (None, None))[0],
+            "kafka_offset": coordinates.get(e.event_id, (None, None))[1],
+            "stored_at": stored_at,
+        }
+        for e in unique
+    ]
     inserted = set(insert_ignore(session, EventRow, rows, returning="event_id"))
     return [e for e in unique if e.event_id in inserted]
 
@@ -90,15 +105,23 @@ def project_campaigns(session: Session, new: Sequence[Event]) -> None:
     if not ids:
         return
     by_id: dict[str, list[CampaignUpserted]] = {}
-    for e in load_events(session, EventRow.type == "campaign.upserted", EventRow.campaign_id.in_(ids)):
+    for e in load_events(
+        session, EventRow.type == "campaign.upserted", EventRow.campaign_id.in_(ids)
+    ):
         assert isinstance(e, CampaignUpserted)
         by_id.setdefault(e.campaign_id, []).append(e)
     rows = []
     for campaign_id, events in by_id.items():
         latest = fold_campaign(events)
         if latest is not None:
-            rows.append({"campaign_id": campaign_id, "name": latest.name, "channel": latest.channel,
-                         "is_sales_sourced": latest.is_sales_sourced})
+            rows.append(
+                {
+                    "campaign_id": campaign_id,
+                    "name": latest.name,
+                    "channel": latest.channel,
+                    "is_sales_sourced": latest.is_sales_sourced,
+                }
+            )
     upsert(session, CampaignRow, rows)
 
 
@@ -107,26 +130,42 @@ def project_touches(session: Session, new: Sequence[Event], impact: Impact) -> N
     touches = [e for e in new if isinstance(e, Touch)]
     if not touches:
         return
-    insert_ignore(session, TouchRow, [{
-        "event_id": t.event_id, "occurred_at": t.occurred_at, "campaign_id": t.campaign_id,
-        "contact_id": t.contact_id, "account_id": t.account_id, "touch_type": t.touch_type,
-        "lead_created": t.lead_created} for t in touches])
+    insert_ignore(
+        session,
+        TouchRow,
+        [
+            {
+                "event_id": t.event_id,
+                "occurred_at": t.occurred_at,
+                "campaign_id": t.campaign_id,
+                "contact_id": t.contact_id,
+                "account_id": t.account_id,
+                "touch_type": t.touch_type,
+                "lead_created": t.lead_created,
+            }
+            for t in touches
+        ],
+    )
     impact.accounts.update(t.account_id for t in touches if t.account_id)
     contact_ids = {t.contact_id for t in touches if t.contact_id}
     impact.roots.update(contact_ids)
     for root, account in session.execute(
-        select(ContactRow.root_contact_id, ContactRow.effective_account_id)
-        .where(ContactRow.contact_id.in_(contact_ids))
+        select(ContactRow.root_contact_id, ContactRow.effective_account_id).where(
+            ContactRow.contact_id.in_(contact_ids)
+        )
     ):
         impact.roots.add(root)
         if account:
             impact.accounts.add(account)
 
 
-def _contact_links(session: Session, contacts: set[str], roots: set[str]) -> tuple[set[str], set[str]]:
+def _contact_links(
+    session: Session, contacts: set[str], roots: set[str]
+) -> tuple[set[str], set[str]]:
     rows = session.execute(
-        select(ContactRow.root_contact_id, ContactRow.effective_account_id)
-        .where(or_(ContactRow.contact_id.in_(contacts), ContactRow.root_contact_id.in_(roots)))
+        select(ContactRow.root_contact_id, ContactRow.effective_account_id).where(
+            or_(ContactRow.contact_id.in_(contacts), ContactRow.root_contact_id.in_(roots))
+        )
     ).all()
     return {r for r, _ in rows}, {a for _, a in rows if a}
 
@@ -138,42 +177,67 @@ def project_contacts(session: Session, new: Sequence[Event], impact: Impact) -> 
     affected = upserted | {c for m in merges for c in (m.contact_id, m.merged_contact_id)}
     if not affected:
         return
-    existing = {r.contact_id: r.root_contact_id for r in session.execute(
-        select(ContactRow.contact_id, ContactRow.root_contact_id)
-        .where(ContactRow.contact_id.in_(affected)))}
+    existing = {
+        r.contact_id: r.root_contact_id
+        for r in session.execute(
+            select(ContactRow.contact_id, ContactRow.root_contact_id).where(
+                ContactRow.contact_id.in_(affected)
+            )
+        )
+    }
     roots_map: dict[str, str] = {}
     if merges:
-        all_merges = [e for e in load_events(session, EventRow.type == "contact.merged")
-                      if isinstance(e, ContactMerged)]
+        all_merges = [
+            e
+            for e in load_events(session, EventRow.type == "contact.merged")
+            if isinstance(e, ContactMerged)
+        ]
         full = resolve_merges(all_merges)
         new_roots = {full.get(c, c) for c in affected}
         roots_map = {c: r for c, r in full.items() if r in new_roots}
         affected |= set(roots_map)
-        existing.update({r.contact_id: r.root_contact_id for r in session.execute(
-            select(ContactRow.contact_id, ContactRow.root_contact_id)
-            .where(ContactRow.contact_id.in_(affected)))})
+        existing.update(
+            {
+                r.contact_id: r.root_contact_id
+                for r in session.execute(
+                    select(ContactRow.contact_id, ContactRow.root_contact_id).where(
+                        ContactRow.contact_id.in_(affected)
+                    )
+                )
+            }
+        )
     old_roots, old_accounts = _contact_links(session, affected, set(existing.values()))
     by_id: dict[str, list[ContactUpserted]] = {c: [] for c in affected}
-    for e in load_events(session, EventRow.type == "contact.upserted", EventRow.contact_id.in_(affected)):
+    for e in load_events(
+        session, EventRow.type == "contact.upserted", EventRow.contact_id.in_(affected)
+    ):
         assert isinstance(e, ContactUpserted)
         by_id[e.contact_id].append(e)
     rows = []
     for contact_id, events in by_id.items():
         state = fold_contact(contact_id, events)
         root = roots_map.get(contact_id) or existing.get(contact_id) or contact_id
-        rows.append({"contact_id": contact_id, "account_id": state.account_id,
-                     "lifecycle_stage": state.lifecycle_stage,
-                     "merged_into": root if root != contact_id else None,
-                     "root_contact_id": root, "effective_account_id": None})
+        rows.append(
+            {
+                "contact_id": contact_id,
+                "account_id": state.account_id,
+                "lifecycle_stage": state.lifecycle_stage,
+                "merged_into": root if root != contact_id else None,
+                "root_contact_id": root,
+                "effective_account_id": None,
+            }
+        )
     upsert(session, ContactRow, rows)
     roots = {row["root_contact_id"] for row in rows} | old_roots
     root_row = aliased(ContactRow)
     session.execute(
         update(ContactRow)
         .where(ContactRow.root_contact_id.in_(roots))
-        .values(effective_account_id=select(root_row.account_id)
-                .where(root_row.contact_id == ContactRow.root_contact_id)
-                .scalar_subquery())
+        .values(
+            effective_account_id=select(root_row.account_id)
+            .where(root_row.contact_id == ContactRow.root_contact_id)
+            .scalar_subquery()
+        )
         .execution_options(synchronize_session=False)
     )
     new_roots_set, new_accounts = _contact_links(session, affected, roots)
@@ -187,16 +251,28 @@ def project_fx_rates(session: Session, new: Sequence[Event], impact: Impact) -> 
     if not rates:
         return
     keys = {(r.date, r.base, r.quote) for r in rates}
-    current = {(row.rate_date, row.base, row.quote): row for row in session.scalars(
-        select(FxRateRow).where(tuple_(FxRateRow.rate_date, FxRateRow.base, FxRateRow.quote).in_(keys)))}
+    current = {
+        (row.rate_date, row.base, row.quote): row
+        for row in session.scalars(
+            select(FxRateRow).where(
+                tuple_(FxRateRow.rate_date, FxRateRow.base, FxRateRow.quote).in_(keys)
+            )
+        )
+    }
     winners: dict[tuple[object, str, str], dict[str, object]] = {}
     for r in rates:
         key = (r.date, r.base, r.quote)
         row = current.get(key)  # type: ignore[call-overload]
         if row is not None and (row.occurred_at, row.event_id) >= (r.occurred_at, r.event_id):
             continue
-        winners[key] = {"rate_date": r.date, "base": r.base, "quote": r.quote, "rate": r.rate,
-                        "occurred_at": r.occurred_at, "event_id": r.event_id}
+        winners[key] = {
+            "rate_date": r.date,
+            "base": r.base,
+            "quote": r.quote,
+            "rate": r.rate,
+            "occurred_at": r.occurred_at,
+            "event_id": r.event_id,
+        }
         impact.fx_currencies.update((r.base, r.quote))
     upsert(session, FxRateRow, list(winners.values()))
 
@@ -206,37 +282,72 @@ def load_rates(session: Session, currencies: Iterable[str], reporting: str) -> l
     currencies = set(currencies) - {reporting}
     if not currencies:
         return []
-    rows = session.scalars(select(FxRateRow).where(or_(
-        (FxRateRow.base.in_(currencies)) & (FxRateRow.quote == reporting),
-        (FxRateRow.quote.in_(currencies)) & (FxRateRow.base == reporting))))
+    rows = session.scalars(
+        select(FxRateRow).where(
+            or_(
+                (FxRateRow.base.in_(currencies)) & (FxRateRow.quote == reporting),
+                (FxRateRow.quote.in_(currencies)) & (FxRateRow.base == reporting),
+            )
+        )
+    )
     return [Rate(r.rate_date, r.base, r.quote, Decimal(r.rate)) for r in rows]
 
 
-def project_costs(session: Session, new: Sequence[Event], impact: Impact, *, reporting: str) -> None:
+def project_costs(
+    session: Session, new: Sequence[Event], impact: Impact, *, reporting: str
+) -> None:
     """Store new costs and (re)convert and spread every cost whose currency's rates changed."""
     costs = [e for e in new if isinstance(e, CampaignCost)]
-    insert_ignore(session, CampaignCostRow, [{
-        "event_id": c.event_id, "campaign_id": c.campaign_id,
-        "amount_minor": to_minor(c.amount, c.currency), "currency": c.currency,
-        "period_start": c.period_start, "period_end": c.period_end, "reporting_minor": None,
-    } for c in costs])
-    stale = select(CampaignCostRow).where(or_(
-        CampaignCostRow.event_id.in_([c.event_id for c in costs]),
-        CampaignCostRow.currency.in_(impact.fx_currencies - {reporting})))
+    insert_ignore(
+        session,
+        CampaignCostRow,
+        [
+            {
+                "event_id": c.event_id,
+                "campaign_id": c.campaign_id,
+                "amount_minor": to_minor(c.amount, c.currency),
+                "currency": c.currency,
+                "period_start": c.period_start,
+                "period_end": c.period_end,
+                "reporting_minor": None,
+            }
+            for c in costs
+        ],
+    )
+    stale = select(CampaignCostRow).where(
+        or_(
+            CampaignCostRow.event_id.in_([c.event_id for c in costs]),
+            CampaignCostRow.currency.in_(impact.fx_currencies - {reporting}),
+        )
+    )
     rows = list(session.scalars(stale))
     if not rows:
         return
     rates = load_rates(session, {r.currency for r in rows}, reporting)
-    session.execute(delete(CampaignCostDayRow).where(
-        CampaignCostDayRow.cost_event_id.in_([r.event_id for r in rows])))
+    session.execute(
+        delete(CampaignCostDayRow).where(
+            CampaignCostDayRow.cost_event_id.in_([r.event_id for r in rows])
+        )
+    )
     days = []
     for row in rows:
-        conv = convert(row.amount_minor, source=row.currency, target=reporting,
-                       on=row.period_start, rates=rates)
+        conv = convert(
+            row.amount_minor,
+            source=row.currency,
+            target=reporting,
+            on=row.period_start,
+            rates=rates,
+        )
         row.reporting_minor = conv.amount_minor
         if conv.amount_minor is not None:
-            days += [{"cost_event_id": row.event_id, "day": day, "campaign_id": row.campaign_id,
-                      "cost_minor": minor}
-                     for day, minor in spread_days(conv.amount_minor, row.period_start, row.period_end)]
+            days += [
+                {
+                    "cost_event_id": row.event_id,
+                    "day": day,
+                    "campaign_id": row.campaign_id,
+                    "cost_minor": minor,
+                }
+                for day, minor in spread_days(conv.amount_minor, row.period_start, row.period_end)
+            ]
     session.flush()
     insert_ignore(session, CampaignCostDayRow, days)

@@ -60,7 +60,9 @@ class _SeekToDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
 class Worker:
     """One consumer-group member; ``run`` loops until ``stop`` is called or SIGTERM arrives."""
 
-    def __init__(self, settings: Settings, *, sessions: sessionmaker[Session] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, sessions: sessionmaker[Session] | None = None
+    ) -> None:
         self.settings = settings
         self.sessions = sessions or make_sessionmaker(make_engine(settings.database_url))
         self.consumer: KafkaConsumer | None = None
@@ -80,8 +82,14 @@ class Worker:
         """
         assert self.consumer is not None
         with self.sessions() as session:
-            stored = {row.partition: row.next_offset for row in session.scalars(
-                select(ConsumerOffsetRow).where(ConsumerOffsetRow.topic == self.settings.events_topic))}
+            stored = {
+                row.partition: row.next_offset
+                for row in session.scalars(
+                    select(ConsumerOffsetRow).where(
+                        ConsumerOffsetRow.topic == self.settings.events_topic
+                    )
+                )
+            }
         moved: set[TopicPartition] = set()
         for tp in partitions:
             db_offset = stored.get(tp.partition)
@@ -89,13 +97,18 @@ class Worker:
                 continue
             committed = self.consumer.committed(tp)
             if committed is not None and committed < db_offset:
-                log.info("seeking %s to database offset %s (kafka had %s)", tp, db_offset, committed)
+                log.info(
+                    "seeking %s to database offset %s (kafka had %s)", tp, db_offset, committed
+                )
                 self.consumer.seek(tp, db_offset)
                 moved.add(tp)
         return moved
 
-    def _decode_batch(self, records: dict[TopicPartition, list[Any]], session: Session,
-                      ) -> tuple[list[Event], dict[str, tuple[int, int]], dict[TopicPartition, int]]:
+    def _decode_batch(
+        self,
+        records: dict[TopicPartition, list[Any]],
+        session: Session,
+    ) -> tuple[list[Event], dict[str, tuple[int, int]], dict[TopicPartition, int]]:
         events: list[Event] = []
         coordinates: dict[str, tuple[int, int]] = {}
         next_offsets: dict[TopicPartition, int] = {}
@@ -106,9 +119,16 @@ class Worker:
                 try:
                     event = decode(record.value)
                 except (ValidationError, ValueError) as exc:
-                    session.add(DeadLetterRow(topic=tp.topic, partition=tp.partition,
-                                              offset=record.offset, raw=record.value or b"",
-                                              error=str(exc)[:4000], created_at=now))
+                    session.add(
+                        DeadLetterRow(
+                            topic=tp.topic,
+                            partition=tp.partition,
+                            offset=record.offset,
+                            raw=record.value or b"",
+                            error=str(exc)[:4000],
+                            created_at=now,
+                        )
+                    )
                     continue
                 events.append(event)
                 coordinates.setdefault(event.event_id, (tp.partition, record.offset))
@@ -119,11 +139,21 @@ class Worker:
         with self.sessions() as session, session.begin():
             lock_for_batch(session)
             events, coordinates, next_offsets = self._decode_batch(records, session)
-            result = apply_events(session, events, settings=self.settings,
-                                  now=datetime.now(UTC), coordinates=coordinates)
-            upsert(session, ConsumerOffsetRow, [
-                {"topic": tp.topic, "partition": tp.partition, "next_offset": offset}
-                for tp, offset in next_offsets.items()])
+            result = apply_events(
+                session,
+                events,
+                settings=self.settings,
+                now=datetime.now(UTC),
+                coordinates=coordinates,
+            )
+            upsert(
+                session,
+                ConsumerOffsetRow,
+                [
+                    {"topic": tp.topic, "partition": tp.partition, "next_offset": offset}
+                    for tp, offset in next_offsets.items()
+                ],
+            )
         return result
 
     def _rewind(self, records: dict[TopicPartition, list[Any]]) -> None:
@@ -159,19 +189,30 @@ class Worker:
                 except (OperationalError, DBAPIError) as exc:
                     if not _transient(exc):
                         raise
-                    log.warning("database unavailable (%s); retrying in %.1fs", exc.__class__.__name__, backoff)
+                    log.warning(
+                        "database unavailable (%s); retrying in %.1fs",
+                        exc.__class__.__name__,
+                        backoff,
+                    )
                     self._rewind(records)
                     time.sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
                 except Exception:
-                    first = {f"{tp.topic}[{tp.partition}]": b[0].offset for tp, b in records.items() if b}
+                    first = {
+                        f"{tp.topic}[{tp.partition}]": b[0].offset for tp, b in records.items() if b
+                    }
                     log.exception("unexpected error applying batch starting at %s; exiting", first)
                     raise
                 backoff, idle_since = 0.5, time.monotonic()
                 try:
-                    self.consumer.commit({tp: OffsetAndMetadata(b[-1].offset + 1, "", -1)
-                                          for tp, b in records.items() if b})
+                    self.consumer.commit(
+                        {
+                            tp: OffsetAndMetadata(b[-1].offset + 1, "", -1)
+                            for tp, b in records.items()
+                            if b
+                        }
+                    )
                 except CommitFailedError:
                     # A rebalance took the partitions; the database already holds the effects
                     # and their offsets, so whoever consumes next resumes or replays harmlessly.

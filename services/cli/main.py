@@ -9,8 +9,11 @@ from rich.console import Console
 
 from services.core.settings import Settings
 
-app = typer.Typer(help="Closed Loop: revenue attribution from CRM events, to the cent.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Closed Loop: revenue attribution from CRM events, to the cent.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 keys_app = typer.Typer(help="Create and list API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console()
@@ -22,8 +25,10 @@ def settings() -> Settings:
 
 
 @app.command()
-def up(demo: bool = typer.Option(True, help="Post a simulated CRM history once ready."),
-       demo_deals: int = typer.Option(300, help="Deals in the simulated history.")) -> None:
+def up(
+    demo: bool = typer.Option(True, help="Post a simulated CRM history once ready."),
+    demo_deals: int = typer.Option(300, help="Deals in the simulated history."),
+) -> None:
     """Run the whole pipeline on embedded defaults: bundled broker, SQLite, ingest, worker, API."""
     from services.cli.stack import run_stack
 
@@ -71,9 +76,10 @@ def migrate() -> None:
 
 
 @keys_app.command("create")
-def keys_create(name: str = typer.Option(..., help="Who the key is for."),
-                scopes: str = typer.Option("read", help="Comma-separated: ingest, read, admin.")
-                ) -> None:
+def keys_create(
+    name: str = typer.Option(..., help="Who the key is for."),
+    scopes: str = typer.Option("read", help="Comma-separated: ingest, read, admin."),
+) -> None:
     """Create an API key and print it once (only its hash is stored)."""
     from services.core.auth import UnknownScope, create_key, parse_scopes
     from services.core.db.engine import make_engine, make_sessionmaker
@@ -106,8 +112,10 @@ def keys_list() -> None:
 
 
 @app.command()
-def recompute(deal: list[str] = typer.Option(None, help="Only these deals (repeatable)."),
-              batch: int = typer.Option(500, help="Deals per transaction.")) -> None:
+def recompute(
+    deal: list[str] = typer.Option(None, help="Only these deals (repeatable)."),
+    batch: int = typer.Option(500, help="Deals per transaction."),
+) -> None:
     """Rebuild deals' state and credits from the stored events, with a progress bar."""
     from services.cli.recompute import recompute_all
 
@@ -116,22 +124,28 @@ def recompute(deal: list[str] = typer.Option(None, help="Only these deals (repea
 
 
 @app.command()
-def simulate(url: str = typer.Option("http://127.0.0.1:8001", help="Ingest service URL."),
-             api_key: str = typer.Option(..., envvar="CLOSEDLOOP_API_KEY", help="An ingest key."),
-             deals: int = typer.Option(300, help="Deals to simulate."),
-             seed: int = typer.Option(1, help="Random seed (same seed, same events)."),
-             duplicates: float = typer.Option(0.05, help="Share of events delivered twice."),
-             days: int = typer.Option(120, help="Days of history, ending today."),
-             batch_size: int = typer.Option(500, help="Events per request.")) -> None:
+def simulate(
+    url: str = typer.Option("http://127.0.0.1:8001", help="Ingest service URL."),
+    api_key: str = typer.Option(..., envvar="CLOSEDLOOP_API_KEY", help="An ingest key."),
+    deals: int = typer.Option(300, help="Deals to simulate."),
+    seed: int = typer.Option(1, help="Random seed (same seed, same events)."),
+    duplicates: float = typer.Option(0.05, help="Share of events delivered twice."),
+    days: int = typer.Option(120, help="Days of history, ending today."),
+    batch_size: int = typer.Option(500, help="Events per request."),
+) -> None:
     """Post synthetic CRM traffic (shuffled, with duplicates) to the ingest API."""
     from services.simulate import generate, post_events, shuffle_with_duplicates
 
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=days
+    )
     events = generate(seed=seed, deals=deals, start=start, days=days)
     arrivals = shuffle_with_duplicates(events, seed=seed, duplicate_rate=duplicates)
     accepted = post_events(arrivals, url=url, api_key=api_key, batch_size=batch_size)
-    console.print(f"[green]{accepted} events accepted[/green] "
-                  f"({len(events)} distinct, {len(arrivals) - len(events)} duplicates)")
+    console.print(
+        f"[green]{accepted} events accepted[/green] "
+        f"({len(events)} distinct, {len(arrivals) - len(events)} duplicates)"
+    )
 
 
 if __name__ == "__main__":

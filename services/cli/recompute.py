@@ -14,24 +14,31 @@ from services.core.db.schema import EventRow
 from services.core.settings import Settings
 
 
-def recompute_all(settings: Settings, *, deal_ids: list[str] | None, batch: int,
-                  console: Console) -> int:
+def recompute_all(
+    settings: Settings, *, deal_ids: list[str] | None, batch: int, console: Console
+) -> int:
     """Recompute the given deals (default: every deal with events); return how many."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     with sessions() as session, session.begin():
         sync_builtin_models(session, settings)
-        ids = deal_ids or sorted(set(session.scalars(
-            select(EventRow.deal_id).where(EventRow.deal_id.is_not(None)).distinct())))
+        ids = deal_ids or sorted(
+            set(
+                session.scalars(
+                    select(EventRow.deal_id).where(EventRow.deal_id.is_not(None)).distinct()
+                )
+            )
+        )
     done = 0
     with Progress(console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("Recomputing deals", total=len(ids))
         for start in range(0, len(ids), batch):
-            chunk = [d for d in ids[start:start + batch] if d is not None]
+            chunk = [d for d in ids[start : start + batch] if d is not None]
             with sessions() as session, session.begin():
                 lock_for_batch(session)
-                done += recompute_deals(session, chunk, settings=settings,
-                                        models=active_models(session, settings))
+                done += recompute_deals(
+                    session, chunk, settings=settings, models=active_models(session, settings)
+                )
             progress.advance(task, len(chunk))
     engine.dispose()
     return done

@@ -67,17 +67,20 @@ def run_stack(settings: Settings, *, demo: bool, demo_deals: int, console: Conso
     try:
         key = _migrate_and_key(settings)
         for command in ("worker", "ingest", "api"):
-            procs.append(subprocess.Popen([sys.executable, "-m", "services.cli.main", command],
-                                          env=env))
+            procs.append(
+                subprocess.Popen([sys.executable, "-m", "services.cli.main", command], env=env)
+            )
         for port in (settings.ingest_port, settings.api_port):
             wait_for_port(port, timeout_s=60)
         ingest_url = f"http://{settings.ingest_host}:{settings.ingest_port}"
         api_url = f"http://{settings.api_host}:{settings.api_port}"
-        console.print(f"\n[bold green]Closed Loop is up[/bold green]\n"
-                      f"  ingest  {ingest_url}/v1/events   (docs {ingest_url}/docs)\n"
-                      f"  api     {api_url}/v1/reports/roi  (docs {api_url}/docs)\n"
-                      f"  database {settings.database_url}\n"
-                      f"  dev API key (scopes ingest,read,admin; shown once):\n  {key}\n")
+        console.print(
+            f"\n[bold green]Closed Loop is up[/bold green]\n"
+            f"  ingest  {ingest_url}/v1/events   (docs {ingest_url}/docs)\n"
+            f"  api     {api_url}/v1/reports/roi  (docs {api_url}/docs)\n"
+            f"  database {settings.database_url}\n"
+            f"  dev API key (scopes ingest,read,admin; shown once):\n  {key}\n"
+        )
         if demo:
             from services.simulate import generate, post_events, shuffle_with_duplicates
 

@@ -40,22 +40,33 @@ def parse_scopes(text: str) -> list[str]:
     scopes = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown or not scopes:
-        raise UnknownScope(f"scopes must be a non-empty subset of {', '.join(SCOPES)}; got {text!r}")
+        raise UnknownScope(
+            f"scopes must be a non-empty subset of {', '.join(SCOPES)}; got {text!r}"
+        )
     return scopes
 
 
 def create_key(session: Session, *, name: str, scopes: list[str]) -> str:
     """Store a new key and return its secret (the only time it is visible)."""
     secret = "cl_" + secrets.token_urlsafe(32)
-    session.add(ApiKeyRow(name=name, key_prefix=secret[:10], key_hash=hash_key(secret),
-                          scopes=",".join(scopes), created_at=datetime.now(UTC)))
+    session.add(
+        ApiKeyRow(
+            name=name,
+            key_prefix=secret[:10],
+            key_hash=hash_key(secret),
+            scopes=",".join(scopes),
+            created_at=datetime.now(UTC),
+        )
+    )
     return secret
 
 
 def lookup_key(session: Session, secret: str) -> Principal | None:
     """Return the principal of an active key, or None."""
     row = session.scalars(
-        select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(secret), ApiKeyRow.revoked_at.is_(None))
+        select(ApiKeyRow).where(
+            ApiKeyRow.key_hash == hash_key(secret), ApiKeyRow.revoked_at.is_(None)
+        )
     ).first()
     if row is None:
         return None

@@ -94,7 +94,7 @@ class _Event(BaseModel):
 
 
 class _Priced(_Event):
-    """An event that may carry money: ``currency`` is validated first, then ``amount`` against it."""
+    """An event that may carry money: ``currency`` is validated first, then ``amount``."""
 
     currency: Currency | None = None
     amount: DecimalText | None = None
@@ -197,8 +197,9 @@ class DealUpdated(_Priced):
     @model_validator(mode="after")
     def _check(self) -> DealUpdated:
         if not self.model_fields_set & {"amount", "stage", "account_id", "contact_ids"}:
-            raise ValueError("deal.updated needs at least one of amount+currency, stage, "
-                             "account_id, contact_ids")
+            raise ValueError(
+                "deal.updated needs at least one of amount+currency, stage, account_id, contact_ids"
+            )
         return self
 
 

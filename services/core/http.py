@@ -14,7 +14,13 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -26,9 +32,15 @@ PROBLEM_JSON = "application/problem+json"
 class Problem(Exception):
     """An HTTP error answered as RFC 9457 problem details."""
 
-    def __init__(self, status: int, title: str, detail: str = "", *,
-                 errors: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str = "",
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail or title)
         self.status, self.title, self.detail = status, title, detail
         self.errors, self.headers = errors, headers
@@ -36,12 +48,17 @@ class Problem(Exception):
 
 def problem_response(problem: Problem) -> JSONResponse:
     """Render a Problem as ``application/problem+json``."""
-    body: dict[str, Any] = {"type": "about:blank", "status": problem.status,
-                            "title": problem.title, "detail": problem.detail or problem.title}
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "status": problem.status,
+        "title": problem.title,
+        "detail": problem.detail or problem.title,
+    }
     if problem.errors is not None:
         body["errors"] = problem.errors
-    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON,
-                        headers=problem.headers)
+    return JSONResponse(
+        body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+    )
 
 
 def field_path(loc: Sequence[Any]) -> str:
@@ -55,8 +72,11 @@ def field_path(loc: Sequence[Any]) -> str:
     return out or "body"
 
 
-def validation_errors(errors: Sequence[dict[str, Any]], *, skip: Callable[[Any], bool] | None = None,
-                      ) -> list[dict[str, Any]]:
+def validation_errors(
+    errors: Sequence[dict[str, Any]],
+    *,
+    skip: Callable[[Any], bool] | None = None,
+) -> list[dict[str, Any]]:
     """Map pydantic errors to ``[{"field", "problem", "type"}]`` naming each field's location."""
     out = []
     for err in errors:
@@ -66,10 +86,18 @@ def validation_errors(errors: Sequence[dict[str, Any]], *, skip: Callable[[Any],
     return out
 
 
-_STATUS_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-                  405: "Method Not Allowed", 406: "Not Acceptable", 413: "Payload Too Large",
-                  415: "Unsupported Media Type", 422: "Unprocessable Content",
-                  503: "Service Unavailable"}
+_STATUS_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    503: "Service Unavailable",
+}
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -89,13 +117,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = _STATUS_TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else title
-        return problem_response(Problem(exc.status_code, title, detail,
-                                        headers=getattr(exc, "headers", None)))
+        return problem_response(
+            Problem(exc.status_code, title, detail, headers=getattr(exc, "headers", None))
+        )
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> JSONResponse:
-        return problem_response(Problem(500, "Internal Server Error",
-                                        "an unexpected error occurred; it has been logged"))
+        return problem_response(
+            Problem(
+                500, "Internal Server Error", "an unexpected error occurred; it has been logged"
+            )
+        )
 
 
 class KeyStore:
@@ -123,8 +155,9 @@ def authorize(store: KeyStore, authorization: str | None, scope: str) -> Princip
     """Return the principal for an ``Authorization: Bearer`` header holding ``scope``, or raise."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if not authorization or not authorization.lower().startswith("bearer "):
-        raise Problem(401, "Unauthorized", "send 'Authorization: Bearer <api key>'",
-                      headers=challenge)
+        raise Problem(
+            401, "Unauthorized", "send 'Authorization: Bearer <api key>'", headers=challenge
+        )
     principal = store.principal(authorization[7:].strip())
     if principal is None:
         raise Problem(401, "Unauthorized", "unknown or revoked API key", headers=challenge)
@@ -138,10 +171,18 @@ class HttpMetrics:
 
     def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("http_requests_total", "HTTP requests", ["service", "route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("http_request_duration_seconds", "HTTP request latency",
-                                 ["service", "route"], registry=self.registry)
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests",
+            ["service", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            ["service", "route"],
+            registry=self.registry,
+        )
         self.service = service
 
     def install(self, app: FastAPI) -> None:
@@ -161,5 +202,13 @@ class HttpMetrics:
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-__all__ = ["HTTPException", "HttpMetrics", "KeyStore", "Problem", "authorize",
-           "install_problem_handlers", "problem_response", "validation_errors"]
+__all__ = [
+    "HTTPException",
+    "HttpMetrics",
+    "KeyStore",
+    "Problem",
+    "authorize",
+    "install_problem_handlers",
+    "problem_response",
+    "validation_errors",
+]

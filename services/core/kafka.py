@@ -5,6 +5,7 @@ Clients are created by the services' lifespans, never at import time.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -14,14 +15,15 @@ from kafka.errors import TopicAlreadyExistsError
 from services.core.settings import Settings
 
 
-def _servers(settings: Settings) -> list[str]:
+def bootstrap_servers(settings: Settings) -> list[str]:
+    """Split the comma-separated bootstrap setting into a list."""
     return [s.strip() for s in settings.kafka_bootstrap_servers.split(",") if s.strip()]
 
 
 def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     """Create an idempotent producer that waits for every in-sync replica (acks=all)."""
     options: dict[str, Any] = {
-        "bootstrap_servers": _servers(settings),
+        "bootstrap_servers": bootstrap_servers(settings),
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
@@ -38,7 +40,7 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
 def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
     """Create a consumer-group member with auto-commit off (the worker commits after the DB)."""
     options: dict[str, Any] = {
-        "bootstrap_servers": _servers(settings),
+        "bootstrap_servers": bootstrap_servers(settings),
         "group_id": settings.consumer_group,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -52,13 +54,23 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
     return KafkaConsumer(**options)
 
 
-def ensure_topics(settings: Settings) -> None:
+def ensure_topics(settings: Settings, *, timeout_s: float | None = None) -> None:
     """Create the events and dead-letter topics with the configured partition count if missing.
 
     The bundled broker would auto-create an unknown topic with ONE partition on first produce,
     so every entry point calls this first.
     """
-    admin = KafkaAdminClient(bootstrap_servers=_servers(settings), client_id="closedloop-admin")
+    bounds = (
+        {}
+        if timeout_s is None
+        else {
+            "bootstrap_timeout_ms": int(timeout_s * 1000),
+            "request_timeout_ms": int(timeout_s * 1000),
+        }
+    )
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers(settings), client_id="closedloop-admin", **bounds
+    )
     try:
         existing = set(admin.list_topics())
         wanted = [
@@ -67,9 +79,7 @@ def ensure_topics(settings: Settings) -> None:
             if name not in existing
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
                 admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()

@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
         validation_alias=AliasChoices(
-            "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"
+            "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "kafka_bootstrap_servers",
         ),
     )
     events_topic: str = "closedloop.events"
@@ -52,3 +54,5 @@ class Settings(BaseSettings):
     worker_max_poll_records: int = 2000
     worker_poll_timeout_ms: int = 500
     api_key_cache_s: float = 5.0
+    # Shared secret of the generic signed-JSON webhook (HMAC-SHA256 of the raw body).
+    webhook_secret_generic: str | None = None

@@ -6,7 +6,6 @@ broker's acknowledgement, and a 202 means every event of the request was acknowl
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,12 +24,10 @@ from services.ingest.publisher import Publisher
 from services.ingest.routes import events, health, webhooks
 from services.ingest.schemas import event_body_components
 
-WEBHOOK_SECRET_ENV = "CLOSEDLOOP_WEBHOOK_SECRET_{provider}"
 
-
-def webhook_secrets_from_env() -> dict[str, str]:
-    """Read the webhook shared secrets from the environment (unset providers are left out)."""
-    secret = os.environ.get(WEBHOOK_SECRET_ENV.format(provider="GENERIC"))
+def webhook_secrets_from_settings(settings: Settings) -> dict[str, str]:
+    """Return the configured webhook shared secrets (unset providers are left out)."""
+    secret = settings.webhook_secret_generic
     return {"generic": secret} if secret else {}
 
 
@@ -62,7 +59,7 @@ def create_app(settings: Settings, *, webhook_secrets: dict[str, str] | None = N
     )
     app.state.settings = settings
     app.state.webhook_secrets = (
-        webhook_secrets if webhook_secrets is not None else webhook_secrets_from_env()
+        webhook_secrets if webhook_secrets is not None else webhook_secrets_from_settings(settings)
     )
     http_metrics = HttpMetrics("ingest")
     app.state.ingest_metrics = IngestMetrics(http_metrics.registry)

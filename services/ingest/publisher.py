@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from kafka import KafkaAdminClient, KafkaProducer
 
 from services.core.events import Event, encode, partition_key
-from services.core.kafka import ensure_topics, make_producer
+from services.core.kafka import bootstrap_servers, ensure_topics, make_producer
 from services.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,16 +46,12 @@ class RecordTooLarge(Exception):
         self.index, self.size = index, size
 
 
-def _servers(settings: Settings) -> list[str]:
-    return [s.strip() for s in settings.kafka_bootstrap_servers.split(",") if s.strip()]
-
-
 def broker_answers(settings: Settings, *, timeout_s: float = 2.0) -> bool:
     """Return whether the broker answers a metadata request within about ``timeout_s``."""
     timeout_ms = int(timeout_s * 1000)
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=_servers(settings),
+            bootstrap_servers=bootstrap_servers(settings),
             client_id="closedloop-ingest-readyz",
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
@@ -156,7 +152,7 @@ class Publisher:
             self._failed_at = time.monotonic()
             raise BrokerUnavailable(f"cannot connect to the broker: {exc!r}") from exc
         try:
-            ensure_topics(self._settings)
+            ensure_topics(self._settings, timeout_s=self._settings.publish_timeout_s)
         except Exception as exc:
             _close(producer, 0)
             self._failed_at = time.monotonic()

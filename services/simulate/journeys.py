@@ -9,7 +9,7 @@ lead → mql → sql → opportunity → customer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from services.simulate.catalog import (
     ACCOUNT_MIX,
@@ -49,7 +49,6 @@ class DealRecord:
     contacts: list[Contact]
     end: int
     closed_at: int | None
-    extra: list[Contact] = field(default_factory=list)
 
 
 def add_prospects(sim: Simulation) -> None:
@@ -157,13 +156,19 @@ def _progress_contacts(
     span = max(created - intro, 4 * 60)
     mql_at = intro + int(span * rng.uniform(0.25, 0.55))
     _advance(sim, primary, "mql", mql_at, account)
-    _advance(sim, primary, "sql", max(mql_at + 60, intro + int(span * rng.uniform(0.65, 0.95))),
-             account)
+    _advance(
+        sim, primary, "sql", max(mql_at + 60, intro + int(span * rng.uniform(0.65, 0.95))), account
+    )
     roles = [primary]
     for contact in others:
         if contact.introduced_at is None:  # never touched: added by sales to the opportunity
-            _advance(sim, contact, "sql", sim.between(max(first, created - 3 * DAY), created - 60),
-                     account)
+            _advance(
+                sim,
+                contact,
+                "sql",
+                sim.between(max(first, created - 3 * DAY), created - 60),
+                account,
+            )
             roles.append(contact)
             continue
         if contact.introduced_at >= created:  # joined while the deal was worked: no role
@@ -193,16 +198,26 @@ def _deal_events(
     deal_id = sim.new_id("deal")
     currency = _deal_currency(sim)
     scale = sim.usd[currency]
-    amount = _round_to(min(max(rng.lognormvariate(math.log(24_000), 0.8), 3_000), 400_000)
-                       / scale, 50)
-    sim.emit(created, "deal.created", {
-        "deal_id": deal_id, "account_id": account, "amount": sim.exact(amount, currency),
-        "currency": currency, "contact_ids": contact_ids, "stage": "qualification",
-    })
+    amount = _round_to(
+        min(max(rng.lognormvariate(math.log(24_000), 0.8), 3_000), 400_000) / scale, 50
+    )
+    sim.emit(
+        created,
+        "deal.created",
+        {
+            "deal_id": deal_id,
+            "account_id": account,
+            "amount": sim.exact(amount, currency),
+            "currency": currency,
+            "contact_ids": contact_ids,
+            "stage": "qualification",
+        },
+    )
     first_close = created + int((end - created) * rng.uniform(0.5, 0.6)) if reopen else end
     updates = rng.randint(0, 2) if outcome == "open" else rng.randint(1, 3)
-    for i, at in enumerate(sorted(sim.between(created + HOUR, first_close - HOUR)
-                                  for _ in range(updates))):
+    for i, at in enumerate(
+        sorted(sim.between(created + HOUR, first_close - HOUR) for _ in range(updates))
+    ):
         fields: Fields = {"deal_id": deal_id, "stage": DEAL_STAGES[min(i, len(DEAL_STAGES) - 1)]}
         if rng.random() < 0.4:
             amount = max(_round_to(amount * rng.uniform(0.75, 1.3), 250), 500 / scale)
@@ -221,9 +236,16 @@ def _deal_events(
         sim.emit(reopened_at, "deal.reopened", {"deal_id": deal_id})
         if rng.random() < 0.6:
             amount = _round_to(amount * rng.uniform(0.85, 1.15), 50)
-            sim.emit(sim.between(reopened_at + HOUR, end - HOUR), "deal.updated",
-                     {"deal_id": deal_id, "amount": sim.exact(amount, currency),
-                      "currency": currency, "stage": "negotiation"})
+            sim.emit(
+                sim.between(reopened_at + HOUR, end - HOUR),
+                "deal.updated",
+                {
+                    "deal_id": deal_id,
+                    "amount": sim.exact(amount, currency),
+                    "currency": currency,
+                    "stage": "negotiation",
+                },
+            )
         won_at = first_close if first_status == "deal.closed_won" else end
     won: Fields = {"deal_id": deal_id}
     if rng.random() < 0.65:  # the final amount, sometimes after a discount
@@ -243,8 +265,11 @@ def _merge(sim: Simulation, record: DealRecord) -> None:
     duplicate = Contact(sim.new_id("ct"))
     at = sim.between(survivor.introduced_at + HOUR, record.end - HOUR)
     _touch(sim, at, sim.pick(NURTURE_MIX), contact=duplicate, account=None)
-    sim.emit(at + sim.between(HOUR, 10 * DAY), "contact.merged",
-             {"contact_id": survivor.id, "merged_contact_id": duplicate.id})
+    sim.emit(
+        at + sim.between(HOUR, 10 * DAY),
+        "contact.merged",
+        {"contact_id": survivor.id, "merged_contact_id": duplicate.id},
+    )
 
 
 def _move(sim: Simulation, record: DealRecord) -> None:
@@ -298,9 +323,7 @@ def _introduce(sim: Simulation, contact: Contact, at: int, account: str | None) 
         sim.emit(matched_at, "contact.upserted", {"contact_id": contact.id, "account_id": account})
 
 
-def _advance(
-    sim: Simulation, contact: Contact, stage: str, at: int, account: str | None
-) -> None:
+def _advance(sim: Simulation, contact: Contact, stage: str, at: int, account: str | None) -> None:
     """Emit a lifecycle change if it moves the contact forward (stages never go back)."""
     index = LIFECYCLE.index(stage)
     if index <= contact.stage:
@@ -308,13 +331,17 @@ def _advance(
     if contact.introduced_at is None:
         contact.introduced_at = at
     contact.stage = index
-    sim.emit(at, "contact.upserted",
-             {"contact_id": contact.id, "account_id": account, "lifecycle_stage": stage})
+    sim.emit(
+        at,
+        "contact.upserted",
+        {"contact_id": contact.id, "account_id": account, "lifecycle_stage": stage},
+    )
 
 
 def _deal_currency(sim: Simulation) -> str:
-    weights = [55 if c == sim.reporting else 45 / max(1, len(sim.currencies) - 1)
-               for c in sim.currencies]
+    weights = [
+        55 if c == sim.reporting else 45 / max(1, len(sim.currencies) - 1) for c in sim.currencies
+    ]
     return sim.rng.choices(sim.currencies, weights=weights)[0]
 
 

@@ -69,9 +69,7 @@ def post_events(
     ):
         task = bar.add_task("Posting events", total=len(events))
         for batch in batches(events, batch_size):
-            accepted += _post_batch(
-                client, endpoint, batch, max_attempts=max_attempts, sleep=sleep
-            )
+            accepted += _post_batch(client, endpoint, batch, max_attempts=max_attempts, sleep=sleep)
             bar.advance(task, len(batch))
     return accepted
 
@@ -111,8 +109,11 @@ def _error(endpoint: str, response: httpx.Response, *, attempts: int) -> PostErr
         title = problem.get("title") or response.reason_phrase
         lines = [f"POST {endpoint} -> {status} {title}: {problem.get('detail', '')}".rstrip(": ")]
         errors = problem.get("errors") or []
-        lines += [f"  {_location(e)}: {e.get('msg') or e.get('message') or e}"
-                  for e in errors[:20] if isinstance(e, dict)]
+        lines += [
+            f"  {_location(e)}: {e.get('msg') or e.get('message') or e}"
+            for e in errors[:20]
+            if isinstance(e, dict)
+        ]
         if len(errors) > 20:
             lines.append(f"  ... and {len(errors) - 20} more")
     else:

@@ -60,7 +60,9 @@ class Simulation:
         base = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
         self.start = base.replace(microsecond=0)
         self.length = days * DAY
-        arguments = f"{seed}|{deals}|{self.start.isoformat()}|{days}|{self.currencies}|{self.reporting}"
+        arguments = (
+            f"{seed}|{deals}|{self.start.isoformat()}|{days}|{self.currencies}|{self.reporting}"
+        )
         self.tag = f"{seed}-{hashlib.sha256(arguments.encode()).hexdigest()[:6]}"
         self.usd = self._usd_values()
         self.campaigns: dict[str, list[str]] = {}  # channel slug -> campaign ids
@@ -163,8 +165,9 @@ class Simulation:
             self.emit(self.between(0, 2 * HOUR), "campaign.upserted", fields)
             if self.rng.random() < RENAME_SHARE:
                 renamed = fields | {"name": f"{name} (relaunch)"}
-                self.emit(self.between(self.length * 0.3, self.length * 0.8),
-                          "campaign.upserted", renamed)
+                self.emit(
+                    self.between(self.length * 0.3, self.length * 0.8), "campaign.upserted", renamed
+                )
             self._cost_plan.append((campaign_id, channel, self._cost_currency()))
 
     def _cost_currency(self) -> str:
@@ -180,11 +183,18 @@ class Simulation:
             rate = self.usd[currency] / self.usd[self.reporting]
             for day in self._days():
                 rate *= math.exp(self.rng.gauss(0.0, FX_DAILY_VOLATILITY))
-                fields: Fields = {"date": day.isoformat(), "base": currency,
-                                  "quote": self.reporting, "rate": _rate_text(rate)}
+                fields: Fields = {
+                    "date": day.isoformat(),
+                    "base": currency,
+                    "quote": self.reporting,
+                    "rate": _rate_text(rate),
+                }
                 if self.rng.random() < INVERSE_FX_SHARE:
-                    fields |= {"base": self.reporting, "quote": currency,
-                               "rate": _rate_text(1 / rate)}
+                    fields |= {
+                        "base": self.reporting,
+                        "quote": currency,
+                        "rate": _rate_text(1 / rate),
+                    }
                 self.emit(self.offset(day, hour=16) + self.between(0, 600), "fx.rate", fields)
 
     def add_costs(self) -> None:

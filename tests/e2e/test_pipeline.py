@@ -13,7 +13,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,22 +45,50 @@ def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     with postgres_database("closedloop_e2e") as db:
         ingest_port, api_port = free_port(), free_port()
         tag = str(ingest_port)
-        env = {"CLOSEDLOOP_DATABASE_URL": db, "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": broker,
-               "CLOSEDLOOP_EVENTS_TOPIC": f"e2e-events-{tag}",
-               "CLOSEDLOOP_DEAD_LETTER_TOPIC": f"e2e-dead-{tag}",
-               "CLOSEDLOOP_CONSUMER_GROUP": f"e2e-{tag}",
-               "CLOSEDLOOP_INGEST_PORT": str(ingest_port), "CLOSEDLOOP_API_PORT": str(api_port)}
-        subprocess.run([sys.executable, "-m", "services.cli.main", "migrate"],
-                       env=service_env(env), cwd=ROOT, check=True, capture_output=True)
+        env = {
+            "CLOSEDLOOP_DATABASE_URL": db,
+            "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": broker,
+            "CLOSEDLOOP_EVENTS_TOPIC": f"e2e-events-{tag}",
+            "CLOSEDLOOP_DEAD_LETTER_TOPIC": f"e2e-dead-{tag}",
+            "CLOSEDLOOP_CONSUMER_GROUP": f"e2e-{tag}",
+            "CLOSEDLOOP_INGEST_PORT": str(ingest_port),
+            "CLOSEDLOOP_API_PORT": str(api_port),
+        }
+        subprocess.run(
+            [sys.executable, "-m", "services.cli.main", "migrate"],
+            env=service_env(env),
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         key = subprocess.run(
-            [sys.executable, "-m", "services.cli.main", "keys", "create", "--name", "e2e",
-             "--scopes", "ingest,read"], env=service_env(env), cwd=ROOT, check=True,
-            capture_output=True, text=True).stdout.strip()
+            [
+                sys.executable,
+                "-m",
+                "services.cli.main",
+                "keys",
+                "create",
+                "--name",
+                "e2e",
+                "--scopes",
+                "ingest,read",
+            ],
+            env=service_env(env),
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         events = generate(seed=11, deals=150, start=START, days=DAYS) + edge_cases()
         arrivals = shuffle_with_duplicates(events, seed=11, duplicate_rate=0.1)
         with services(env, logs, ingest_port=ingest_port, api_port=api_port):
-            accepted = post_events(arrivals, url=f"http://127.0.0.1:{ingest_port}", api_key=key,
-                                   batch_size=250, progress=False)
+            accepted = post_events(
+                arrivals,
+                url=f"http://127.0.0.1:{ingest_port}",
+                api_key=key,
+                batch_size=250,
+                progress=False,
+            )
             assert accepted == len(arrivals)
             distinct = len({e["event_id"] for e in events})
             engine = make_engine(db)
@@ -75,8 +102,11 @@ def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
                 time.sleep(0.3)
             engine.dispose()
             assert stored == distinct, f"worker stored {stored} of {distinct} events"
-            with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30,
-                              headers={"Authorization": f"Bearer {key}"}) as client:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{api_port}",
+                timeout=30,
+                headers={"Authorization": f"Bearer {key}"},
+            ) as client:
                 yield {"client": client, "ref": reference.compute(events), "events": events}
 
 
@@ -84,13 +114,38 @@ def edge_cases() -> list[dict[str, Any]]:
     """Deals the simulation rarely makes: no fx rate (unconverted) and no touches (unattributed)."""
     at = "2026-07-01T10:00:00Z"
     return [
-        {"event_id": "edge-jpy-created", "type": "deal.created", "occurred_at": at,
-         "deal_id": "edge-jpy", "account_id": "edge-acct-1", "amount": "1500000", "currency": "JPY"},
-        {"event_id": "edge-jpy-won", "type": "deal.closed_won", "occurred_at": at, "deal_id": "edge-jpy"},
-        {"event_id": "edge-lonely-created", "type": "deal.created", "occurred_at": at,
-         "deal_id": "edge-lonely", "account_id": "edge-acct-2", "amount": "999.99", "currency": "USD"},
-        {"event_id": "edge-lonely-won", "type": "deal.closed_won", "occurred_at": at,
-         "deal_id": "edge-lonely", "amount": "1000.01", "currency": "USD"},
+        {
+            "event_id": "edge-jpy-created",
+            "type": "deal.created",
+            "occurred_at": at,
+            "deal_id": "edge-jpy",
+            "account_id": "edge-acct-1",
+            "amount": "1500000",
+            "currency": "JPY",
+        },
+        {
+            "event_id": "edge-jpy-won",
+            "type": "deal.closed_won",
+            "occurred_at": at,
+            "deal_id": "edge-jpy",
+        },
+        {
+            "event_id": "edge-lonely-created",
+            "type": "deal.created",
+            "occurred_at": at,
+            "deal_id": "edge-lonely",
+            "account_id": "edge-acct-2",
+            "amount": "999.99",
+            "currency": "USD",
+        },
+        {
+            "event_id": "edge-lonely-won",
+            "type": "deal.closed_won",
+            "occurred_at": at,
+            "deal_id": "edge-lonely",
+            "amount": "1000.01",
+            "currency": "USD",
+        },
     ]
 
 
@@ -110,8 +165,9 @@ def in_range(deal: reference.DealResult, start: date | None, end: date | None) -
     return (start is None or day >= start) and (end is None or day < end)
 
 
-def expected_revenue(ref: reference.Reference, model: str, start: date | None = None,
-                     end: date | None = None) -> dict[str, int]:
+def expected_revenue(
+    ref: reference.Reference, model: str, start: date | None = None, end: date | None = None
+) -> dict[str, int]:
     out: dict[str, int] = defaultdict(int)
     for deal in ref.deals.values():
         if deal.won and deal.reporting_minor is not None and in_range(deal, start, end):
@@ -120,8 +176,9 @@ def expected_revenue(ref: reference.Reference, model: str, start: date | None = 
     return dict(out)
 
 
-def expected_cost(ref: reference.Reference, start: date | None = None,
-                  end: date | None = None) -> dict[str, int]:
+def expected_cost(
+    ref: reference.Reference, start: date | None = None, end: date | None = None
+) -> dict[str, int]:
     out: dict[str, int] = defaultdict(int)
     for (campaign, day), minor in ref.cost_days.items():
         if (start is None or day >= start) and (end is None or day < end):
@@ -134,8 +191,9 @@ RANGES = [(None, None), (date(2026, 6, 15), date(2026, 8, 1))]
 
 @pytest.mark.parametrize("model", reference.MODELS)
 @pytest.mark.parametrize(("start", "end"), RANGES)
-def test_roi_matches_reference(stack: dict[str, Any], model: str, start: date | None,
-                               end: date | None) -> None:
+def test_roi_matches_reference(
+    stack: dict[str, Any], model: str, start: date | None, end: date | None
+) -> None:
     ref: reference.Reference = stack["ref"]
     params = {"model": model, "group_by": "campaign"}
     if start:
@@ -150,8 +208,11 @@ def test_roi_matches_reference(stack: dict[str, Any], model: str, start: date | 
         assert got_cost.get(campaign, "0.00") == cents(cost.get(campaign, 0)), campaign
     assert body["totals"]["revenue"] == cents(sum(revenue.values()))
     assert body["totals"]["cost"] == cents(sum(cost.values()))
-    unattributed = sum(d.unattributed_minor for d in ref.deals.values()
-                       if d.won and d.reporting_minor is not None and in_range(d, start, end))
+    unattributed = sum(
+        d.unattributed_minor
+        for d in ref.deals.values()
+        if d.won and d.reporting_minor is not None and in_range(d, start, end)
+    )
     assert body["totals"]["unattributed_revenue"] == cents(unattributed)
 
 
@@ -165,13 +226,16 @@ def test_roi_by_channel_and_csv(stack: dict[str, Any]) -> None:
     body = client.get("/v1/reports/roi", params={"model": "w_shaped", "group_by": "channel"}).json()
     got = {r["channel"]: r["revenue"] for r in body["rows"]}
     assert {c: v for c, v in got.items() if v != "0.00"} == {
-        c: cents(v) for c, v in by_channel.items() if v}
-    response = client.get("/v1/reports/roi", params={"model": "w_shaped"},
-                          headers={"Accept": "text/csv"})
+        c: cents(v) for c, v in by_channel.items() if v
+    }
+    response = client.get(
+        "/v1/reports/roi", params={"model": "w_shaped"}, headers={"Accept": "text/csv"}
+    )
     assert response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert {r["campaign_id"]: r["revenue"] for r in rows if r["revenue"] != "0.00"} == {
-        c: cents(v) for c, v in by_campaign.items() if v}
+        c: cents(v) for c, v in by_campaign.items() if v
+    }
 
 
 def test_compare_has_every_model(stack: dict[str, Any]) -> None:

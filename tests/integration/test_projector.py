@@ -25,8 +25,11 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 def scenario() -> list[dict]:
     return [
-        b.campaign("ads", "paid_search"), b.campaign("mail", "email"), b.campaign("web", "webinar"),
-        b.contact("alice", "acme"), b.contact("bob", "acme"),
+        b.campaign("ads", "paid_search"),
+        b.campaign("mail", "email"),
+        b.campaign("web", "webinar"),
+        b.contact("alice", "acme"),
+        b.contact("bob", "acme"),
         b.touch("t1", "ads", -30, contact="alice", lead=True),
         b.touch("t2", "mail", -20, contact="bob"),
         b.touch("t3", "web", -5, account="acme"),
@@ -50,8 +53,11 @@ def apply(url: str, dicts: list[dict], settings: Settings) -> None:
 def credits(url: str, model: str) -> dict[str, int]:
     sessions = make_sessionmaker(make_engine(url))
     with sessions() as session:
-        rows = session.execute(select(CreditRow.campaign_id, func.sum(CreditRow.credit_minor))
-                               .where(CreditRow.model_id == model).group_by(CreditRow.campaign_id))
+        rows = session.execute(
+            select(CreditRow.campaign_id, func.sum(CreditRow.credit_minor))
+            .where(CreditRow.model_id == model)
+            .group_by(CreditRow.campaign_id)
+        )
         return {c: int(s) for c, s in rows if s}
 
 
@@ -66,7 +72,9 @@ def test_scenario_credits_and_conversion(db_url: str) -> None:
     with sessions() as session:
         d2 = session.get(DealRow, "d2")
         assert d2 is not None and d2.conversion == "unconverted" and d2.reporting_minor is None
-        days = session.scalars(select(CampaignCostDayRow.cost_minor).order_by(CampaignCostDayRow.day))
+        days = session.scalars(
+            select(CampaignCostDayRow.cost_minor).order_by(CampaignCostDayRow.day)
+        )
         assert list(days) == [10000, 10000, 10000]
     # A rate arriving later converts d2 (1 EUR = 1.1 USD) and credits globex's touch.
     apply(db_url, [b.fx("2026-03-01", "EUR", "USD", "1.1")], settings)
@@ -82,8 +90,11 @@ def test_replay_and_duplicates_change_nothing(db_url: str) -> None:
     assert {m: credits(db_url, m) for m in before} == before
     sessions = make_sessionmaker(make_engine(db_url))
     with sessions() as session:
-        n = session.scalar(select(func.count()).select_from(DealAttributionRow)
-                           .where(DealAttributionRow.model_id == "linear"))
+        n = session.scalar(
+            select(func.count())
+            .select_from(DealAttributionRow)
+            .where(DealAttributionRow.model_id == "linear")
+        )
         assert n == 1
 
 
@@ -92,12 +103,23 @@ def test_reopen_removes_credits_and_merge_moves_touches(db_url: str) -> None:
     apply(db_url, scenario(), settings)
     apply(db_url, [b.deal_status("d1", "reopened", 2)], settings)
     assert credits(db_url, "linear") == {}
-    apply(db_url, [b.deal_status("d1", "closed_won", 4),
-                   b.contact("zed", "other", days=-80),
-                   b.touch("t-zed", "mail", -3, contact="zed")], settings)
+    apply(
+        db_url,
+        [
+            b.deal_status("d1", "closed_won", 4),
+            b.contact("zed", "other", days=-80),
+            b.touch("t-zed", "mail", -3, contact="zed"),
+        ],
+        settings,
+    )
     # Closed at day 4 now: alice's touch on day 3 joins the journey; zed is another account's.
     assert credits(db_url, "linear") == {"ads": 50000, "mail": 25000, "web": 25000}
-    merge = {"event_id": "m1", "type": "contact.merged", "occurred_at": b.at(0),
-             "contact_id": "alice", "merged_contact_id": "zed"}
+    merge = {
+        "event_id": "m1",
+        "type": "contact.merged",
+        "occurred_at": b.at(0),
+        "contact_id": "alice",
+        "merged_contact_id": "zed",
+    }
     apply(db_url, [merge], settings)
     assert credits(db_url, "linear") == {"ads": 40000, "mail": 40000, "web": 20000}

@@ -13,8 +13,8 @@ from services.core.db.schema import ConsumerOffsetRow, CreditRow, DeadLetterRow,
 from services.core.events import encode, partition_key
 from services.core.kafka import ensure_topics
 from tests.conftest import make_settings
-from tests.support import builders as b
 from tests.integration.test_projector import scenario
+from tests.support import builders as b
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +45,20 @@ def test_worker_consumes_projects_and_commits(broker: str, db_url: str) -> None:
         assert session.scalar(select(func.count()).select_from(EventRow)) == len(events)
         dead = session.scalars(select(DeadLetterRow)).all()
         assert [d.raw for d in dead] == [b"{not json"]
-        linear = dict(session.execute(
-            select(CreditRow.campaign_id, func.sum(CreditRow.credit_minor))
-            .where(CreditRow.model_id == "linear").group_by(CreditRow.campaign_id)).all())
+        linear = dict(
+            session.execute(
+                select(CreditRow.campaign_id, func.sum(CreditRow.credit_minor))
+                .where(CreditRow.model_id == "linear")
+                .group_by(CreditRow.campaign_id)
+            ).all()
+        )
         assert linear == {"ads": 33334, "mail": 33333, "web": 33333}
-        db_offsets = {r.partition: r.next_offset for r in session.scalars(select(ConsumerOffsetRow))}
-    consumer = KafkaConsumer(bootstrap_servers=broker, group_id=settings.consumer_group,
-                             enable_auto_commit=False)
+        db_offsets = {
+            r.partition: r.next_offset for r in session.scalars(select(ConsumerOffsetRow))
+        }
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker, group_id=settings.consumer_group, enable_auto_commit=False
+    )
     try:
         # Partitions start at offset 0, so the next offsets add up to the records published.
         assert sum(db_offsets.values()) == len(payloads)

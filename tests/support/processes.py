@@ -25,8 +25,13 @@ def service_env(env: dict[str, str]) -> dict[str, str]:
 def start_service(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start ``closedloop <command>`` with its output in ``log``."""
     out = log.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "services.cli.main", command],
-                            env=service_env(env), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli.main", command],
+        env=service_env(env),
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], *, kill: bool = False, timeout_s: float = 15) -> None:
@@ -42,11 +47,17 @@ def stop(proc: subprocess.Popen[bytes], *, kill: bool = False, timeout_s: float 
 
 
 @contextmanager
-def services(env: dict[str, str], logs: Path, *, ingest_port: int, api_port: int,
-             ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+def services(
+    env: dict[str, str],
+    logs: Path,
+    *,
+    ingest_port: int,
+    api_port: int,
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     """Run worker, ingest and API; wait for both HTTP ports; stop them all afterwards."""
-    procs = {name: start_service(name, env, logs / f"{name}.log")
-             for name in ("worker", "ingest", "api")}
+    procs = {
+        name: start_service(name, env, logs / f"{name}.log") for name in ("worker", "ingest", "api")
+    }
     try:
         for port in (ingest_port, api_port):
             wait_for_port(port, timeout_s=60)
@@ -57,8 +68,12 @@ def services(env: dict[str, str], logs: Path, *, ingest_port: int, api_port: int
 
 
 @contextmanager
-def services_ingest_only(env: dict[str, str], logs: Path, *, port: int,
-                         ) -> Iterator[subprocess.Popen[bytes]]:
+def services_ingest_only(
+    env: dict[str, str],
+    logs: Path,
+    *,
+    port: int,
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run only the ingest service (benchmarks); stop it afterwards."""
     proc = start_service("ingest", env, logs / "ingest.log")
     try:

@@ -73,8 +73,13 @@ POSITIONAL_WEIGHTS: dict[str, dict[str, Fraction]] = {
     "position_based": _w(first="0.4", last="0.4", middle="0.2"),
     "u_shaped": _w(first="0.4", lead_creation="0.4", middle="0.2"),
     "w_shaped": _w(first="0.3", lead_creation="0.3", opportunity_creation="0.3", middle="0.1"),
-    "full_path": _w(first="0.225", lead_creation="0.225", opportunity_creation="0.225",
-                    last="0.225", middle="0.1"),
+    "full_path": _w(
+        first="0.225",
+        lead_creation="0.225",
+        opportunity_creation="0.225",
+        last="0.225",
+        middle="0.1",
+    ),
     "j_shaped": _w(first="0.2", last="0.6", middle="0.2"),
     "inverse_j": _w(first="0.6", last="0.2", middle="0.2"),
 }
@@ -83,10 +88,27 @@ POSITIONAL_WEIGHTS: dict[str, dict[str, Fraction]] = {
 # Currencies
 # --------------------------------------------------------------------------------------------
 
-_EXPONENT_0 = frozenset({
-    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
-    "VUV", "XAF", "XOF", "XPF",
-})
+_EXPONENT_0 = frozenset(
+    {
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "ISK",
+        "JPY",
+        "KMF",
+        "KRW",
+        "PYG",
+        "RWF",
+        "UGX",
+        "UYI",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    }
+)
 _EXPONENT_3 = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 _EXPONENT_4 = frozenset({"CLF", "UYW"})
 
@@ -296,8 +318,9 @@ def positional_weights(roles: list[set[str]], model_weights: dict[str, Fraction]
     return _normalise(raw)
 
 
-def time_decay_weights(journey: list[_Touch], closed_at: datetime,
-                       half_life_days: float) -> list[Fraction]:
+def time_decay_weights(
+    journey: list[_Touch], closed_at: datetime, half_life_days: float
+) -> list[Fraction]:
     raw = []
     for t in journey:
         age_days = (closed_at - t.occurred_at).total_seconds() / 86400
@@ -331,8 +354,13 @@ def split_minor(amount: int, weights: list[Fraction]) -> list[int]:
 # --------------------------------------------------------------------------------------------
 
 
-def compute(events: list[dict[str, Any]], *, reporting_currency: str = "USD",
-            lookback_days: int = 180, half_life_days: float = 7.0) -> Reference:
+def compute(
+    events: list[dict[str, Any]],
+    *,
+    reporting_currency: str = "USD",
+    lookback_days: int = 180,
+    half_life_days: float = 7.0,
+) -> Reference:
     campaigns: dict[str, dict[str, Any]] = {}
     contacts: dict[str, _Contact] = {}
     parent: dict[str, str] = {}
@@ -369,11 +397,16 @@ def compute(events: list[dict[str, Any]], *, reporting_currency: str = "USD",
                 continue
             parent[absorbed] = survivor
         elif kind == "touch":
-            touches.append(_Touch(
-                event_id=e["event_id"], occurred_at=occurred_at, campaign_id=e["campaign_id"],
-                contact_id=e.get("contact_id"), account_id=e.get("account_id"),
-                lead_created=bool(e.get("lead_created", False)),
-            ))
+            touches.append(
+                _Touch(
+                    event_id=e["event_id"],
+                    occurred_at=occurred_at,
+                    campaign_id=e["campaign_id"],
+                    contact_id=e.get("contact_id"),
+                    account_id=e.get("account_id"),
+                    lead_created=bool(e.get("lead_created", False)),
+                )
+            )
         elif kind.startswith("deal."):
             d = deals.setdefault(e["deal_id"], _Deal(e["deal_id"]))
             if kind == "deal.created" and d.created_at is None:
@@ -405,8 +438,9 @@ def compute(events: list[dict[str, Any]], *, reporting_currency: str = "USD",
         n = (end - start).days + 1
         if n <= 0:
             continue
-        total = fx.convert(to_minor(e["amount"], e["currency"]), e["currency"],
-                           reporting_currency, start)
+        total = fx.convert(
+            to_minor(e["amount"], e["currency"]), e["currency"], reporting_currency, start
+        )
         if total is None:
             continue
         base, extra = divmod(total, n)
@@ -419,11 +453,19 @@ def compute(events: list[dict[str, Any]], *, reporting_currency: str = "USD",
     lookback = timedelta(days=lookback_days)
     results: dict[str, DealResult] = {}
     for deal_id, d in deals.items():
-        amount_minor = (to_minor(d.amount, d.currency)
-                        if d.amount is not None and d.currency is not None else None)
-        result = DealResult(deal_id=deal_id, status=d.status, closed_at=d.closed_at,
-                            currency=d.currency, amount_minor=amount_minor,
-                            reporting_minor=None)
+        amount_minor = (
+            to_minor(d.amount, d.currency)
+            if d.amount is not None and d.currency is not None
+            else None
+        )
+        result = DealResult(
+            deal_id=deal_id,
+            status=d.status,
+            closed_at=d.closed_at,
+            currency=d.currency,
+            amount_minor=amount_minor,
+            reporting_minor=None,
+        )
         results[deal_id] = result
         if d.status != "won" or d.closed_at is None:
             continue
@@ -434,8 +476,9 @@ def compute(events: list[dict[str, Any]], *, reporting_currency: str = "USD",
         deal_contacts = set(d.contact_ids or [])
         contact_roots = {root(c) for c in deal_contacts} | deal_contacts
 
-        def belongs(t: _Touch, account: str | None = account,
-                    contact_roots: set[str] = contact_roots) -> bool:
+        def belongs(
+            t: _Touch, account: str | None = account, contact_roots: set[str] = contact_roots
+        ) -> bool:
             if account is not None and t.account_id == account:
                 return True
             if t.contact_id is not None:
@@ -445,8 +488,9 @@ def compute(events: list[dict[str, Any]], *, reporting_currency: str = "USD",
                     return True
             return False
 
-        journey = [t for t in touches
-                   if created - lookback <= t.occurred_at <= closed_at and belongs(t)]
+        journey = [
+            t for t in touches if created - lookback <= t.occurred_at <= closed_at and belongs(t)
+        ]
         result.journey = [t.event_id for t in journey]
 
         if amount_minor is None or d.currency is None:

@@ -66,7 +66,9 @@ def test_kafka_runs_kraft_as_one_combined_node() -> None:
         re.fullmatch(r"(\w+)://[^:]*:(\d+)", item).groups()  # type: ignore[union-attr]
         for item in env["KAFKA_LISTENERS"].split(",")
     )
-    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    protocols = dict(
+        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
     controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
     assert controller in listeners and set(listeners) <= set(protocols)
 
@@ -95,7 +97,9 @@ def test_postgres_is_16_and_checked_with_pg_isready() -> None:
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     env = environment(postgres)
     assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]) == (
-        "closedloop", "closedloop", "closedloop",
+        "closedloop",
+        "closedloop",
+        "closedloop",
     )
 
 

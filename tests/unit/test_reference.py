@@ -24,24 +24,55 @@ def at(days: float, seconds: float = 0) -> str:
 
 
 def campaign(cid: str, channel: str = "email", **extra: Any) -> dict[str, Any]:
-    return {"event_id": f"c-{cid}", "type": "campaign.upserted", "occurred_at": at(-300),
-            "campaign_id": cid, "name": f"Campaign {cid}", "channel": channel, **extra}
+    return {
+        "event_id": f"c-{cid}",
+        "type": "campaign.upserted",
+        "occurred_at": at(-300),
+        "campaign_id": cid,
+        "name": f"Campaign {cid}",
+        "channel": channel,
+        **extra,
+    }
 
 
 def contact(cid: str, account: str | None, *, days: float = -250, **extra: Any) -> dict[str, Any]:
-    return {"event_id": f"ct-{cid}-{days}", "type": "contact.upserted", "occurred_at": at(days),
-            "contact_id": cid, "account_id": account, **extra}
+    return {
+        "event_id": f"ct-{cid}-{days}",
+        "type": "contact.upserted",
+        "occurred_at": at(days),
+        "contact_id": cid,
+        "account_id": account,
+        **extra,
+    }
 
 
 def merge(survivor: str, absorbed: str, days: float) -> dict[str, Any]:
-    return {"event_id": f"m-{survivor}-{absorbed}", "type": "contact.merged",
-            "occurred_at": at(days), "contact_id": survivor, "merged_contact_id": absorbed}
+    return {
+        "event_id": f"m-{survivor}-{absorbed}",
+        "type": "contact.merged",
+        "occurred_at": at(days),
+        "contact_id": survivor,
+        "merged_contact_id": absorbed,
+    }
 
 
-def touch(eid: str, cid: str, days: float, *, contact: str | None = None,
-          account: str | None = None, lead: bool = False, seconds: float = 0) -> dict[str, Any]:
-    e: dict[str, Any] = {"event_id": eid, "type": "touch", "occurred_at": at(days, seconds),
-                         "campaign_id": cid, "lead_created": lead}
+def touch(
+    eid: str,
+    cid: str,
+    days: float,
+    *,
+    contact: str | None = None,
+    account: str | None = None,
+    lead: bool = False,
+    seconds: float = 0,
+) -> dict[str, Any]:
+    e: dict[str, Any] = {
+        "event_id": eid,
+        "type": "touch",
+        "occurred_at": at(days, seconds),
+        "campaign_id": cid,
+        "lead_created": lead,
+    }
     if contact is not None:
         e["contact_id"] = contact
     if account is not None:
@@ -49,31 +80,64 @@ def touch(eid: str, cid: str, days: float, *, contact: str | None = None,
     return e
 
 
-def created(did: str, account: str, amount: str, days: float, *, currency: str = "USD",
-            contacts: list[str] | None = None) -> dict[str, Any]:
-    e = {"event_id": f"{did}-created", "type": "deal.created", "occurred_at": at(days),
-         "deal_id": did, "account_id": account, "amount": amount, "currency": currency}
+def created(
+    did: str,
+    account: str,
+    amount: str,
+    days: float,
+    *,
+    currency: str = "USD",
+    contacts: list[str] | None = None,
+) -> dict[str, Any]:
+    e = {
+        "event_id": f"{did}-created",
+        "type": "deal.created",
+        "occurred_at": at(days),
+        "deal_id": did,
+        "account_id": account,
+        "amount": amount,
+        "currency": currency,
+    }
     if contacts is not None:
         e["contact_ids"] = contacts
     return e
 
 
 def status(did: str, kind: str, days: float, **fields: Any) -> dict[str, Any]:
-    return {"event_id": f"{did}-{kind}-{days}", "type": f"deal.{kind}", "occurred_at": at(days),
-            "deal_id": did, **fields}
+    return {
+        "event_id": f"{did}-{kind}-{days}",
+        "type": f"deal.{kind}",
+        "occurred_at": at(days),
+        "deal_id": did,
+        **fields,
+    }
 
 
 def fx(day: str, base: str, quote: str, rate: str) -> dict[str, Any]:
-    return {"event_id": f"fx-{day}-{base}{quote}-{rate}", "type": "fx.rate",
-            "occurred_at": f"{day}T00:00:00Z", "date": day, "base": base, "quote": quote,
-            "rate": rate}
+    return {
+        "event_id": f"fx-{day}-{base}{quote}-{rate}",
+        "type": "fx.rate",
+        "occurred_at": f"{day}T00:00:00Z",
+        "date": day,
+        "base": base,
+        "quote": quote,
+        "rate": rate,
+    }
 
 
-def cost(eid: str, cid: str, amount: str, start: str, end: str,
-         currency: str = "USD") -> dict[str, Any]:
-    return {"event_id": eid, "type": "campaign.cost", "occurred_at": f"{start}T00:00:00Z",
-            "campaign_id": cid, "amount": amount, "currency": currency,
-            "period_start": start, "period_end": end}
+def cost(
+    eid: str, cid: str, amount: str, start: str, end: str, currency: str = "USD"
+) -> dict[str, Any]:
+    return {
+        "event_id": eid,
+        "type": "campaign.cost",
+        "occurred_at": f"{start}T00:00:00Z",
+        "campaign_id": cid,
+        "amount": amount,
+        "currency": currency,
+        "period_start": start,
+        "period_end": end,
+    }
 
 
 def three_touch_deal(amount: str = "100.00") -> list[dict[str, Any]]:
@@ -83,7 +147,9 @@ def three_touch_deal(amount: str = "100.00") -> list[dict[str, Any]]:
     (last touch on or before C) ; c = last.
     """
     return [
-        campaign("a"), campaign("b"), campaign("c"),
+        campaign("a"),
+        campaign("b"),
+        campaign("c"),
         touch("t1", "a", -10, account="A"),
         touch("t2", "b", -5, account="A"),
         touch("t3", "c", 5, account="A"),
@@ -95,7 +161,9 @@ def three_touch_deal(amount: str = "100.00") -> list[dict[str, Any]]:
 def u_shape_deal() -> list[dict[str, Any]]:
     """Touch 1 is first + lead_creation + opportunity_creation; touch 3 is last."""
     return [
-        campaign("a"), campaign("b"), campaign("c"),
+        campaign("a"),
+        campaign("b"),
+        campaign("c"),
         touch("t1", "a", -10, account="A", lead=True),
         touch("t2", "b", 2, account="A"),
         touch("t3", "c", 5, account="A"),
@@ -161,7 +229,8 @@ def test_lead_created_flag_moves_lead_creation() -> None:
 
 def test_time_decay_one_half_life() -> None:
     events = [
-        campaign("a"), campaign("b"),
+        campaign("a"),
+        campaign("b"),
         touch("t1", "a", 3, account="A"),
         touch("t2", "b", 10, account="A"),
         created("D", "A", "100.00", 0),
@@ -204,8 +273,13 @@ def test_unattributed_when_journey_is_empty() -> None:
 
 def eur_deal(*rates: dict[str, Any], amount: str = "100.00") -> list[dict[str, Any]]:
     # Won at 2026-03-11T12:00Z -> close date 2026-03-11.
-    return [campaign("a"), touch("t1", "a", -1, account="A"),
-            created("D", "A", amount, 0, currency="EUR"), status("D", "closed_won", 10), *rates]
+    return [
+        campaign("a"),
+        touch("t1", "a", -1, account="A"),
+        created("D", "A", amount, 0, currency="EUR"),
+        status("D", "closed_won", 10),
+        *rates,
+    ]
 
 
 def test_minor_units_by_exponent() -> None:
@@ -217,9 +291,11 @@ def test_minor_units_by_exponent() -> None:
 
 
 def test_eur_direct_rate_latest_on_or_before_close() -> None:
-    events = eur_deal(fx("2026-03-01", "EUR", "USD", "1.05"),
-                      fx("2026-03-05", "EUR", "USD", "1.1"),
-                      fx("2026-03-12", "EUR", "USD", "2"))
+    events = eur_deal(
+        fx("2026-03-01", "EUR", "USD", "1.05"),
+        fx("2026-03-05", "EUR", "USD", "1.1"),
+        fx("2026-03-12", "EUR", "USD", "2"),
+    )
     d = compute(events).deals["D"]
     assert (d.currency, d.amount_minor, d.reporting_minor) == ("EUR", 10000, 11000)
     assert d.credits["linear"] == {"a": 11000}
@@ -229,12 +305,14 @@ def test_inverse_rate_and_direct_wins_a_same_day_tie() -> None:
     d = compute(eur_deal(fx("2026-03-05", "USD", "EUR", "0.8"))).deals["D"]
     assert d.reporting_minor == 12500
     # A newer inverse beats an older direct.
-    d = compute(eur_deal(fx("2026-03-04", "EUR", "USD", "1.1"),
-                         fx("2026-03-05", "USD", "EUR", "0.8"))).deals["D"]
+    d = compute(
+        eur_deal(fx("2026-03-04", "EUR", "USD", "1.1"), fx("2026-03-05", "USD", "EUR", "0.8"))
+    ).deals["D"]
     assert d.reporting_minor == 12500
     # Same date: direct wins.
-    d = compute(eur_deal(fx("2026-03-05", "EUR", "USD", "1.1"),
-                         fx("2026-03-05", "USD", "EUR", "0.8"))).deals["D"]
+    d = compute(
+        eur_deal(fx("2026-03-05", "EUR", "USD", "1.1"), fx("2026-03-05", "USD", "EUR", "0.8"))
+    ).deals["D"]
     assert d.reporting_minor == 11000
 
 
@@ -253,9 +331,13 @@ def test_half_up_rounding() -> None:
 
 
 def test_zero_exponent_currency_inverse() -> None:
-    events = [campaign("a"), touch("t1", "a", -1, account="A"),
-              created("D", "A", "1000", 0, currency="JPY"), status("D", "closed_won", 10),
-              fx("2026-03-01", "USD", "JPY", "150")]
+    events = [
+        campaign("a"),
+        touch("t1", "a", -1, account="A"),
+        created("D", "A", "1000", 0, currency="JPY"),
+        status("D", "closed_won", 10),
+        fx("2026-03-01", "USD", "JPY", "150"),
+    ]
     d = compute(events).deals["D"]
     assert d.amount_minor == 1000 and d.reporting_minor == 667  # 6.666.. USD
 
@@ -281,11 +363,14 @@ def test_reporting_currency_setting() -> None:
 
 def test_merge_moves_a_touch_into_the_journey() -> None:
     base = [
-        campaign("a"), campaign("b"),
-        contact("c1", "A"), contact("c2", "B"),
+        campaign("a"),
+        campaign("b"),
+        contact("c1", "A"),
+        contact("c2", "B"),
         touch("t1", "a", -3, contact="c1"),
         touch("t2", "b", -2, contact="c2"),
-        created("D", "A", "100.00", 0), status("D", "closed_won", 5),
+        created("D", "A", "100.00", 0),
+        status("D", "closed_won", 5),
     ]
     assert compute(base).deals["D"].journey == ["t1"]
     # The merge happens after the close: final state is used all the same.
@@ -301,7 +386,8 @@ def test_deal_contact_ids_and_merge_roots() -> None:
         touch("t2", "a", -2, contact="c4"),  # c4 has no contact.upserted at all
         touch("t3", "a", -1, contact="c5"),
         merge("c4", "c3", -10),  # c3 absorbed into c4: c4's touches belong to D via c3
-        created("D", "A", "100.00", 0, contacts=["c3"]), status("D", "closed_won", 5),
+        created("D", "A", "100.00", 0, contacts=["c3"]),
+        status("D", "closed_won", 5),
     ]
     assert compute(events).deals["D"].journey == ["t1", "t2"]
 
@@ -309,13 +395,17 @@ def test_deal_contact_ids_and_merge_roots() -> None:
 def test_merge_cycle_and_double_absorb_are_skipped() -> None:
     events = [
         campaign("a"),
-        contact("x", "A"), contact("y", "B"), contact("z", "C"),
+        contact("x", "A"),
+        contact("y", "B"),
+        contact("z", "C"),
         touch("t1", "a", -3, contact="y"),
-        merge("x", "y", -20),   # y -> x  (y now counts for A)
-        merge("y", "x", -19),   # root(y) == x == absorbed: cycle, skipped
-        merge("z", "y", -18),   # y already absorbed: skipped
-        created("D", "A", "100.00", 0), status("D", "closed_won", 5),
-        created("E", "C", "100.00", 0), status("E", "closed_won", 5),
+        merge("x", "y", -20),  # y -> x  (y now counts for A)
+        merge("y", "x", -19),  # root(y) == x == absorbed: cycle, skipped
+        merge("z", "y", -18),  # y already absorbed: skipped
+        created("D", "A", "100.00", 0),
+        status("D", "closed_won", 5),
+        created("E", "C", "100.00", 0),
+        status("E", "closed_won", 5),
     ]
     ref = compute(events)
     assert ref.deals["D"].journey == ["t1"]
@@ -323,11 +413,20 @@ def test_merge_cycle_and_double_absorb_are_skipped() -> None:
 
 
 def test_contact_account_latest_key_wins_even_null() -> None:
-    base = [campaign("a"), contact("c1", "A", days=-250),
-            touch("t1", "a", -3, contact="c1"),
-            created("D", "A", "100.00", 0), status("D", "closed_won", 5)]
-    stage_only = {"event_id": "ct-stage", "type": "contact.upserted", "occurred_at": at(-100),
-                  "contact_id": "c1", "lifecycle_stage": "mql"}
+    base = [
+        campaign("a"),
+        contact("c1", "A", days=-250),
+        touch("t1", "a", -3, contact="c1"),
+        created("D", "A", "100.00", 0),
+        status("D", "closed_won", 5),
+    ]
+    stage_only = {
+        "event_id": "ct-stage",
+        "type": "contact.upserted",
+        "occurred_at": at(-100),
+        "contact_id": "c1",
+        "lifecycle_stage": "mql",
+    }
     assert compute([*base, stage_only]).deals["D"].journey == ["t1"]
     assert compute([*base, contact("c1", None, days=-100)]).deals["D"].journey == []
 
@@ -338,7 +437,8 @@ def test_touch_after_close_excluded_touch_at_close_included() -> None:
         touch("t1", "a", 5, account="A"),
         touch("t2", "a", 5, account="A", seconds=1),
         touch("t3", "a", 1, account="B"),  # other account
-        created("D", "A", "100.00", 0), status("D", "closed_won", 5),
+        created("D", "A", "100.00", 0),
+        status("D", "closed_won", 5),
     ]
     assert compute(events).deals["D"].journey == ["t1"]
 
@@ -350,7 +450,8 @@ def test_lookback_boundary() -> None:
         touch("t-out", "a", -180, account="A", seconds=-1),
         touch("t-31", "a", -31, account="A"),
         touch("t-30", "a", -30, account="A"),
-        created("D", "A", "100.00", 0), status("D", "closed_won", 5),
+        created("D", "A", "100.00", 0),
+        status("D", "closed_won", 5),
     ]
     assert compute(events).deals["D"].journey == ["t-in", "t-31", "t-30"]
     assert compute(events, lookback_days=30).deals["D"].journey == ["t-30"]
@@ -369,12 +470,15 @@ def test_created_at_falls_back_to_closed_at() -> None:
 
 def test_journey_orders_by_utc_time_then_event_id() -> None:
     events = [
-        campaign("a"), campaign("b"), campaign("c"),
+        campaign("a"),
+        campaign("b"),
+        campaign("c"),
         # 2026-03-01T13:00+02:00 == 11:00Z, before t-b at 11:30Z.
         dict(touch("t-z", "a", 0, account="A"), occurred_at="2026-03-01T13:00:00+02:00"),
         dict(touch("t-b", "b", 0, account="A"), occurred_at="2026-03-01T11:30:00Z"),
         dict(touch("t-a", "c", 0, account="A"), occurred_at="2026-03-01T11:30:00Z"),
-        created("D", "A", "100.00", 1), status("D", "closed_won", 5),
+        created("D", "A", "100.00", 1),
+        status("D", "closed_won", 5),
     ]
     assert compute(events).deals["D"].journey == ["t-z", "t-a", "t-b"]
     assert parse_ts("2026-03-01T13:00:00+02:00") == datetime(2026, 3, 1, 11, tzinfo=UTC)
@@ -398,12 +502,15 @@ def test_reopened_deal_is_not_won() -> None:
 
 
 def test_amount_latest_carried_wins() -> None:
-    events = [*three_touch_deal(),
-              status("D", "updated", 1, amount="200.00", currency="USD"),
-              status("D", "updated", 2, stage="negotiation")]
+    events = [
+        *three_touch_deal(),
+        status("D", "updated", 1, amount="200.00", currency="USD"),
+        status("D", "updated", 2, stage="negotiation"),
+    ]
     assert compute(events).deals["D"].reporting_minor == 20000
-    events.append(dict(status("D", "closed_won", 10), amount="300.00", currency="USD",
-                       event_id="D-won-final"))
+    events.append(
+        dict(status("D", "closed_won", 10), amount="300.00", currency="USD", event_id="D-won-final")
+    )
     # Two closed_won at the same instant: the later event_id ("D-won-final") carries 300.
     assert compute(events).deals["D"].reporting_minor == 30000
 
@@ -411,10 +518,14 @@ def test_amount_latest_carried_wins() -> None:
 def test_duplicates_and_shuffled_order_give_the_same_result() -> None:
     events = [
         *u_shape_deal(),
-        contact("c1", "A"), contact("c2", "B"), merge("c1", "c2", -50),
+        contact("c1", "A"),
+        contact("c2", "B"),
+        merge("c1", "c2", -50),
         touch("t9", "b", 1, contact="c2"),
         created("E", "B", "100.00", 0, currency="EUR"),
-        status("E", "closed_won", 10), status("E", "reopened", 11), status("E", "closed_won", 12),
+        status("E", "closed_won", 10),
+        status("E", "reopened", 11),
+        status("E", "closed_won", 12),
         fx("2026-03-05", "USD", "EUR", "0.8"),
         cost("k1", "a", "10.00", "2026-03-01", "2026-03-03"),
     ]
@@ -429,13 +540,18 @@ def test_duplicates_and_shuffled_order_give_the_same_result() -> None:
 
 
 def test_campaign_latest_wins_and_sales_sourced_default() -> None:
-    events = [campaign("a", "webinar"),
-              dict(campaign("a", "events"), event_id="c-a-2", occurred_at=at(-200)),
-              campaign("b", "outbound_sales", is_sales_sourced=True),
-              dict(campaign("b", "outbound_sales"), event_id="c-b-2", occurred_at=at(-200))]
+    events = [
+        campaign("a", "webinar"),
+        dict(campaign("a", "events"), event_id="c-a-2", occurred_at=at(-200)),
+        campaign("b", "outbound_sales", is_sales_sourced=True),
+        dict(campaign("b", "outbound_sales"), event_id="c-b-2", occurred_at=at(-200)),
+    ]
     ref = compute(events)
-    assert ref.campaigns["a"] == {"name": "Campaign a", "channel": "events",
-                                  "is_sales_sourced": False}
+    assert ref.campaigns["a"] == {
+        "name": "Campaign a",
+        "channel": "events",
+        "is_sales_sourced": False,
+    }
     assert ref.campaigns["b"]["is_sales_sourced"] is True
 
 
@@ -446,17 +562,25 @@ def test_campaign_latest_wins_and_sales_sourced_default() -> None:
 
 def test_cost_spread_1000_over_3_days() -> None:
     ref = compute([cost("k1", "a", "10.00", "2026-03-01", "2026-03-03")])
-    assert ref.cost_days == {("a", date(2026, 3, 1)): 334, ("a", date(2026, 3, 2)): 333,
-                             ("a", date(2026, 3, 3)): 333}
+    assert ref.cost_days == {
+        ("a", date(2026, 3, 1)): 334,
+        ("a", date(2026, 3, 2)): 333,
+        ("a", date(2026, 3, 3)): 333,
+    }
 
 
 def test_costs_add_up_convert_at_period_start_and_skip_unconverted() -> None:
-    ref = compute([
-        cost("k1", "a", "10.00", "2026-03-01", "2026-03-03"),
-        cost("k2", "a", "2.00", "2026-03-02", "2026-03-02", currency="EUR"),
-        cost("k3", "a", "5.00", "2026-02-01", "2026-02-01", currency="GBP"),  # no rate
-        fx("2026-03-01", "EUR", "USD", "1.5"),
-        fx("2026-03-03", "EUR", "USD", "9"),
-    ])
-    assert ref.cost_days == {("a", date(2026, 3, 1)): 334, ("a", date(2026, 3, 2)): 633,
-                             ("a", date(2026, 3, 3)): 333}
+    ref = compute(
+        [
+            cost("k1", "a", "10.00", "2026-03-01", "2026-03-03"),
+            cost("k2", "a", "2.00", "2026-03-02", "2026-03-02", currency="EUR"),
+            cost("k3", "a", "5.00", "2026-02-01", "2026-02-01", currency="GBP"),  # no rate
+            fx("2026-03-01", "EUR", "USD", "1.5"),
+            fx("2026-03-03", "EUR", "USD", "9"),
+        ]
+    )
+    assert ref.cost_days == {
+        ("a", date(2026, 3, 1)): 334,
+        ("a", date(2026, 3, 2)): 633,
+        ("a", date(2026, 3, 3)): 333,
+    }

@@ -105,7 +105,7 @@ def test_events_are_in_order_inside_the_window_and_ids_sort_the_same_way() -> No
     ids = [event["event_id"] for event in events]
     assert ids == sorted(ids)
     moments = [datetime.fromisoformat(stamp) for stamp in stamps]
-    assert START <= moments[0] and moments[-1] < START + timedelta(days=120)
+    assert moments[0] >= START and moments[-1] < START + timedelta(days=120)
 
 
 def test_naive_start_is_taken_as_utc() -> None:
@@ -144,8 +144,15 @@ def test_campaigns_cover_every_channel_with_costs() -> None:
     assert 12 <= len(campaigns) <= 40
     channels = {e["channel"] for e in campaigns.values()}
     assert channels == {
-        "paid_search", "paid_social", "email", "webinar", "events", "content",
-        "organic_search", "outbound_sales", "partner",
+        "paid_search",
+        "paid_social",
+        "email",
+        "webinar",
+        "events",
+        "content",
+        "organic_search",
+        "outbound_sales",
+        "partner",
     }
     for campaign in campaigns.values():
         assert campaign.get("is_sales_sourced", False) is (campaign["channel"] == "outbound_sales")
@@ -231,8 +238,13 @@ def test_some_contacts_are_merged_and_some_move_account() -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"days": 7}, {"deals": -1}, {"currencies": ()}, {"currencies": ("USD", "XXQ")},
-     {"reporting_currency": "usd"}],
+    [
+        {"days": 7},
+        {"deals": -1},
+        {"currencies": ()},
+        {"currencies": ("USD", "XXQ")},
+        {"reporting_currency": "usd"},
+    ],
 )
 def test_bad_arguments_are_rejected(overrides: dict[str, Any]) -> None:
     arguments: dict[str, Any] = {"seed": 1, "deals": 10, "start": START} | overrides

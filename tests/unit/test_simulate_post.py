@@ -108,7 +108,9 @@ def test_a_4xx_raises_at_once_with_the_problem_body() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request)
-        return httpx.Response(422, json=problem, headers={"content-type": "application/problem+json"})
+        return httpx.Response(
+            422, json=problem, headers={"content-type": "application/problem+json"}
+        )
 
     with pytest.raises(PostError) as caught:
         run(handler)

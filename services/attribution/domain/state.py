@@ -118,8 +118,9 @@ def fold_campaign(events: Iterable[CampaignUpserted]) -> CampaignUpserted | None
     if not ordered:
         return None
     latest = ordered[-1]
-    sales = next((e.is_sales_sourced for e in reversed(ordered) if e.carried("is_sales_sourced")),
-                 False)
+    sales = next(
+        (e.is_sales_sourced for e in reversed(ordered) if e.carried("is_sales_sourced")), False
+    )
     return latest.model_copy(update={"is_sales_sourced": sales})
 
 
@@ -181,8 +182,9 @@ def pick_rate(rates: Iterable[Rate], *, source: str, target: str, on: date) -> R
     return best
 
 
-def convert(amount_minor: int, *, source: str, target: str, on: date,
-            rates: Iterable[Rate]) -> Conversion:
+def convert(
+    amount_minor: int, *, source: str, target: str, on: date, rates: Iterable[Rate]
+) -> Conversion:
     """Convert once at the rate of ``on`` (contract §5); never at an implied 1.0.
 
     An inverse pair divides by its rate (1 target = rate source) rather than rounding 1/rate.

@@ -21,8 +21,11 @@ def _insert(session: Session, row_cls: type[DeclarativeBase]) -> Any:
 
 
 def insert_ignore(
-    session: Session, row_cls: type[DeclarativeBase], rows: Sequence[dict[str, Any]],
-    *, returning: str | None = None,
+    session: Session,
+    row_cls: type[DeclarativeBase],
+    rows: Sequence[dict[str, Any]],
+    *,
+    returning: str | None = None,
 ) -> list[Any]:
     """Insert ``rows``, skipping those whose key exists; return ``returning`` of inserted rows."""
     if not rows:
@@ -36,7 +39,9 @@ def insert_ignore(
     return [r[0] for r in result]
 
 
-def upsert(session: Session, row_cls: type[DeclarativeBase], rows: Sequence[dict[str, Any]]) -> None:
+def upsert(
+    session: Session, row_cls: type[DeclarativeBase], rows: Sequence[dict[str, Any]]
+) -> None:
     """Insert ``rows`` or overwrite every non-key column of the existing ones."""
     if not rows:
         return
