@@ -17,6 +17,7 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(BENCHES), action="append")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.ERROR)  # its slow-task warnings are noise here
     results = {}
     for name in args.only or list(BENCHES):
         results[name] = BENCHES[name](quick=args.quick)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from services.attribution.domain import (
@@ -67,6 +67,13 @@ def affected_deals(session: Session, impact: Impact) -> set[str]:
 
 
 def _journey_candidates(session: Session, deal: DealState, *, lookback: timedelta) -> list[Touch]:
+    """Return the touches that belong to the deal's journey window (contract §2).
+
+    A touch belongs when its own account is the deal's, when its contact (after merges)
+    belongs to the deal's account, or when its contact resolves to one of the deal's contacts.
+    The contacts are resolved first so that the touch lookup is two indexed probes (account,
+    contact ids) rather than an OR across a join, which PostgreSQL cannot index.
+    """
     assert deal.closed_at is not None and deal.journey_start is not None
     roots = set(deal.contact_ids)
     if deal.contact_ids:
@@ -77,12 +84,23 @@ def _journey_candidates(session: Session, deal: DealState, *, lookback: timedelt
                 )
             )
         )
-    belongs = [func.coalesce(ContactRow.root_contact_id, TouchRow.contact_id).in_(roots)]
+    contact_filters: list[ColumnElement[bool]] = []
+    if roots:
+        contact_filters.append(ContactRow.root_contact_id.in_(roots))
     if deal.account_id is not None:
-        belongs += [
-            TouchRow.account_id == deal.account_id,
-            ContactRow.effective_account_id == deal.account_id,
-        ]
+        contact_filters.append(ContactRow.effective_account_id == deal.account_id)
+    contact_ids = set(roots)
+    if contact_filters:
+        contact_ids |= set(
+            session.scalars(select(ContactRow.contact_id).where(or_(*contact_filters)))
+        )
+    belongs: list[ColumnElement[bool]] = []
+    if contact_ids:
+        belongs.append(TouchRow.contact_id.in_(contact_ids))
+    if deal.account_id is not None:
+        belongs.append(TouchRow.account_id == deal.account_id)
+    if not belongs:
+        return []
     rows = session.execute(
         select(
             TouchRow.event_id,
@@ -91,7 +109,6 @@ def _journey_candidates(session: Session, deal: DealState, *, lookback: timedelt
             TouchRow.lead_created,
             CampaignRow.channel,
         )
-        .outerjoin(ContactRow, ContactRow.contact_id == TouchRow.contact_id)
         .outerjoin(CampaignRow, CampaignRow.campaign_id == TouchRow.campaign_id)
         .where(
             or_(*belongs),

@@ -58,7 +58,7 @@ def apply_events(
 ) -> BatchResult:
     """Store new events, project state and recompute the credits of every affected deal."""
     new = store_events(session, events, stored_at=now, coordinates=coordinates or {})
-    impact = Impact(deal_ids={e.deal_id for e in new if hasattr(e, "deal_id")})  # type: ignore[union-attr]
+    impact = Impact(deal_ids={e.deal_id for e in new if hasattr(e, "deal_id")})
     project_campaigns(session, new)
     project_touches(session, new, impact)
     project_contacts(session, new, impact)

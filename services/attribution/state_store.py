@@ -228,7 +228,7 @@ def project_contacts(session: Session, new: Sequence[Event], impact: Impact) -> 
             }
         )
     upsert(session, ContactRow, rows)
-    roots = {row["root_contact_id"] for row in rows} | old_roots
+    roots = {str(row["root_contact_id"]) for row in rows} | old_roots
     root_row = aliased(ContactRow)
     session.execute(
         update(ContactRow)
@@ -262,7 +262,7 @@ def project_fx_rates(session: Session, new: Sequence[Event], impact: Impact) -> 
     winners: dict[tuple[object, str, str], dict[str, object]] = {}
     for r in rates:
         key = (r.date, r.base, r.quote)
-        row = current.get(key)  # type: ignore[call-overload]
+        row = current.get(key)
         if row is not None and (row.occurred_at, row.event_id) >= (r.occurred_at, r.event_id):
             continue
         winners[key] = {

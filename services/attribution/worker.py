@@ -45,7 +45,7 @@ from services.core.settings import Settings
 log = logging.getLogger("closedloop.worker")
 
 
-class _SeekToDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
+class _SeekToDatabase(ConsumerRebalanceListener):
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
 

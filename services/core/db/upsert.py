@@ -12,7 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Session
 
 def _insert(session: Session, row_cls: type[DeclarativeBase]) -> Any:
     dialect = session.get_bind().dialect.name
-    table = row_cls.__table__
+    table: Any = row_cls.__table__
     if dialect == "postgresql":
         return postgresql.insert(table)
     if dialect == "sqlite":
@@ -34,7 +34,7 @@ def insert_ignore(
     if returning is None:
         session.execute(stmt, list(rows))
         return []
-    column = row_cls.__table__.c[returning]  # type: ignore[attr-defined]
+    column = row_cls.__table__.c[returning]
     result = session.execute(stmt.returning(column), list(rows))
     return [r[0] for r in result]
 
@@ -48,5 +48,5 @@ def upsert(
     table = row_cls.__table__
     keys = [c.name for c in table.primary_key.columns]  # type: ignore[attr-defined]
     stmt = _insert(session, row_cls)
-    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}  # type: ignore[attr-defined]
+    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
     session.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates), list(rows))
