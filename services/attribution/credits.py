@@ -38,8 +38,12 @@ from services.core.events import DealEvent
 from services.core.settings import Settings
 
 
-def affected_deals(session: Session, impact: Impact) -> set[str]:
-    """Return the deals whose state or credits a batch may have changed."""
+def affected_deals(session: Session, impact: Impact, *, reporting: str) -> set[str]:
+    """Return the deals whose state or credits a batch may have changed.
+
+    A new rate affects won deals in its non-reporting currency only: deals already in the
+    reporting currency are never converted.
+    """
     deal_ids = set(impact.deal_ids)
     conditions = []
     if impact.accounts:
@@ -55,8 +59,9 @@ def affected_deals(session: Session, impact: Impact) -> set[str]:
             )
         )
         conditions.append(DealRow.deal_id.in_(via_contacts))
-    if impact.fx_currencies:
-        conditions.append(DealRow.currency.in_(impact.fx_currencies))
+    fx_currencies = impact.fx_currencies - {reporting}
+    if fx_currencies:
+        conditions.append(DealRow.currency.in_(fx_currencies))
     if conditions:
         deal_ids.update(
             session.scalars(

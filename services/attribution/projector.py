@@ -65,7 +65,7 @@ def apply_events(
     project_fx_rates(session, new, impact)
     project_costs(session, new, impact, reporting=settings.reporting_currency)
     session.flush()
-    deals = affected_deals(session, impact) if new else set()
+    deals = affected_deals(session, impact, reporting=settings.reporting_currency) if new else set()
     recomputed = recompute_deals(
         session, deals, settings=settings, models=active_models(session, settings)
     )
