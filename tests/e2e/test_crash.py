@@ -34,19 +34,27 @@ def test_worker_killed_repeatedly_loses_and_doubles_nothing(broker: str, tmp_pat
     arrivals = shuffle_with_duplicates(events, seed=5, duplicate_rate=0.1)
     with postgres_database("closedloop_crash") as db:
         tag = str(time.monotonic_ns())
-        settings = Settings(_env_file=None, database_url=db, kafka_bootstrap_servers=broker,
-                            events_topic=f"crash-{tag}", consumer_group=f"crash-{tag}",
-                            worker_max_poll_records=200)
+        settings = Settings(
+            _env_file=None,
+            database_url=db,
+            kafka_bootstrap_servers=broker,
+            events_topic=f"crash-{tag}",
+            consumer_group=f"crash-{tag}",
+            worker_max_poll_records=200,
+        )
         ensure_topics(settings)
         producer = make_producer(settings)
         for event in EVENT_LIST_ADAPTER.validate_python(arrivals):
             producer.send(settings.events_topic, key=partition_key(event), value=encode(event))
         producer.flush(60)
         producer.close()
-        env = {"CLOSEDLOOP_DATABASE_URL": db, "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": broker,
-               "CLOSEDLOOP_EVENTS_TOPIC": settings.events_topic,
-               "CLOSEDLOOP_CONSUMER_GROUP": settings.consumer_group,
-               "CLOSEDLOOP_WORKER_MAX_POLL_RECORDS": "200"}
+        env = {
+            "CLOSEDLOOP_DATABASE_URL": db,
+            "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": broker,
+            "CLOSEDLOOP_EVENTS_TOPIC": settings.events_topic,
+            "CLOSEDLOOP_CONSUMER_GROUP": settings.consumer_group,
+            "CLOSEDLOOP_WORKER_MAX_POLL_RECORDS": "200",
+        }
         engine = make_engine(db)
         sessions = make_sessionmaker(engine)
 
@@ -73,15 +81,21 @@ def test_worker_killed_repeatedly_loses_and_doubles_nothing(broker: str, tmp_pat
             for model in ("linear", "w_shaped", "time_decay"):
                 rows = session.execute(
                     select(CreditRow.campaign_id, func.sum(CreditRow.credit_minor))
-                    .where(CreditRow.model_id == model).group_by(CreditRow.campaign_id))
+                    .where(CreditRow.model_id == model)
+                    .group_by(CreditRow.campaign_id)
+                )
                 got = {c: int(s) for c, s in rows if s}
                 expected: dict[str, int] = defaultdict(int)
                 for deal in ref.deals.values():
                     for campaign, credit in deal.credits.get(model, {}).items():
                         expected[campaign] += credit
                 assert got == {c: v for c, v in expected.items() if v}, model
-                deals = session.scalar(select(func.count()).select_from(DealAttributionRow)
-                                       .where(DealAttributionRow.model_id == model))
-                assert deals == sum(1 for d in ref.deals.values()
-                                    if d.won and d.reporting_minor is not None)
+                deals = session.scalar(
+                    select(func.count())
+                    .select_from(DealAttributionRow)
+                    .where(DealAttributionRow.model_id == model)
+                )
+                assert deals == sum(
+                    1 for d in ref.deals.values() if d.won and d.reporting_minor is not None
+                )
         engine.dispose()

