@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 14:12:39.566207
+Create Date: 2026-11-22 14:35:19.296054
 """
 
 from __future__ import annotations
@@ -119,7 +119,9 @@ def upgrade() -> None:
         sa.Column("raw", sa.LargeBinary(), nullable=False),
         sa.Column("error", sa.Text(), nullable=False),
         sa.Column("created_at", services.core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("retried_at", services.core.db.types.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
+        sa.UniqueConstraint("topic", "partition", "offset", name=op.f("uq_dead_letters_topic")),
     )
     op.create_table(
         "deal_attributions",

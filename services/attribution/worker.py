@@ -37,7 +37,7 @@ from services.attribution.projector import BatchResult, apply_events, lock_for_b
 from services.attribution.registry import sync_builtin_models
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.schema import ConsumerOffsetRow, DeadLetterRow
-from services.core.db.upsert import upsert
+from services.core.db.upsert import insert_ignore, upsert
 from services.core.events import Event, decode
 from services.core.kafka import ensure_topics, make_consumer
 from services.core.settings import Settings
@@ -112,6 +112,7 @@ class Worker:
         events: list[Event] = []
         coordinates: dict[str, tuple[int, int]] = {}
         next_offsets: dict[TopicPartition, int] = {}
+        dead: list[dict[str, Any]] = []
         now = datetime.now(UTC)
         for tp, batch in records.items():
             for record in batch:
@@ -119,19 +120,20 @@ class Worker:
                 try:
                     event = decode(record.value)
                 except (ValidationError, ValueError) as exc:
-                    session.add(
-                        DeadLetterRow(
-                            topic=tp.topic,
-                            partition=tp.partition,
-                            offset=record.offset,
-                            raw=record.value or b"",
-                            error=str(exc)[:4000],
-                            created_at=now,
-                        )
+                    dead.append(
+                        {
+                            "topic": tp.topic,
+                            "partition": tp.partition,
+                            "offset": record.offset,
+                            "raw": record.value or b"",
+                            "error": str(exc)[:4000],
+                            "created_at": now,
+                        }
                     )
                     continue
                 events.append(event)
                 coordinates.setdefault(event.event_id, (tp.partition, record.offset))
+        insert_ignore(session, DeadLetterRow, dead)  # a replayed batch adds none twice
         return events, coordinates, next_offsets
 
     def process(self, records: dict[TopicPartition, list[Any]]) -> BatchResult:

@@ -29,6 +29,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -251,6 +252,10 @@ class DeadLetterRow(Base):
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    retried_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    # A replayed batch must not record the same poison record twice.
+    __table_args__ = (UniqueConstraint("topic", "partition", "offset"),)
 
 
 class ApiKeyRow(Base):
