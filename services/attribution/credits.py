@@ -9,7 +9,7 @@ twice, or after any replay, gives the same rows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.orm import Session
@@ -41,11 +41,12 @@ from services.core.settings import Settings
 def affected_deals(session: Session, impact: Impact, *, reporting: str) -> set[str]:
     """Return the deals whose state or credits a batch may have changed.
 
-    A new rate affects won deals in its non-reporting currency only: deals already in the
-    reporting currency are never converted.
+    A new rate affects won deals in its non-reporting currency closed on or after its date
+    only: deals in the reporting currency are never converted, and earlier deals convert at
+    earlier rates.
     """
     deal_ids = set(impact.deal_ids)
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if impact.accounts:
         conditions.append(DealRow.account_id.in_(impact.accounts))
     if impact.roots:
@@ -59,9 +60,10 @@ def affected_deals(session: Session, impact: Impact, *, reporting: str) -> set[s
             )
         )
         conditions.append(DealRow.deal_id.in_(via_contacts))
-    fx_currencies = impact.fx_currencies - {reporting}
-    if fx_currencies:
-        conditions.append(DealRow.currency.in_(fx_currencies))
+    for currency, since in impact.fx_changes.items():
+        if currency != reporting:
+            start = datetime.combine(since, time.min, tzinfo=UTC)
+            conditions.append((DealRow.currency == currency) & (DealRow.closed_at >= start))
     if conditions:
         deal_ids.update(
             session.scalars(

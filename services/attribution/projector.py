@@ -40,6 +40,7 @@ class BatchResult:
     stored: int
     duplicates: int
     deals_recomputed: int
+    affected: frozenset[str] = frozenset()  # the deals the batch may have changed
 
 
 def lock_for_batch(session: Session) -> None:
@@ -74,4 +75,5 @@ def apply_events(
         stored=len(new),
         duplicates=len(events) - len(new),
         deals_recomputed=recomputed,
+        affected=frozenset(deals),
     )

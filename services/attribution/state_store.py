@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import delete, or_, select, tuple_, update
@@ -55,7 +55,14 @@ class Impact:
     deal_ids: set[str] = field(default_factory=set)
     accounts: set[str] = field(default_factory=set)
     roots: set[str] = field(default_factory=set)
-    fx_currencies: set[str] = field(default_factory=set)
+    # currency -> earliest date of a rate that changed: only amounts converted on or after
+    # that date can change.
+    fx_changes: dict[str, date] = field(default_factory=dict)
+
+    def note_rate(self, currency: str, on: date) -> None:
+        """Record that ``currency``'s rates from ``on`` onwards changed."""
+        known = self.fx_changes.get(currency)
+        self.fx_changes[currency] = on if known is None else min(known, on)
 
 
 def _entity(event: Event, name: str) -> str | None:
@@ -273,7 +280,8 @@ def project_fx_rates(session: Session, new: Sequence[Event], impact: Impact) -> 
             "occurred_at": r.occurred_at,
             "event_id": r.event_id,
         }
-        impact.fx_currencies.update((r.base, r.quote))
+        impact.note_rate(r.base, r.date)
+        impact.note_rate(r.quote, r.date)
     upsert(session, FxRateRow, list(winners.values()))
 
 
@@ -317,7 +325,11 @@ def project_costs(
     stale = select(CampaignCostRow).where(
         or_(
             CampaignCostRow.event_id.in_([c.event_id for c in costs]),
-            CampaignCostRow.currency.in_(impact.fx_currencies - {reporting}),
+            *[
+                (CampaignCostRow.currency == currency) & (CampaignCostRow.period_start >= since)
+                for currency, since in impact.fx_changes.items()
+                if currency != reporting
+            ],
         )
     )
     rows = list(session.scalars(stale))

@@ -22,23 +22,20 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
-from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.attribution.projector import BatchResult, apply_events, lock_for_batch
+from services.attribution.batch import Record, apply_batch, is_transient
+from services.attribution.projector import BatchResult
 from services.attribution.registry import sync_builtin_models
 from services.core.db.engine import make_engine, make_sessionmaker
-from services.core.db.schema import ConsumerOffsetRow, DeadLetterRow
-from services.core.db.upsert import insert_ignore, upsert
-from services.core.events import Event, decode
+from services.core.db.schema import ConsumerOffsetRow
 from services.core.kafka import ensure_topics, make_consumer
 from services.core.settings import Settings
 
@@ -104,59 +101,14 @@ class Worker:
                 moved.add(tp)
         return moved
 
-    def _decode_batch(
-        self,
-        records: dict[TopicPartition, list[Any]],
-        session: Session,
-    ) -> tuple[list[Event], dict[str, tuple[int, int]], dict[TopicPartition, int]]:
-        events: list[Event] = []
-        coordinates: dict[str, tuple[int, int]] = {}
-        next_offsets: dict[TopicPartition, int] = {}
-        dead: list[dict[str, Any]] = []
-        now = datetime.now(UTC)
-        for tp, batch in records.items():
-            for record in batch:
-                next_offsets[tp] = record.offset + 1
-                try:
-                    event = decode(record.value)
-                except (ValidationError, ValueError) as exc:
-                    dead.append(
-                        {
-                            "topic": tp.topic,
-                            "partition": tp.partition,
-                            "offset": record.offset,
-                            "raw": record.value or b"",
-                            "error": str(exc)[:4000],
-                            "created_at": now,
-                        }
-                    )
-                    continue
-                events.append(event)
-                coordinates.setdefault(event.event_id, (tp.partition, record.offset))
-        insert_ignore(session, DeadLetterRow, dead)  # a replayed batch adds none twice
-        return events, coordinates, next_offsets
-
     def process(self, records: dict[TopicPartition, list[Any]]) -> BatchResult:
-        """Apply one polled batch in one transaction and record the next offsets with it."""
-        with self.sessions() as session, session.begin():
-            lock_for_batch(session)
-            events, coordinates, next_offsets = self._decode_batch(records, session)
-            result = apply_events(
-                session,
-                events,
-                settings=self.settings,
-                now=datetime.now(UTC),
-                coordinates=coordinates,
-            )
-            upsert(
-                session,
-                ConsumerOffsetRow,
-                [
-                    {"topic": tp.topic, "partition": tp.partition, "next_offset": offset}
-                    for tp, offset in next_offsets.items()
-                ],
-            )
-        return result
+        """Apply one polled batch (one transaction with its offsets; see ``batch``)."""
+        flat = [
+            Record(tp.topic, tp.partition, r.offset, r.value or b"")
+            for tp, batch in records.items()
+            for r in batch
+        ]
+        return apply_batch(self.sessions, flat, settings=self.settings)
 
     def _rewind(self, records: dict[TopicPartition, list[Any]]) -> None:
         assert self.consumer is not None
@@ -188,8 +140,14 @@ class Worker:
                     continue
                 try:
                     result = self.process(records)
-                except (OperationalError, DBAPIError) as exc:
-                    if not _transient(exc):
+                except DBAPIError as exc:
+                    if not is_transient(exc):
+                        first = {
+                            f"{tp.topic}[{tp.partition}]": b[0].offset
+                            for tp, b in records.items()
+                            if b
+                        }
+                        log.exception("database error applying batch at %s; exiting", first)
                         raise
                     log.warning(
                         "database unavailable (%s); retrying in %.1fs",
@@ -225,11 +183,6 @@ class Worker:
                     break
         finally:
             self.consumer.close()
-
-
-def _transient(exc: DBAPIError) -> bool:
-    """Connection-level failures are retried; constraint and programming errors are bugs."""
-    return bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, OperationalError)
 
 
 def run(settings: Settings) -> None:

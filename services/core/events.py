@@ -7,6 +7,7 @@ wins": an explicit ``"account_id": null`` is carried, an absent field is not.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
@@ -44,20 +45,54 @@ EVENT_TYPES = (
     "fx.rate",
 )
 
-Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
+# Timestamps and dates outside these years are refused: they are typos, and they would
+# overflow date arithmetic (lookback windows) downstream.
+MIN_YEAR, MAX_YEAR = 1970, 2200
+MAX_CONTACT_IDS = 1000
+MAX_AMOUNT_MINOR = 10**15  # keeps any converted amount far inside a 64-bit integer
+MIN_RATE, MAX_RATE = Decimal("1e-9"), Decimal("1e9")
+MAX_COST_PERIOD_DAYS = 3660
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character")
+    return value
+
+
+Text = Annotated[str, StringConstraints(strict=True), AfterValidator(_no_nul)]
+Id = Annotated[Text, StringConstraints(min_length=1, max_length=200)]
 Slug = Annotated[
     str, StringConstraints(strict=True, pattern=r"^[a-z0-9]+(?:_[a-z0-9]+)*$", max_length=100)
 ]
 
 
-def _require_text(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise ValueError("must be a string (RFC 3339 timestamp / ISO 8601 date), not a number")
+def _rfc3339(value: Any) -> Any:
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError(
+            'must be an RFC 3339 timestamp with an offset, e.g. "2026-03-01T12:00:00Z"'
+        )
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("must be a date as YYYY-MM-DD")
     return value
 
 
 def _to_utc(value: datetime) -> datetime:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"year must be between {MIN_YEAR} and {MAX_YEAR}")
     return value.astimezone(UTC)
+
+
+def _check_year(value: date) -> date:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"year must be between {MIN_YEAR} and {MAX_YEAR}")
+    return value
 
 
 def _currency(value: str) -> str:
@@ -75,8 +110,8 @@ def _decimal_text(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_text), AfterValidator(_to_utc)]
-Day = Annotated[date, BeforeValidator(_require_text)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_to_utc)]
+Day = Annotated[date, BeforeValidator(_iso_date), AfterValidator(_check_year)]
 Currency = Annotated[str, StringConstraints(strict=True), AfterValidator(_currency)]
 DecimalText = Annotated[str, BeforeValidator(_decimal_text)]
 
@@ -86,7 +121,7 @@ class _Event(BaseModel):
 
     event_id: Id
     occurred_at: Timestamp
-    source: Annotated[str, StringConstraints(strict=True, max_length=50)] | None = None
+    source: Annotated[Text, StringConstraints(max_length=50)] | None = None
 
     def carried(self, name: str) -> bool:
         """Return whether this event carries field ``name`` (it was set, even to null)."""
@@ -111,6 +146,8 @@ class _Priced(_Event):
             raise ValueError(str(exc)) from None
         if minor < 0:
             raise ValueError("must not be negative")
+        if minor > MAX_AMOUNT_MINOR:
+            raise ValueError(f"must be at most {MAX_AMOUNT_MINOR} minor units")
         return value
 
     @model_validator(mode="after")
@@ -123,7 +160,7 @@ class _Priced(_Event):
 class CampaignUpserted(_Event):
     type: Literal["campaign.upserted"]
     campaign_id: Id
-    name: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=500)]
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=500)]
     channel: Slug
     is_sales_sourced: StrictBool = False
 
@@ -140,6 +177,8 @@ class CampaignCost(_Priced):
     def _check(self) -> CampaignCost:
         if self.period_end < self.period_start:
             raise ValueError("period_end must not be before period_start")
+        if (self.period_end - self.period_start).days >= MAX_COST_PERIOD_DAYS:
+            raise ValueError(f"a cost period may span at most {MAX_COST_PERIOD_DAYS} days")
         return self
 
 
@@ -183,19 +222,29 @@ class DealCreated(_Priced):
     account_id: Id
     currency: Currency
     amount: DecimalText
-    contact_ids: list[Id] | None = None
-    stage: Annotated[str, StringConstraints(strict=True, max_length=100)] | None = None
+    contact_ids: Annotated[list[Id], Field(max_length=MAX_CONTACT_IDS)] | None = None
+    stage: Annotated[Text, StringConstraints(max_length=100)] | None = None
 
 
 class DealUpdated(_Priced):
     type: Literal["deal.updated"]
     deal_id: Id
-    stage: Annotated[str, StringConstraints(strict=True, max_length=100)] | None = None
+    stage: Annotated[Text, StringConstraints(max_length=100)] | None = None
     account_id: Id | None = None
-    contact_ids: list[Id] | None = None
+    contact_ids: Annotated[list[Id], Field(max_length=MAX_CONTACT_IDS)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DealUpdated:
+        carried = self.model_fields_set & {
+            "amount",
+            "currency",
+            "stage",
+            "account_id",
+            "contact_ids",
+        }
+        nulls = sorted(f for f in carried if getattr(self, f) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)}: must not be null (leave a field out to keep it)")
         if not self.model_fields_set & {"amount", "stage", "account_id", "contact_ids"}:
             raise ValueError(
                 "deal.updated needs at least one of amount+currency, stage, account_id, contact_ids"
@@ -228,8 +277,10 @@ class FxRate(_Event):
 
     @model_validator(mode="after")
     def _check(self) -> FxRate:
-        if Decimal(self.rate) <= 0:
-            raise ValueError("rate must be positive")
+        if not MIN_RATE <= Decimal(self.rate) <= MAX_RATE or len(self.rate) > 40:
+            raise ValueError(
+                f"rate must be a decimal between {MIN_RATE} and {MAX_RATE} (at most 40 characters)"
+            )
         if self.base == self.quote:
             raise ValueError("base and quote must differ")
         return self

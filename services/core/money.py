@@ -7,7 +7,7 @@ half-up rounding to the target currency's minor unit.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 # ISO 4217 active codes whose minor-unit exponent is not 2.
 _EXPONENT_EXCEPTIONS: dict[str, int] = {
@@ -182,6 +182,9 @@ _TWO_DIGIT = [
 CURRENCY_EXPONENTS: dict[str, int] = {**dict.fromkeys(_TWO_DIGIT, 2), **_EXPONENT_EXCEPTIONS}
 
 
+_EXACT = Context(prec=60, Emax=100, Emin=-100)  # wider than any amount a string may carry
+
+
 class MoneyError(ValueError):
     """An amount or currency that breaks the money rules (the message says which)."""
 
@@ -204,6 +207,8 @@ def parse_decimal(text: str) -> Decimal:
     """Parse a plain decimal string (no exponent, no spaces) into a finite Decimal."""
     if not isinstance(text, str):
         raise MoneyError('must be a decimal string, e.g. "12500.00" (numbers are rejected)')
+    if len(text) > 40:
+        raise MoneyError("must be at most 40 characters long")
     stripped = text.strip()
     if stripped != text or not text or "e" in text.lower() or "_" in text:
         raise MoneyError(f"{text!r} is not a plain decimal string")
@@ -220,10 +225,13 @@ def to_minor(amount: str, currency: str) -> int:
     """Convert a decimal string in ``currency`` into integer minor units, exactly."""
     exp = exponent(currency)
     value = parse_decimal(amount)
-    scaled = value.scaleb(exp)
-    if scaled != scaled.to_integral_value():
+    digits_after_point = -min(0, int(value.as_tuple().exponent))
+    # Trailing zeros beyond the exponent ("12.500" USD) are fine; other digits are not.
+    if digits_after_point > exp and value != value.quantize(
+        Decimal(1).scaleb(-exp), context=_EXACT
+    ):
         raise MoneyError(f"{amount!r} has more decimal places than {currency} allows ({exp})")
-    return int(scaled)
+    return int(value.scaleb(exp, context=_EXACT))
 
 
 def format_minor(amount_minor: int, currency: str) -> str:

@@ -1,0 +1,187 @@
+"""One poll batch: decode, apply in one transaction with its offsets, isolate bad events.
+
+Invariant: a batch either commits entirely (events, state, credits, dead letters and the next
+offset of every partition in it) or not at all, except on the isolation path, where each event
+commits alone and the offsets commit last; every step is idempotent, so a crash anywhere on
+that path is also replayed harmlessly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import DecimalException
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.attribution.projector import BatchResult, apply_events, lock_for_batch
+from services.core.db.schema import ConsumerOffsetRow, DeadLetterRow
+from services.core.db.upsert import insert_ignore, upsert
+from services.core.events import Event, decode
+from services.core.money import MoneyError
+from services.core.settings import Settings
+
+log = logging.getLogger("closedloop.worker")
+
+# Failures caused by one event's data, not by the database being away or by a bug in the loop:
+# the event is isolated into a dead letter and the stream goes on.
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    DataError,
+    IntegrityError,
+    OverflowError,
+    DecimalException,
+    MoneyError,
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A consumed Kafka record, reduced to what the worker needs."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass
+class Decoded:
+    events: list[Event]
+    records: dict[str, Record]  # event_id -> the record it first arrived in
+    dead: list[dict[str, Any]]
+    next_offsets: dict[tuple[str, int], int]
+
+
+def decode_records(records: Sequence[Record], *, now: datetime) -> Decoded:
+    """Decode records; undecodable or invalid ones become dead-letter rows."""
+    out = Decoded([], {}, [], {})
+    for record in records:
+        key = (record.topic, record.partition)
+        out.next_offsets[key] = max(out.next_offsets.get(key, 0), record.offset + 1)
+        try:
+            event = decode(record.value)
+        except (ValidationError, ValueError, OverflowError) as exc:
+            out.dead.append(_dead(record, f"undecodable: {exc}", now))
+            continue
+        out.events.append(event)
+        out.records.setdefault(event.event_id, record)
+    return out
+
+
+def _dead(record: Record, error: str, now: datetime) -> dict[str, Any]:
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "raw": record.value,
+        "error": error[:4000],
+        "created_at": now,
+    }
+
+
+def _coordinates(decoded: Decoded) -> dict[str, tuple[int, int]]:
+    return {eid: (r.partition, r.offset) for eid, r in decoded.records.items()}
+
+
+def _record_offsets(session: Session, decoded: Decoded) -> None:
+    insert_ignore(session, DeadLetterRow, decoded.dead)  # a replayed batch adds none twice
+    upsert(
+        session,
+        ConsumerOffsetRow,
+        [
+            {"topic": topic, "partition": partition, "next_offset": offset}
+            for (topic, partition), offset in decoded.next_offsets.items()
+        ],
+    )
+
+
+def apply_batch(
+    sessions: sessionmaker[Session], records: Sequence[Record], *, settings: Settings
+) -> BatchResult:
+    """Apply a batch in one transaction; on a data error, isolate the offending events."""
+    now = datetime.now(UTC)
+    decoded = decode_records(records, now=now)
+    try:
+        with sessions() as session, session.begin():
+            lock_for_batch(session)
+            result = apply_events(
+                session,
+                decoded.events,
+                settings=settings,
+                now=now,
+                coordinates=_coordinates(decoded),
+            )
+            _record_offsets(session, decoded)
+        return result
+    except DATA_ERRORS as exc:
+        if is_transient(exc):
+            raise
+        log.warning("batch failed on its data (%s); applying its events one by one", exc)
+    return _apply_one_by_one(sessions, decoded, settings=settings, now=now)
+
+
+def _apply_one_by_one(
+    sessions: sessionmaker[Session], decoded: Decoded, *, settings: Settings, now: datetime
+) -> BatchResult:
+    stored = recomputed = 0
+    affected: set[str] = set()
+    for event in decoded.events:
+        record = decoded.records[event.event_id]
+        try:
+            with sessions() as session, session.begin():
+                lock_for_batch(session)
+                result = apply_events(
+                    session,
+                    [event],
+                    settings=settings,
+                    now=now,
+                    coordinates={event.event_id: (record.partition, record.offset)},
+                )
+        except DATA_ERRORS as exc:
+            if is_transient(exc):
+                raise
+            log.warning(
+                "dead-lettering %s[%s]@%s: %s", record.topic, record.partition, record.offset, exc
+            )
+            decoded.dead.append(_dead(record, f"could not be applied: {exc}", now))
+            continue
+        stored += result.stored
+        recomputed += result.deals_recomputed
+        affected |= result.affected
+    with sessions() as session, session.begin():
+        lock_for_batch(session)
+        _record_offsets(session, decoded)
+    return BatchResult(
+        received=len(decoded.events),
+        stored=stored,
+        duplicates=len(decoded.events) - stored,
+        deals_recomputed=recomputed,
+        affected=frozenset(affected),
+    )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return whether a database error means "not now" (retry) rather than "never" (data/bug).
+
+    Connection failures, server shutdowns, lock and serialisation conflicts and SQLite's busy
+    database are transient; everything else is not, so a bad statement cannot loop forever.
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        return sqlstate[:2] in {"08", "40", "53", "57"}  # connection, rollback, resources, admin
+    message = str(orig).lower()
+    if "parameters" in message:
+        return False
+    return isinstance(exc, OperationalError) and any(
+        word in message for word in ("locked", "busy", "connect", "closed", "terminat", "timeout")
+    )

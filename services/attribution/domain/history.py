@@ -1,0 +1,167 @@
+"""Attribution of a whole event history at once: the pure specification of the worker's result.
+
+``attribute_history`` derives, from a set of canonical events in any order and with any
+duplicates, every deal's state, conversion, journey and credits under the given models. The
+worker reaches the same result incrementally, batch by batch, through the database; tests hold
+the two equal for arbitrary arrival orders.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from services.attribution.domain.attribute import TouchCredit, attribute_all
+from services.attribution.domain.journey import Touch as JourneyTouch
+from services.attribution.domain.journey import select_journey
+from services.attribution.domain.models import AttributionModel
+from services.attribution.domain.state import (
+    STATUS_WON,
+    DealState,
+    Rate,
+    convert,
+    fold_campaign,
+    fold_contact,
+    fold_deal,
+    resolve_merges,
+)
+from services.core.events import (
+    CampaignUpserted,
+    ContactMerged,
+    ContactUpserted,
+    DealEvent,
+    Event,
+    FxRate,
+    Touch,
+    sort_key,
+)
+
+
+@dataclass(frozen=True)
+class DealOutcome:
+    """A deal as the reports see it: ``reporting_minor`` is None unless won and converted."""
+
+    state: DealState
+    reporting_minor: int | None
+    journey: tuple[JourneyTouch, ...]
+    credits: dict[str, list[TouchCredit]]
+
+
+def _latest_rates(events: Iterable[FxRate]) -> list[Rate]:
+    latest: dict[tuple[object, str, str], FxRate] = {}
+    for event in sorted(events, key=sort_key):
+        latest[(event.date, event.base, event.quote)] = event
+    return [Rate(e.date, e.base, e.quote, Decimal(e.rate)) for e in latest.values()]
+
+
+def attribute_history(
+    events: Iterable[Event],
+    *,
+    models: Sequence[AttributionModel],
+    reporting_currency: str,
+    lookback: timedelta,
+) -> dict[str, DealOutcome]:
+    """Derive every deal's outcome from the events (order and duplicates do not matter)."""
+    unique = list({e.event_id: e for e in events}.values())
+    deal_events: dict[str, list[DealEvent]] = defaultdict(list)
+    campaign_events: dict[str, list[CampaignUpserted]] = defaultdict(list)
+    contact_events: dict[str, list[ContactUpserted]] = defaultdict(list)
+    for event in unique:
+        if isinstance(event, DealEvent):
+            deal_events[event.deal_id].append(event)
+        elif isinstance(event, CampaignUpserted):
+            campaign_events[event.campaign_id].append(event)
+        elif isinstance(event, ContactUpserted):
+            contact_events[event.contact_id].append(event)
+    channels = {
+        cid: c.channel
+        for cid, evs in campaign_events.items()
+        if (c := fold_campaign(evs)) is not None
+    }
+    accounts = {cid: fold_contact(cid, evs).account_id for cid, evs in contact_events.items()}
+    roots = resolve_merges(e for e in unique if isinstance(e, ContactMerged))
+
+    def root(contact: str) -> str:
+        return roots.get(contact, contact)
+
+    rates = _latest_rates(e for e in unique if isinstance(e, FxRate))
+    touches = [t for t in unique if isinstance(t, Touch)]
+    outcomes: dict[str, DealOutcome] = {}
+    for deal_id, evs in deal_events.items():
+        deal = fold_deal(deal_id, evs)
+        outcomes[deal_id] = _outcome(
+            deal,
+            touches,
+            channels=channels,
+            accounts=accounts,
+            root=root,
+            rates=rates,
+            models=models,
+            reporting_currency=reporting_currency,
+            lookback=lookback,
+        )
+    return outcomes
+
+
+def _outcome(
+    deal: DealState,
+    touches: Sequence[Touch],
+    *,
+    channels: dict[str, str],
+    accounts: dict[str, str | None],
+    root: Callable[[str], str],
+    rates: Sequence[Rate],
+    models: Sequence[AttributionModel],
+    reporting_currency: str,
+    lookback: timedelta,
+) -> DealOutcome:
+    none = DealOutcome(deal, None, (), {})
+    if deal.status != STATUS_WON or deal.amount_minor is None or deal.currency is None:
+        return none
+    assert deal.closed_at is not None and deal.journey_start is not None
+    conv = convert(
+        deal.amount_minor,
+        source=deal.currency,
+        target=reporting_currency,
+        on=deal.closed_at.date(),
+        rates=rates,
+    )
+    if conv.amount_minor is None:
+        return none
+    deal_roots = set(deal.contact_ids) | {root(c) for c in deal.contact_ids}
+
+    def belongs(touch: Touch) -> bool:
+        if deal.account_id is not None and touch.account_id == deal.account_id:
+            return True
+        if touch.contact_id is None:
+            return False
+        contact_root = root(touch.contact_id)
+        if deal.account_id is not None and accounts.get(contact_root) == deal.account_id:
+            return True
+        return contact_root in deal_roots
+
+    candidates = [
+        JourneyTouch(
+            event_id=t.event_id,
+            occurred_at=t.occurred_at,
+            campaign_id=t.campaign_id,
+            channel=channels.get(t.campaign_id, ""),
+            lead_created=t.lead_created,
+        )
+        for t in touches
+        if belongs(t)
+    ]
+    journey = select_journey(
+        candidates, created_at=deal.journey_start, closed_at=deal.closed_at, lookback=lookback
+    )
+    credits = attribute_all(
+        journey,
+        amount_minor=conv.amount_minor,
+        created_at=deal.journey_start,
+        closed_at=deal.closed_at,
+        models=models,
+    )
+    return DealOutcome(deal, conv.amount_minor, journey, credits)
