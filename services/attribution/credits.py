@@ -78,8 +78,8 @@ def _journey_candidates(session: Session, deal: DealState, *, lookback: timedelt
 
     A touch belongs when its own account is the deal's, when its contact (after merges)
     belongs to the deal's account, or when its contact resolves to one of the deal's contacts.
-    The contacts are resolved first so that the touch lookup is two indexed probes (account,
-    contact ids) rather than an OR across a join, which PostgreSQL cannot index.
+    Contacts are resolved in a subquery rather than an OR across a join, so each branch is an
+    indexed probe on PostgreSQL.
     """
     assert deal.closed_at is not None and deal.journey_start is not None
     roots = set(deal.contact_ids)
@@ -96,14 +96,14 @@ def _journey_candidates(session: Session, deal: DealState, *, lookback: timedelt
         contact_filters.append(ContactRow.root_contact_id.in_(roots))
     if deal.account_id is not None:
         contact_filters.append(ContactRow.effective_account_id == deal.account_id)
-    contact_ids = set(roots)
-    if contact_filters:
-        contact_ids |= set(
-            session.scalars(select(ContactRow.contact_id).where(or_(*contact_filters)))
-        )
     belongs: list[ColumnElement[bool]] = []
-    if contact_ids:
-        belongs.append(TouchRow.contact_id.in_(contact_ids))
+    if roots:
+        belongs.append(TouchRow.contact_id.in_(roots))
+    if contact_filters:
+        # A subquery, not a list: an account may have more contacts than a statement may
+        # have parameters.
+        members = select(ContactRow.contact_id).where(or_(*contact_filters))
+        belongs.append(TouchRow.contact_id.in_(members))
     if deal.account_id is not None:
         belongs.append(TouchRow.account_id == deal.account_id)
     if not belongs:
@@ -180,7 +180,11 @@ def recompute_deals(
         row = _deal_row(deal)
         deal_rows.append(row)
         contact_rows += [{"deal_id": deal.deal_id, "contact_id": c} for c in deal.contact_ids]
-        if deal.status != STATUS_WON or deal.amount_minor is None or deal.currency is None:
+        if deal.status != STATUS_WON:
+            continue
+        if deal.amount_minor is None or deal.currency is None:
+            # Won without any amount: reported as unconverted, never silently dropped.
+            row["conversion"] = "unconverted"
             continue
         assert deal.closed_at is not None and deal.journey_start is not None
         conv = convert(

@@ -332,7 +332,11 @@ def project_costs(
             ],
         )
     )
-    rows = list(session.scalars(stale))
+    reconvert_costs(session, list(session.scalars(stale)), reporting=reporting)
+
+
+def reconvert_costs(session: Session, rows: Sequence[CampaignCostRow], *, reporting: str) -> None:
+    """Convert the given costs into the reporting currency and spread them over their days."""
     if not rows:
         return
     rates = load_rates(session, {r.currency for r in rows}, reporting)

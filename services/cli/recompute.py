@@ -9,8 +9,9 @@ from sqlalchemy import select
 from services.attribution.credits import recompute_deals
 from services.attribution.projector import lock_for_batch
 from services.attribution.registry import active_models, sync_builtin_models
+from services.attribution.state_store import reconvert_costs
 from services.core.db.engine import make_engine, make_sessionmaker
-from services.core.db.schema import EventRow
+from services.core.db.schema import CampaignCostRow, EventRow
 from services.core.settings import Settings
 
 
@@ -29,6 +30,14 @@ def recompute_all(
                 )
             )
         )
+    if deal_ids is None:  # a full recompute also re-converts every cost
+        with sessions() as session, session.begin():
+            lock_for_batch(session)
+            reconvert_costs(
+                session,
+                list(session.scalars(select(CampaignCostRow))),
+                reporting=settings.reporting_currency,
+            )
     done = 0
     with Progress(console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("Recomputing deals", total=len(ids))

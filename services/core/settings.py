@@ -7,8 +7,10 @@ Defaults are the embedded ones (a SQLite file and the bundled broker on loopback
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.money import check_currency
 
 
 class Settings(BaseSettings):
@@ -47,8 +49,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 10 * 1024 * 1024
     max_batch_events: int = 5000
 
-    lookback_days: int = 180
-    half_life_days: float = 7.0
+    lookback_days: int = Field(default=180, ge=0, le=3650)
+    half_life_days: float = Field(default=7.0, gt=0, le=3650)
     reporting_currency: str = "USD"
 
     worker_max_poll_records: int = 2000
@@ -56,3 +58,8 @@ class Settings(BaseSettings):
     api_key_cache_s: float = 5.0
     # Shared secret of the generic signed-JSON webhook (HMAC-SHA256 of the raw body).
     webhook_secret_generic: str | None = None
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        return check_currency(value.upper())

@@ -15,11 +15,18 @@ pytestmark = pytest.mark.e2e
 
 
 def test_bench_quick_runs_and_reports_figures() -> None:
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    figures = {name: json.loads(body) for name, body in
-               re.findall(r"^(\w+) (\{.*?^\})", done.stdout, flags=re.S | re.M)}
+    figures = {
+        name: json.loads(body)
+        for name, body in re.findall(r"^(\w+) (\{.*?^\})", done.stdout, flags=re.S | re.M)
+    }
     assert figures["ingest"]["ingest_events_per_s"] > 0
     assert figures["ingest"]["raw_producer_events_per_s"] > 0
     assert figures["worker"]["worker_events_per_s"] > 0

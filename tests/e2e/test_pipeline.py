@@ -203,9 +203,14 @@ def test_roi_matches_reference(
     cost = expected_cost(ref, start, end)
     got_revenue = {r["campaign_id"]: r["revenue"] for r in body["rows"]}
     got_cost = {r["campaign_id"]: r["cost"] for r in body["rows"]}
-    for campaign in set(revenue) | set(cost):
+    for campaign in set(revenue) | set(cost) | set(got_revenue):
         assert got_revenue.get(campaign, "0.00") == cents(revenue.get(campaign, 0)), campaign
         assert got_cost.get(campaign, "0.00") == cents(cost.get(campaign, 0)), campaign
+    # No row without revenue or cost in range, and none twice.
+    assert len(body["rows"]) == len(got_revenue)
+    assert set(got_revenue) == {
+        c for c in set(revenue) | set(cost) if revenue.get(c, 0) or cost.get(c, 0) or c in revenue
+    }
     assert body["totals"]["revenue"] == cents(sum(revenue.values()))
     assert body["totals"]["cost"] == cents(sum(cost.values()))
     unattributed = sum(
@@ -241,11 +246,14 @@ def test_roi_by_channel_and_csv(stack: dict[str, Any]) -> None:
 def test_compare_has_every_model(stack: dict[str, Any]) -> None:
     ref: reference.Reference = stack["ref"]
     body = stack["client"].get("/v1/reports/compare").json()
+    campaigns = {r["campaign_id"] for r in body["rows"]}
+    assert len(campaigns) == len(body["rows"])
     for model in reference.MODELS:
         expected = expected_revenue(ref, model)
         got = {r["campaign_id"]: r["revenue"][model] for r in body["rows"]}
-        for campaign in expected:
-            assert got[campaign] == cents(expected[campaign]), (model, campaign)
+        for campaign in campaigns | set(expected):
+            assert got.get(campaign) == cents(expected.get(campaign, 0)), (model, campaign)
+        assert body["totals"]["revenue"][model] == cents(sum(expected.values()))
 
 
 def test_reconciliation_to_the_cent(stack: dict[str, Any]) -> None:

@@ -24,9 +24,12 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 def base() -> list[dict[str, Any]]:
     return [
-        b.campaign("ads", "paid_search"), b.campaign("mail", "email"),
+        b.campaign("ads", "paid_search"),
+        b.campaign("mail", "email"),
         b.campaign("web", "webinar"),
-        b.contact("alice", "acme"), b.contact("bob", "acme"), b.contact("zed", "other"),
+        b.contact("alice", "acme"),
+        b.contact("bob", "acme"),
+        b.contact("zed", "other"),
         b.contact("gina", "globex"),
         b.touch("t1", "ads", -30, contact="alice", lead=True),
         b.touch("t2", "mail", -20, contact="bob"),
@@ -60,8 +63,12 @@ class Pipeline:
             for row in session.scalars(select(CreditRow)):
                 per = got[(row.model_id, row.deal_id)]
                 per[row.campaign_id] = per.get(row.campaign_id, 0) + row.credit_minor
-        expected = {(m, d.deal_id): dict(d.credits[m]) for d in ref.deals.values()
-                    for m in d.credits if d.credits[m]}
+        expected = {
+            (m, d.deal_id): dict(d.credits[m])
+            for d in ref.deals.values()
+            for m in d.credits
+            if d.credits[m]
+        }
         assert dict(got) == expected
 
 
@@ -94,8 +101,13 @@ def test_amount_changed_after_close(pipe: Pipeline) -> None:
 
 
 def test_late_merge_moves_touches(pipe: Pipeline) -> None:
-    merge = {"event_id": "m1", "type": "contact.merged", "occurred_at": b.at(-1),
-             "contact_id": "alice", "merged_contact_id": "zed"}
+    merge = {
+        "event_id": "m1",
+        "type": "contact.merged",
+        "occurred_at": b.at(-1),
+        "contact_id": "alice",
+        "merged_contact_id": "zed",
+    }
     result = pipe.deliver(merge)
     assert result.affected == {"d1"}
     pipe.assert_matches_ordered_delivery()

@@ -44,39 +44,64 @@ def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = [b.campaign(c, ch) for c, ch in CAMPAIGNS]
     for contact in CONTACTS:
         for _ in range(draw(st.integers(1, 2))):
-            events.append(b.contact(contact, draw(st.sampled_from([*ACCOUNTS, None])),
-                                    days=draw(day()), eid=f"ct-{next(n)}"))
+            events.append(
+                b.contact(
+                    contact,
+                    draw(st.sampled_from([*ACCOUNTS, None])),
+                    days=draw(day()),
+                    eid=f"ct-{next(n)}",
+                )
+            )
     for _ in range(draw(st.integers(0, 2))):
         survivor, absorbed = draw(st.permutations(CONTACTS))[:2]
-        events.append({"event_id": f"m-{next(n)}", "type": "contact.merged",
-                       "occurred_at": b.at(draw(day())), "contact_id": survivor,
-                       "merged_contact_id": absorbed})
+        events.append(
+            {
+                "event_id": f"m-{next(n)}",
+                "type": "contact.merged",
+                "occurred_at": b.at(draw(day())),
+                "contact_id": survivor,
+                "merged_contact_id": absorbed,
+            }
+        )
     for _ in range(draw(st.integers(1, 15))):
         target = draw(st.sampled_from(["contact", "account", "both"]))
-        events.append(b.touch(
-            f"t-{next(n)}", draw(st.sampled_from(CAMPAIGNS))[0], draw(day()),
-            contact=draw(st.sampled_from(CONTACTS)) if target != "account" else None,
-            account=draw(st.sampled_from(ACCOUNTS)) if target != "contact" else None,
-            lead=draw(st.booleans())))
+        events.append(
+            b.touch(
+                f"t-{next(n)}",
+                draw(st.sampled_from(CAMPAIGNS))[0],
+                draw(day()),
+                contact=draw(st.sampled_from(CONTACTS)) if target != "account" else None,
+                account=draw(st.sampled_from(ACCOUNTS)) if target != "contact" else None,
+                lead=draw(st.booleans()),
+            )
+        )
     for deal in DEALS:
         currency = draw(st.sampled_from(["USD", "EUR"]))
-        created = b.deal_created(deal, draw(st.sampled_from(ACCOUNTS)),
-                                 f"{draw(st.integers(0, 99999))}.{draw(st.integers(0, 99)):02d}",
-                                 draw(day()), currency=currency,
-                                 contacts=draw(st.lists(st.sampled_from(CONTACTS), max_size=2)))
+        created = b.deal_created(
+            deal,
+            draw(st.sampled_from(ACCOUNTS)),
+            f"{draw(st.integers(0, 99999))}.{draw(st.integers(0, 99)):02d}",
+            draw(day()),
+            currency=currency,
+            contacts=draw(st.lists(st.sampled_from(CONTACTS), max_size=2)),
+        )
         created["event_id"] = f"dc-{next(n)}"
         events.append(created)
         if draw(st.integers(0, 9)) < 7:  # most deals end up won at some point
             events.append(b.deal_status(deal, "closed_won", draw(day()), eid=f"ds-{next(n)}"))
         for _ in range(draw(st.integers(0, 3))):
             kind = draw(st.sampled_from(["closed_won", "closed_lost", "reopened", "updated"]))
-            extra = ({"amount": f"{draw(st.integers(0, 9999))}.00", "currency": currency}
-                     if kind == "updated" else {})
+            extra = (
+                {"amount": f"{draw(st.integers(0, 9999))}.00", "currency": currency}
+                if kind == "updated"
+                else {}
+            )
             events.append(b.deal_status(deal, kind, draw(day()), eid=f"ds-{next(n)}", **extra))
     for _ in range(draw(st.integers(0, 3))):
         rate = f"{draw(st.integers(50, 200)) / 100:.2f}"
-        events.append(b.fx(f"2026-02-{draw(st.integers(1, 28)):02d}", "EUR", "USD", rate,
-                           eid=f"fx-{next(n)}"))
+        events.append(
+            b.fx(f"2026-02-{draw(st.integers(1, 28)):02d}", "EUR", "USD", rate, eid=f"fx-{next(n)}")
+        )
     return events
 
 
@@ -91,32 +116,43 @@ def deliveries(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[list[dict[st
     return history, [arrivals[i:j] for i, j in zip(bounds, bounds[1:], strict=False) if j > i]
 
 
-def expected_credits(history: list[dict[str, Any]], cfg: Settings) -> dict[tuple[str, str, str], int]:
+def expected_credits(
+    history: list[dict[str, Any]], cfg: Settings
+) -> dict[tuple[str, str, str], int]:
     outcomes = attribute_history(
         EVENT_LIST_ADAPTER.validate_python(history),
         models=builtin_models(half_life_days=cfg.half_life_days),
-        reporting_currency=cfg.reporting_currency, lookback=timedelta(days=cfg.lookback_days))
-    return {(model, deal_id, line.touch.event_id): line.credit_minor
-            for deal_id, outcome in outcomes.items()
-            for model, lines in outcome.credits.items() for line in lines}
+        reporting_currency=cfg.reporting_currency,
+        lookback=timedelta(days=cfg.lookback_days),
+    )
+    return {
+        (model, deal_id, line.touch.event_id): line.credit_minor
+        for deal_id, outcome in outcomes.items()
+        for model, lines in outcome.credits.items()
+        for line in lines
+    }
 
 
-def incremental_credits(engine: Engine, batches: list[list[dict[str, Any]]],
-                        cfg: Settings) -> dict[tuple[str, str, str], int]:
+def incremental_credits(
+    engine: Engine, batches: list[list[dict[str, Any]]], cfg: Settings
+) -> dict[tuple[str, str, str], int]:
     sessions = make_sessionmaker(engine)
     for batch in batches:
         with sessions() as session, session.begin():
             sync_builtin_models(session, cfg)
             apply_events(session, b.events(*batch), settings=cfg, now=NOW)
     with sessions() as session:
-        return {(r.model_id, r.deal_id, r.touch_event_id): r.credit_minor
-                for r in session.scalars(select(CreditRow))}
+        return {
+            (r.model_id, r.deal_id, r.touch_event_id): r.credit_minor
+            for r in session.scalars(select(CreditRow))
+        }
 
 
 @pytest.fixture()
 def memory_sqlite() -> Iterator[Engine]:
-    engine = create_engine("sqlite://", poolclass=StaticPool,
-                           connect_args={"check_same_thread": False})
+    engine = create_engine(
+        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
     event.listen(engine, "connect", lambda c, _: c.execute("PRAGMA foreign_keys=ON"))
     yield engine
     engine.dispose()
@@ -127,8 +163,11 @@ def reset(engine: Engine) -> None:
     Base.metadata.create_all(engine)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(delivery=deliveries())
 def test_any_arrival_gives_the_ordered_result_sqlite(memory_sqlite: Engine, delivery: Any) -> None:
     history, batches = delivery
@@ -144,8 +183,11 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(delivery=deliveries())
 def test_any_arrival_gives_the_ordered_result_postgresql(pg_engine: Engine, delivery: Any) -> None:
     history, batches = delivery

@@ -68,3 +68,47 @@ def test_worker_consumes_projects_and_commits(broker: str, db_url: str) -> None:
     finally:
         consumer.close()
     assert orjson.loads(payloads[0])["event_id"] == events[0].event_id
+
+
+def test_event_the_database_rejects_is_dead_lettered_and_the_stream_goes_on(
+    broker: str, pg_url: str
+) -> None:
+    # A real database refusal of one row (a trigger standing in for a constraint the schema
+    # could not foresee): the worker must isolate that event, not crash-loop on its batch.
+    engine = make_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("""
+            CREATE OR REPLACE FUNCTION refuse_poison() RETURNS trigger AS $$
+            BEGIN
+              IF NEW.event_id = 'poison' THEN
+                RAISE EXCEPTION 'refused by the database' USING ERRCODE = '22023';
+              END IF;
+              RETURN NEW;
+            END $$ LANGUAGE plpgsql""")
+        conn.exec_driver_sql("""
+            CREATE TRIGGER refuse_poison BEFORE INSERT ON events
+            FOR EACH ROW EXECUTE FUNCTION refuse_poison()""")
+    try:
+        settings = make_settings(database_url=pg_url, bootstrap=broker, topic_partitions=1)
+        ensure_topics(settings)
+        events = b.events(*scenario())
+        poison = b.events(b.touch("poison", "ads", -3, contact="alice"))[0]
+        stream = events[:7] + [poison] + events[7:]
+        publish(broker, settings.events_topic, [encode(e) for e in stream],
+                [partition_key(e) for e in stream])
+        Worker(settings).run(idle_exit_s=3)
+        sessions = make_sessionmaker(engine)
+        with sessions() as session:
+            stored = set(session.scalars(select(EventRow.event_id)))
+            assert stored >= {e.event_id for e in events}
+            assert "poison" not in stored
+            dead = session.scalars(select(DeadLetterRow)
+                                   .where(DeadLetterRow.topic == settings.events_topic)).all()
+            assert len(dead) == 1 and dead[0].offset == 7
+            assert "could not be applied" in dead[0].error
+            assert session.scalar(select(ConsumerOffsetRow.next_offset).where(
+                ConsumerOffsetRow.topic == settings.events_topic)) == len(stream)
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER refuse_poison ON events")
+        engine.dispose()

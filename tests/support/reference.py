@@ -321,10 +321,17 @@ def positional_weights(roles: list[set[str]], model_weights: dict[str, Fraction]
 def time_decay_weights(
     journey: list[_Touch], closed_at: datetime, half_life_days: float
 ) -> list[Fraction]:
+    # 2^x as exp(x * ln 2) at 60 digits: a different route from the service's 50-digit power,
+    # both far more precise than any cent of any amount needs.
     raw = []
-    for t in journey:
-        age_days = (closed_at - t.occurred_at).total_seconds() / 86400
-        raw.append(Fraction(2 ** (-age_days / half_life_days)))
+    with localcontext() as ctx:
+        ctx.prec = 60
+        ln2 = Decimal(2).ln()
+        for t in journey:
+            age = closed_at - t.occurred_at
+            micros = (age.days * 86_400 + age.seconds) * 1_000_000 + age.microseconds
+            x = -Decimal(micros) / Decimal(86_400_000_000) / Decimal(str(half_life_days))
+            raw.append(Fraction((x * ln2).exp()))
     return _normalise(raw)
 
 

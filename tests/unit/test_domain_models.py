@@ -157,19 +157,48 @@ def test_time_decay_half_life_example() -> None:
     assert time_decay_weights(journey, closed_at=CLOSE, half_life_days=7) == [F(1, 3), F(2, 3)]
 
 
+TINY = F(1, 10**40)
+
+
+def close_to(got: list[Fraction], want: list[Fraction], tol: Fraction = TINY) -> bool:
+    return len(got) == len(want) and all(abs(g - w) < tol for g, w in zip(got, want, strict=True))
+
+
 def test_time_decay_uses_fractional_days() -> None:
     journey = [ago("old", 1.75), ago("new", 0)]
-    assert time_decay_weights(journey, closed_at=CLOSE, half_life_days=3.5) == [
-        F(2**-0.5) / (1 + F(2**-0.5)),
-        1 / (1 + F(2**-0.5)),
-    ]
+    half = F(2**-0.5)  # 2^-0.5 to float precision is enough to recognise the weights
+    got = time_decay_weights(journey, closed_at=CLOSE, half_life_days=3.5)
+    assert close_to(got, [half / (1 + half), 1 / (1 + half)], tol=F(1, 10**15))
+    assert sum(got) == 1
 
 
-def test_time_decay_underflow_falls_back_to_equal_weights() -> None:
-    ancient = [ago("a", 40_000), ago("b", 40_001)]
-    assert time_decay_weights(ancient, closed_at=CLOSE, half_life_days=1) == [F(1, 2)] * 2
+def test_time_decay_keeps_relative_weights_of_very_old_touches() -> None:
+    # 2^-40000 underflows a float, not the 50-digit decimals: the ratio stays exactly 2:1.
+    ancient = [ago("a", 40_001), ago("b", 40_000)]
+    assert close_to(
+        time_decay_weights(ancient, closed_at=CLOSE, half_life_days=1), [F(1, 3), F(2, 3)]
+    )
     mixed = [ago("a", 40_000), ago("b", 0)]
-    assert time_decay_weights(mixed, closed_at=CLOSE, half_life_days=1) == [F(0), F(1)]
+    assert close_to(time_decay_weights(mixed, closed_at=CLOSE, half_life_days=1), [F(0), F(1)])
+
+
+def test_time_decay_is_exact_for_huge_amounts() -> None:
+    # Float weights give 525880408520 / 526959139710 here; 50-digit weights give the exact split.
+    close = CLOSE
+    ages = [4_828_634, 4_826_846, 2_391_801]
+    journey = [Touch(f"t{i}", close - timedelta(seconds=a), "c", "web") for i, a in enumerate(ages)]
+    credits = attribute(
+        journey,
+        amount_minor=9_638_694_191_443,
+        created_at=close,
+        closed_at=close,
+        model=MODELS["time_decay"],
+    )
+    assert [c.credit_minor for c in credits] == [
+        525_880_408_521,
+        526_959_139_709,
+        8_585_854_643_213,
+    ]
 
 
 @pytest.mark.parametrize("half_life", [0, -1.0, float("inf"), float("nan")])

@@ -13,8 +13,8 @@ Invariants:
   (a defensive fallback: every validated model reaches a positive total, because each
   named role is always held by some touch of a non-empty journey).
 - Time decay weighs a touch ``2 ** (-age / half_life)`` with age in fractional days
-  before ``closed_at``; the floats are converted exactly to ``Fraction`` and normalised
-  exactly, falling back to equal weights if every float underflows to 0.
+  (to the microsecond) before ``closed_at``, computed with 50-digit decimals, converted
+  exactly to ``Fraction`` and normalised exactly.
 - Model weights are exact: built from decimal strings or fractions, never floats.
 """
 
@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Context, Decimal, Overflow, localcontext
 from fractions import Fraction
 from types import MappingProxyType
 from typing import TypeAlias
@@ -31,7 +32,10 @@ from typing import TypeAlias
 from .journey import ROLE_MIDDLE, ROLES, Touch
 
 WEIGHT_KEYS: tuple[str, ...] = (*ROLES, ROLE_MIDDLE)
-_SECONDS_PER_DAY = 86400.0
+
+# 2^x at 50 significant digits: weights exact enough that the largest-remainder split of any
+# amount a deal may carry (< 10^16 minor units) is the one exact real weights would give.
+_DECAY_CONTEXT = Context(prec=50, Emin=-999_999, Emax=999_999)
 
 
 class InvalidModelDefinition(ValueError):
@@ -270,15 +274,20 @@ def time_decay_weights(
     _check_half_life(half_life_days)
     if not journey:
         return []
+    half_life = Fraction(str(half_life_days))
     raw: list[Fraction] = []
-    for touch in journey:
-        age_days = (closed_at - touch.occurred_at).total_seconds() / _SECONDS_PER_DAY
-        try:
-            raw.append(Fraction(2.0 ** (-age_days / half_life_days)))
-        except OverflowError as exc:
-            raise ValueError(
-                f"touch {touch.event_id!r} lies too far after closed_at for time decay"
-            ) from exc
+    with localcontext(_DECAY_CONTEXT):
+        for touch in journey:
+            age = closed_at - touch.occurred_at
+            age_days = Fraction(age // timedelta(microseconds=1), 86_400_000_000)
+            exponent = -age_days / half_life
+            try:
+                value = Decimal(2) ** (Decimal(exponent.numerator) / exponent.denominator)
+            except Overflow as exc:
+                raise ValueError(
+                    f"touch {touch.event_id!r} lies too far after closed_at for time decay"
+                ) from exc
+            raw.append(Fraction(value))
     return _normalise(raw)
 
 
