@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 14:35:19.296054
+Create Date: 2026-11-22 14:53:22.219654
 """
 
 from __future__ import annotations
@@ -197,6 +197,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("rate_date", "base", "quote", name=op.f("pk_fx_rates")),
     )
     op.create_table(
+        "system_state",
+        sa.Column("key", sa.String(length=100), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("updated_at", services.core.db.types.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_system_state")),
+    )
+    op.create_table(
         "touches",
         sa.Column("event_id", sa.String(length=200), nullable=False),
         sa.Column("occurred_at", services.core.db.types.UTCDateTime(), nullable=False),
@@ -264,6 +271,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_touches_account_id"))
 
     op.drop_table("touches")
+    op.drop_table("system_state")
     op.drop_table("fx_rates")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_events_merged_contact_id"))

@@ -1,10 +1,15 @@
-"""The read API (contract §6): reports over the attribution projection, read-only.
+"""The read API (contract §6): reports over the attribution projection, read-only but for one.
 
-``create_app(settings)`` wires everything explicitly: the lifespan creates the engine, the
-session factory and the API key store on ``app.state`` and disposes of the engine on shutdown;
-routes reach them through ``services.api.deps``. The API never commits: every request reads one
-snapshot and rolls back. Every route but the health probes and ``/metrics`` needs a bearer key
-with the ``read`` scope.
+``create_app(settings)`` wires everything explicitly: the lifespan creates the engines, the
+session factories, the API key store and the publisher on ``app.state`` and closes them on
+shutdown; routes reach them through ``services.api.deps``. Every request reads one snapshot and
+rolls back. Every route but the health probes and ``/metrics`` needs a bearer key: ``read`` for
+the reports, ``admin`` for ``/v1/admin``.
+
+The one exception to "the API is read-only": ``POST /v1/admin/dead-letters/{id}/retry``
+re-publishes a dead letter and marks its ``retried_at``. That write goes through a separate,
+writable engine used by nothing else, so every report keeps its read-only engine. The retry's
+producer connects lazily, on the first retry (most API processes never retry anything).
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from services.api.db import make_read_engine
 from services.api.errors import install_errors
-from services.api.routes import deals, health, models, reports
-from services.core.db.engine import make_sessionmaker
+from services.api.routes import dead_letters, deals, health, models, reports
+from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.http import HttpMetrics, KeyStore
+from services.core.publisher import Publisher
 from services.core.settings import Settings
 
 
@@ -32,9 +39,16 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = sessions
         app.state.keys = KeyStore(sessions, ttl_s=settings.api_key_cache_s)
+        # Neither connects here: the engine on first use, the producer on the first retry.
+        admin_engine = make_engine(settings.database_url)
+        app.state.admin_sessions = make_sessionmaker(admin_engine)
+        publisher = Publisher(settings, client_id="closedloop-api")
+        app.state.publisher = publisher
         try:
             yield
         finally:
+            await run_in_threadpool(publisher.close)
+            admin_engine.dispose()
             engine.dispose()
 
     app = FastAPI(
@@ -47,6 +61,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     install_errors(app)
     HttpMetrics("api").install(app)
-    for router in (health.router, models.router, reports.router, deals.router):
+    for router in (
+        health.router,
+        models.router,
+        reports.router,
+        deals.router,
+        dead_letters.router,
+    ):
         app.include_router(router)
     return app

@@ -5,7 +5,8 @@ them they must still agree to the cent. So each request's session reads one snap
 PostgreSQL transactions are REPEATABLE READ (and READ ONLY); on SQLite, whose Python driver
 never opens a transaction for a SELECT, we emit ``BEGIN`` ourselves (SQLAlchemy's documented
 recipe), and in WAL mode the snapshot holds until the session ends. ``PRAGMA query_only``
-makes SQLite refuse writes too: the API never writes.
+makes SQLite refuse writes too: no report ever writes. (The admin dead-letter retry, the API's
+one write, uses an ordinary engine of its own; see ``services.api.app``.)
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Request dependencies as ``Annotated`` aliases: settings, a session, the caller, the query.
 
-The engine, session factory and key store live on ``app.state`` (created in the lifespan);
-nothing here is global. FastAPI caches a dependency per request, so one request uses one
-session, hence one database snapshot (see ``services.api.db``).
+The engines, session factories, key store and publisher live on ``app.state`` (created in the
+lifespan); nothing here is global. FastAPI caches a dependency per request, so one request uses
+one session, hence one database snapshot (see ``services.api.db``). The admin session factory
+is the only writable one; only the dead-letter retry uses it.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from services.api import queries
 from services.api.errors import UnknownModel
 from services.api.params import Period, ReportFormat, negotiate, parse_model_list, parse_period
 from services.core.auth import Principal
 from services.core.http import authorize
+from services.core.publisher import Publisher
 from services.core.settings import Settings
 
 DEFAULT_MODEL = "linear"
@@ -47,6 +49,31 @@ def require_read(
 
 
 ReadPrincipal = Annotated[Principal, Depends(require_read)]
+
+
+def require_admin(
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    """Return the caller's principal if its bearer key holds the ``admin`` scope."""
+    return authorize(request.app.state.keys, authorization, "admin")
+
+
+AdminPrincipal = Annotated[Principal, Depends(require_admin)]
+
+
+def _admin_sessions(request: Request) -> sessionmaker[Session]:
+    sessions: sessionmaker[Session] = request.app.state.admin_sessions
+    return sessions
+
+
+def _publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+AdminSessionsDep = Annotated[sessionmaker[Session], Depends(_admin_sessions)]
+PublisherDep = Annotated[Publisher, Depends(_publisher)]
 
 
 def _period(

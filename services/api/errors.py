@@ -2,20 +2,23 @@
 
 Routes and queries raise the exceptions below (which know nothing of HTTP); ``install_errors``
 maps each to a status and a problem body. Anything a client can send ends in a 4xx: a 500 is a
-bug. A database that cannot be reached answers 503 with ``Retry-After`` (not the client's fault,
-and worth retrying).
+bug. A database or broker that cannot be reached answers 503 with ``Retry-After`` (not the
+client's fault, and worth retrying).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from services.core.http import Problem, install_problem_handlers, problem_response
+from services.core.publisher import BrokerUnavailable, RecordTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,30 @@ class DealNotFound(LookupError):
         self.deal_id = deal_id
 
 
+class DeadLetterNotFound(LookupError):
+    """No dead letter with this id."""
+
+    def __init__(self, dead_letter_id: int) -> None:
+        super().__init__(dead_letter_id)
+        self.dead_letter_id = dead_letter_id
+
+
+class AlreadyRetried(Exception):
+    """A dead letter that was already re-published (retrying again needs ``force``)."""
+
+    def __init__(self, dead_letter_id: int, retried_at: datetime) -> None:
+        super().__init__(f"{dead_letter_id} at {retried_at.isoformat()}")
+        self.dead_letter_id, self.retried_at = dead_letter_id, retried_at
+
+
+class StillInvalid(ValueError):
+    """A dead letter whose stored bytes the current event schema still rejects."""
+
+    def __init__(self, dead_letter_id: int, errors: list[dict[str, Any]]) -> None:
+        super().__init__(f"dead letter {dead_letter_id} is still invalid")
+        self.dead_letter_id, self.errors = dead_letter_id, errors
+
+
 class NotAcceptable(Exception):
     """The ``Accept`` header admits none of the media types a report is available in."""
 
@@ -74,6 +101,49 @@ def install_errors(app: FastAPI) -> None:
     async def _not_acceptable(_: Request, exc: NotAcceptable) -> JSONResponse:
         detail = f"this resource is available as {' or '.join(exc.offered)}"
         return problem_response(Problem(406, "Not Acceptable", detail))
+
+    @app.exception_handler(DeadLetterNotFound)
+    async def _no_dead_letter(_: Request, exc: DeadLetterNotFound) -> JSONResponse:
+        return problem_response(
+            Problem(404, "Not Found", f"no dead letter with id {exc.dead_letter_id}")
+        )
+
+    @app.exception_handler(AlreadyRetried)
+    async def _already_retried(_: Request, exc: AlreadyRetried) -> JSONResponse:
+        detail = (
+            f"dead letter {exc.dead_letter_id} was already re-published at "
+            f"{exc.retried_at.isoformat()}; add ?force=true to publish it again"
+        )
+        return problem_response(Problem(409, "Conflict", detail))
+
+    @app.exception_handler(StillInvalid)
+    async def _still_invalid(_: Request, exc: StillInvalid) -> JSONResponse:
+        shown = "; ".join(f"{e['field']}: {e['problem']}" for e in exc.errors[:5])
+        more = f" (and {len(exc.errors) - 5} more)" if len(exc.errors) > 5 else ""
+        detail = (
+            f"dead letter {exc.dead_letter_id} is still invalid under the current event "
+            f"schema, nothing was published: {shown}{more}"
+        )
+        return problem_response(Problem(422, "Invalid event", detail, errors=exc.errors))
+
+    @app.exception_handler(RecordTooLarge)
+    async def _too_large(_: Request, exc: RecordTooLarge) -> JSONResponse:
+        errors = [{"field": "raw", "problem": str(exc), "type": "too_large"}]
+        detail = f"the event cannot be published, nothing was: {exc}"
+        return problem_response(Problem(422, "Invalid event", detail, errors=errors))
+
+    @app.exception_handler(BrokerUnavailable)
+    async def _broker_down(_: Request, exc: BrokerUnavailable) -> JSONResponse:
+        log.warning("broker unavailable: %s", exc)
+        return problem_response(
+            Problem(
+                503,
+                "Service Unavailable",
+                "the event broker did not acknowledge the event; retry the same request "
+                "(a copy that did arrive is recognised by its event_id and counted once)",
+                headers={"Retry-After": "5"},
+            )
+        )
 
     @app.exception_handler(OperationalError)
     async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:

@@ -3,7 +3,8 @@
 CSV decisions: a header row, then the JSON report's rows with the same fields in the same order
 (totals are left out: a CSV is one table). Compare flattens ``revenue`` into one
 ``revenue_<model>`` column per model; reconciliation is one row per model; a deal's attribution
-is one row per journey touch, with its ``roles`` comma-joined. Empty cells are nulls. Text that a
+is one row per journey touch, with its ``roles`` comma-joined; dead letters are one row each
+(``next_after_id`` is left out, like totals). Empty cells are nulls. Text that a
 spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` not followed by a number) is
 prefixed with ``'`` (OWASP CSV injection advice); money and numbers are written as they are.
 """
@@ -23,6 +24,7 @@ from pydantic import BaseModel
 from services.api.params import ReportFormat
 from services.api.schemas import (
     CompareReportOut,
+    DeadLettersOut,
     DealAttributionOut,
     ReconciliationOut,
     RoiReportOut,
@@ -156,3 +158,23 @@ def _deal(body: DealAttributionOut) -> Table:
         for t in body.journey
     ]
     return header, rows
+
+
+_DEAD_LETTER_FIELDS = [
+    "id",
+    "topic",
+    "partition",
+    "offset",
+    "error",
+    "created_at",
+    "retried_at",
+    "raw",
+    "raw_base64",
+]
+
+
+@table.register
+def _dead_letters(body: DeadLettersOut) -> Table:
+    return _DEAD_LETTER_FIELDS, [
+        [getattr(d, k) for k in _DEAD_LETTER_FIELDS] for d in body.dead_letters
+    ]

@@ -149,3 +149,26 @@ class DealAttributionOut(_Out):
 
 class HealthOut(_Out):
     status: str
+
+
+class DeadLetterOut(_Out):
+    id: int
+    topic: str
+    partition: int
+    offset: int
+    error: str
+    created_at: str
+    retried_at: str | None
+    raw: str | None = Field(description="the record's bytes as UTF-8 text; null if not UTF-8")
+    raw_base64: str
+
+
+class DeadLettersOut(_Out):
+    dead_letters: list[DeadLetterOut]
+    next_after_id: int | None = Field(description="pass as after_id for the next page; null: last")
+
+
+class DeadLetterRetryOut(_Out):
+    id: int
+    event_id: str
+    republished: bool

@@ -100,9 +100,17 @@ def _record_offsets(session: Session, decoded: Decoded) -> None:
     )
 
 
+@dataclass(frozen=True)
+class AppliedBatch:
+    """What a committed batch did, and the dead letters it recorded (to publish after)."""
+
+    result: BatchResult
+    dead: tuple[dict[str, Any], ...]
+
+
 def apply_batch(
     sessions: sessionmaker[Session], records: Sequence[Record], *, settings: Settings
-) -> BatchResult:
+) -> AppliedBatch:
     """Apply a batch in one transaction; on a data error, isolate the offending events."""
     now = datetime.now(UTC)
     decoded = decode_records(records, now=now)
@@ -117,12 +125,13 @@ def apply_batch(
                 coordinates=_coordinates(decoded),
             )
             _record_offsets(session, decoded)
-        return result
+        return AppliedBatch(result, tuple(decoded.dead))
     except DATA_ERRORS as exc:
         if is_transient(exc):
             raise
         log.warning("batch failed on its data (%s); applying its events one by one", exc)
-    return _apply_one_by_one(sessions, decoded, settings=settings, now=now)
+    result = _apply_one_by_one(sessions, decoded, settings=settings, now=now)
+    return AppliedBatch(result, tuple(decoded.dead))
 
 
 def _apply_one_by_one(

@@ -160,7 +160,10 @@ def recompute_deals(
     settings: Settings,
     models: Sequence[AttributionModel],
 ) -> int:
-    """Re-derive the given deals and replace their credits under every model; return the count."""
+    """Re-derive the given deals and replace their credits under ``models``; return the count.
+
+    Credits of other models are left alone, so one model can be rebuilt on its own.
+    """
     deal_ids = sorted(set(deal_ids))
     if not deal_ids:
         return 0
@@ -172,8 +175,15 @@ def recompute_deals(
     rates: list[Rate] = load_rates(session, {d.currency for d in deals if d.currency}, reporting)
     lookback = timedelta(days=settings.lookback_days)
 
-    session.execute(delete(CreditRow).where(CreditRow.deal_id.in_(deal_ids)))
-    session.execute(delete(DealAttributionRow).where(DealAttributionRow.deal_id.in_(deal_ids)))
+    model_ids = [m.model_id for m in models]
+    session.execute(
+        delete(CreditRow).where(CreditRow.deal_id.in_(deal_ids), CreditRow.model_id.in_(model_ids))
+    )
+    session.execute(
+        delete(DealAttributionRow).where(
+            DealAttributionRow.deal_id.in_(deal_ids), DealAttributionRow.model_id.in_(model_ids)
+        )
+    )
     session.execute(delete(DealContactRow).where(DealContactRow.deal_id.in_(deal_ids)))
     deal_rows, contact_rows, credit_rows, summary_rows = [], [], [], []
     for deal in deals:

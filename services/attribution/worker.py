@@ -22,21 +22,22 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from kafka.errors import CommitFailedError
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.attribution.batch import Record, apply_batch, is_transient
-from services.attribution.projector import BatchResult
+from services.attribution.batch import AppliedBatch, Record, apply_batch, is_transient
+from services.attribution.recompute import recompute_if_parameters_changed
 from services.attribution.registry import sync_builtin_models
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.schema import ConsumerOffsetRow
-from services.core.kafka import ensure_topics, make_consumer
+from services.core.kafka import ensure_topics, make_consumer, make_producer
 from services.core.settings import Settings
 
 log = logging.getLogger("closedloop.worker")
@@ -65,6 +66,7 @@ class Worker:
         self.consumer: KafkaConsumer | None = None
         self._stopping = False
         self.pending_assignment: set[TopicPartition] = set()
+        self._dead_producer: KafkaProducer | None = None
         self.batches = 0
         self.events_applied = 0
 
@@ -101,7 +103,7 @@ class Worker:
                 moved.add(tp)
         return moved
 
-    def process(self, records: dict[TopicPartition, list[Any]]) -> BatchResult:
+    def process(self, records: dict[TopicPartition, list[Any]]) -> AppliedBatch:
         """Apply one polled batch (one transaction with its offsets; see ``batch``)."""
         flat = [
             Record(tp.topic, tp.partition, r.offset, r.value or b"")
@@ -109,6 +111,33 @@ class Worker:
             for r in batch
         ]
         return apply_batch(self.sessions, flat, settings=self.settings)
+
+    def _publish_dead_letters(self, dead: Sequence[dict[str, Any]]) -> None:
+        """Copy dead letters to the dead-letter topic (best effort: the table is the record)."""
+        if not dead:
+            return
+        try:
+            if self._dead_producer is None:
+                self._dead_producer = make_producer(self.settings, client_id="closedloop-worker")
+            for row in dead:
+                headers = [
+                    ("error", row["error"].encode()),
+                    ("source", f"{row['topic']}[{row['partition']}]@{row['offset']}".encode()),
+                ]
+                self._dead_producer.send(
+                    self.settings.dead_letter_topic,
+                    value=row["raw"],
+                    key=f"{row['topic']}:{row['partition']}".encode(),
+                    headers=headers,
+                )
+            self._dead_producer.flush(self.settings.publish_timeout_s)
+        except KafkaError as exc:
+            log.warning(
+                "could not copy %d dead letters to %s: %s (they are in the table)",
+                len(dead),
+                self.settings.dead_letter_topic,
+                exc,
+            )
 
     def _rewind(self, records: dict[TopicPartition, list[Any]]) -> None:
         assert self.consumer is not None
@@ -121,6 +150,7 @@ class Worker:
         ensure_topics(self.settings)
         with self.sessions() as session, session.begin():
             sync_builtin_models(session, self.settings)
+        recompute_if_parameters_changed(self.sessions, self.settings, progress=_log_progress)
         self.consumer = make_consumer(self.settings)
         self.consumer.subscribe([self.settings.events_topic], listener=_SeekToDatabase(self))
         backoff, idle_since = 0.5, time.monotonic()
@@ -139,7 +169,7 @@ class Worker:
                         break
                     continue
                 try:
-                    result = self.process(records)
+                    applied = self.process(records)
                 except DBAPIError as exc:
                     if not is_transient(exc):
                         first = {
@@ -165,6 +195,7 @@ class Worker:
                     log.exception("unexpected error applying batch starting at %s; exiting", first)
                     raise
                 backoff, idle_since = 0.5, time.monotonic()
+                self._publish_dead_letters(applied.dead)
                 try:
                     self.consumer.commit(
                         {
@@ -178,11 +209,17 @@ class Worker:
                     # and their offsets, so whoever consumes next resumes or replays harmlessly.
                     log.warning("offset commit failed after a rebalance; the database has them")
                 self.batches += 1
-                self.events_applied += result.stored
+                self.events_applied += applied.result.stored
                 if max_batches is not None and self.batches >= max_batches:
                     break
         finally:
             self.consumer.close()
+            if self._dead_producer is not None:
+                self._dead_producer.close(timeout=5)
+
+
+def _log_progress(done: int, total: int) -> None:
+    log.info("recomputed %d of %d deals", done, total)
 
 
 def run(settings: Settings) -> None:

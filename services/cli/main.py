@@ -114,12 +114,19 @@ def keys_list() -> None:
 @app.command()
 def recompute(
     deal: list[str] = typer.Option(None, help="Only these deals (repeatable)."),
+    model: list[str] = typer.Option(None, help="Only these models (repeatable)."),
     batch: int = typer.Option(500, help="Deals per transaction."),
 ) -> None:
     """Rebuild deals' state and credits from the stored events, with a progress bar."""
-    from services.cli.recompute import recompute_all
+    from services.attribution.recompute import UnknownModel
+    from services.cli.recompute import recompute_with_progress
 
-    total = recompute_all(settings(), deal_ids=deal or None, batch=batch, console=console)
+    try:
+        total = recompute_with_progress(
+            settings(), deal_ids=deal or None, model_ids=model or None, batch=batch, console=console
+        )
+    except UnknownModel as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from None
     console.print(f"[green]recomputed {total} deals[/green]")
 
 

@@ -1,53 +1,42 @@
-"""Rebuild credits from stored events, in chunks of deals, each chunk one transaction."""
+"""``closedloop recompute``: the rebuild with a progress bar."""
 
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import Progress
-from sqlalchemy import select
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from services.attribution.credits import recompute_deals
-from services.attribution.projector import lock_for_batch
-from services.attribution.registry import active_models, sync_builtin_models
-from services.attribution.state_store import reconvert_costs
+from services.attribution.recompute import recompute
 from services.core.db.engine import make_engine, make_sessionmaker
-from services.core.db.schema import CampaignCostRow, EventRow
 from services.core.settings import Settings
 
 
-def recompute_all(
-    settings: Settings, *, deal_ids: list[str] | None, batch: int, console: Console
+def recompute_with_progress(
+    settings: Settings,
+    *,
+    deal_ids: list[str] | None,
+    model_ids: list[str] | None,
+    batch: int,
+    console: Console,
 ) -> int:
-    """Recompute the given deals (default: every deal with events); return how many."""
+    """Run ``recompute`` showing a progress bar; return the number of deals rebuilt."""
     engine = make_engine(settings.database_url)
-    sessions = make_sessionmaker(engine)
-    with sessions() as session, session.begin():
-        sync_builtin_models(session, settings)
-        ids = deal_ids or sorted(
-            set(
-                session.scalars(
-                    select(EventRow.deal_id).where(EventRow.deal_id.is_not(None)).distinct()
-                )
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    try:
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("Recomputing deals", total=None)
+            done = recompute(
+                make_sessionmaker(engine),
+                settings,
+                deal_ids=deal_ids,
+                model_ids=model_ids,
+                batch=batch,
+                progress=lambda n, total: bar.update(task, completed=n, total=total),
             )
-        )
-    if deal_ids is None:  # a full recompute also re-converts every cost
-        with sessions() as session, session.begin():
-            lock_for_batch(session)
-            reconvert_costs(
-                session,
-                list(session.scalars(select(CampaignCostRow))),
-                reporting=settings.reporting_currency,
-            )
-    done = 0
-    with Progress(console=console, disable=not console.is_terminal) as progress:
-        task = progress.add_task("Recomputing deals", total=len(ids))
-        for start in range(0, len(ids), batch):
-            chunk = [d for d in ids[start : start + batch] if d is not None]
-            with sessions() as session, session.begin():
-                lock_for_batch(session)
-                done += recompute_deals(
-                    session, chunk, settings=settings, models=active_models(session, settings)
-                )
-            progress.advance(task, len(chunk))
-    engine.dispose()
+    finally:
+        engine.dispose()
     return done

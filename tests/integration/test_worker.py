@@ -45,6 +45,19 @@ def test_worker_consumes_projects_and_commits(broker: str, db_url: str) -> None:
         assert session.scalar(select(func.count()).select_from(EventRow)) == len(events)
         dead = session.scalars(select(DeadLetterRow)).all()
         assert [d.raw for d in dead] == [b"{not json"]
+    copies = KafkaConsumer(
+        settings.dead_letter_topic,
+        bootstrap_servers=broker,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    try:
+        copied = [(r.value, dict(r.headers)) for r in copies]
+    finally:
+        copies.close()
+    assert [v for v, _ in copied] == [b"{not json"]
+    assert b"undecodable" in copied[0][1]["error"]
+    with sessions() as session:
         linear = dict(
             session.execute(
                 select(CreditRow.campaign_id, func.sum(CreditRow.credit_minor))
@@ -94,20 +107,28 @@ def test_event_the_database_rejects_is_dead_lettered_and_the_stream_goes_on(
         events = b.events(*scenario())
         poison = b.events(b.touch("poison", "ads", -3, contact="alice"))[0]
         stream = events[:7] + [poison] + events[7:]
-        publish(broker, settings.events_topic, [encode(e) for e in stream],
-                [partition_key(e) for e in stream])
+        publish(
+            broker,
+            settings.events_topic,
+            [encode(e) for e in stream],
+            [partition_key(e) for e in stream],
+        )
         Worker(settings).run(idle_exit_s=3)
         sessions = make_sessionmaker(engine)
         with sessions() as session:
             stored = set(session.scalars(select(EventRow.event_id)))
             assert stored >= {e.event_id for e in events}
             assert "poison" not in stored
-            dead = session.scalars(select(DeadLetterRow)
-                                   .where(DeadLetterRow.topic == settings.events_topic)).all()
+            dead = session.scalars(
+                select(DeadLetterRow).where(DeadLetterRow.topic == settings.events_topic)
+            ).all()
             assert len(dead) == 1 and dead[0].offset == 7
             assert "could not be applied" in dead[0].error
-            assert session.scalar(select(ConsumerOffsetRow.next_offset).where(
-                ConsumerOffsetRow.topic == settings.events_topic)) == len(stream)
+            assert session.scalar(
+                select(ConsumerOffsetRow.next_offset).where(
+                    ConsumerOffsetRow.topic == settings.events_topic
+                )
+            ) == len(stream)
     finally:
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP TRIGGER refuse_poison ON events")

@@ -258,6 +258,16 @@ class DeadLetterRow(Base):
     __table_args__ = (UniqueConstraint("topic", "partition", "offset"),)
 
 
+class SystemStateRow(Base):
+    """Small named facts about the projection, e.g. the attribution parameters it was built with."""
+
+    __tablename__ = "system_state"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class ApiKeyRow(Base):
     """An API key, stored as the SHA-256 of the (high-entropy) secret; shown once at creation."""
 

