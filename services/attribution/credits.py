@@ -16,22 +16,20 @@ from sqlalchemy.orm import Session
 
 from services.attribution.domain import (
     AttributionModel,
-    Touch,
     attribute_all,
     role_labels,
     select_journey,
 )
 from services.attribution.domain.state import STATUS_WON, DealState, Rate, convert, fold_deal
+from services.attribution.journeys import journey_candidates
 from services.attribution.state_store import Impact, load_events, load_rates
 from services.core.db.schema import (
-    CampaignRow,
     ContactRow,
     CreditRow,
     DealAttributionRow,
     DealContactRow,
     DealRow,
     EventRow,
-    TouchRow,
 )
 from services.core.db.upsert import upsert
 from services.core.events import DealEvent
@@ -71,68 +69,6 @@ def affected_deals(session: Session, impact: Impact, *, reporting: str) -> set[s
             )
         )
     return deal_ids
-
-
-def _journey_candidates(session: Session, deal: DealState, *, lookback: timedelta) -> list[Touch]:
-    """Return the touches that belong to the deal's journey window (contract §2).
-
-    A touch belongs when its own account is the deal's, when its contact (after merges)
-    belongs to the deal's account, or when its contact resolves to one of the deal's contacts.
-    Contacts are resolved in a subquery rather than an OR across a join, so each branch is an
-    indexed probe on PostgreSQL.
-    """
-    assert deal.closed_at is not None and deal.journey_start is not None
-    roots = set(deal.contact_ids)
-    if deal.contact_ids:
-        roots |= set(
-            session.scalars(
-                select(ContactRow.root_contact_id).where(
-                    ContactRow.contact_id.in_(deal.contact_ids)
-                )
-            )
-        )
-    contact_filters: list[ColumnElement[bool]] = []
-    if roots:
-        contact_filters.append(ContactRow.root_contact_id.in_(roots))
-    if deal.account_id is not None:
-        contact_filters.append(ContactRow.effective_account_id == deal.account_id)
-    belongs: list[ColumnElement[bool]] = []
-    if roots:
-        belongs.append(TouchRow.contact_id.in_(roots))
-    if contact_filters:
-        # A subquery, not a list: an account may have more contacts than a statement may
-        # have parameters.
-        members = select(ContactRow.contact_id).where(or_(*contact_filters))
-        belongs.append(TouchRow.contact_id.in_(members))
-    if deal.account_id is not None:
-        belongs.append(TouchRow.account_id == deal.account_id)
-    if not belongs:
-        return []
-    rows = session.execute(
-        select(
-            TouchRow.event_id,
-            TouchRow.occurred_at,
-            TouchRow.campaign_id,
-            TouchRow.lead_created,
-            CampaignRow.channel,
-        )
-        .outerjoin(CampaignRow, CampaignRow.campaign_id == TouchRow.campaign_id)
-        .where(
-            or_(*belongs),
-            TouchRow.occurred_at >= deal.journey_start - lookback,
-            TouchRow.occurred_at <= deal.closed_at,
-        )
-    )
-    return [
-        Touch(
-            event_id=r.event_id,
-            occurred_at=r.occurred_at,
-            campaign_id=r.campaign_id,
-            channel=r.channel or "",
-            lead_created=bool(r.lead_created),
-        )
-        for r in rows
-    ]
 
 
 def _deal_row(deal: DealState) -> dict[str, object]:
@@ -186,6 +122,9 @@ def recompute_deals(
     )
     session.execute(delete(DealContactRow).where(DealContactRow.deal_id.in_(deal_ids)))
     deal_rows, contact_rows, credit_rows, summary_rows = [], [], [], []
+    candidates = journey_candidates(
+        session, [d for d in deals if d.status == STATUS_WON], lookback=lookback
+    )
     for deal in deals:
         row = _deal_row(deal)
         deal_rows.append(row)
@@ -213,7 +152,7 @@ def recompute_deals(
             fx_rate=None if conv.rate is None else str(conv.rate),
         )
         journey = select_journey(
-            _journey_candidates(session, deal, lookback=lookback),
+            candidates.get(deal.deal_id, []),
             created_at=deal.journey_start,
             closed_at=deal.closed_at,
             lookback=lookback,

@@ -64,12 +64,22 @@ def split_stream(seed: int, deals: int) -> tuple[list[dict[str, Any]], list[dict
     return arrivals[:half], arrivals[half:]
 
 
-def publish(settings: Settings, events: list[dict[str, Any]]) -> None:
+def publish(settings: Settings, events: list[dict[str, Any]], ends: dict[int, int]) -> None:
+    """Publish ``events`` in order; move ``ends`` (partition -> next offset) past them.
+
+    The ends come from the producer's acknowledgements: the bundled broker answers
+    ListOffsets(latest) with the last record batch's base offset + 1, not the partition's end.
+    """
     producer = make_producer(settings)
     try:
-        for event in EVENT_LIST_ADAPTER.validate_python(events):
+        futures = [
             producer.send(settings.events_topic, key=partition_key(event), value=encode(event))
+            for event in EVENT_LIST_ADAPTER.validate_python(events)
+        ]
         producer.flush(30)
+        for future in futures:
+            meta = future.get(timeout=1)
+            ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
     finally:
         producer.close(5)
 
@@ -156,15 +166,11 @@ class Observer:
                 out[tp.partition] = offset
         return out
 
-    def end_offsets(self, consumer: KafkaConsumer) -> dict[int, int]:
-        ends = consumer.end_offsets(self.partitions)
-        return {tp.partition: offset for tp, offset in ends.items() if offset}
-
     def state(self) -> str:
         """Counts and offsets, for failure messages."""
         with self.kafka() as consumer:
-            kafka = f"committed={self.committed(consumer)} end={self.end_offsets(consumer)}"
-        return f"stored={self.stored_count()} database={self.db_offsets()} {kafka}"
+            committed = self.committed(consumer)
+        return f"stored={self.stored_count()} database={self.db_offsets()} committed={committed}"
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -212,7 +218,10 @@ def expected_credits(history: list[dict[str, Any]]) -> dict[tuple[str, str, str]
 
 
 def assert_complete(
-    observer: Observer, arrivals: list[dict[str, Any]], consumer: KafkaConsumer
+    observer: Observer,
+    arrivals: list[dict[str, Any]],
+    ends: dict[int, int],
+    consumer: KafkaConsumer,
 ) -> None:
     """Nothing lost, nothing doubled: every distinct event once, credits of the pure domain,
     every record of the topic behind both the database's and the group's offsets."""
@@ -220,7 +229,6 @@ def assert_complete(
     assert observer.stored_count() == len(distinct)
     assert observer.stored_ids() == distinct
     assert observer.dead_letters() == 0
-    ends = observer.end_offsets(consumer)
     assert sum(ends.values()) == len(arrivals)
     assert observer.db_offsets() == ends
     assert observer.committed(consumer) == ends
@@ -229,9 +237,7 @@ def assert_complete(
 
 
 @contextmanager
-def running_worker(
-    settings: Settings, log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
+def running_worker(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     proc = start_service("worker", worker_env(settings), log)
     try:
         yield proc
@@ -280,10 +286,10 @@ RETRY = re.compile(r"database unavailable \((\w+)\); retrying in ([0-9.]+)s")
 # -- tests -----------------------------------------------------------------------------------
 
 
-def test_postgresql_outage_stops_commits_backs_off_and_resumes(
-    broker: str, tmp_path: Path
-) -> None:
+def test_postgresql_outage_stops_commits_backs_off_and_resumes(broker: str, tmp_path: Path) -> None:
     first, second = split_stream(seed=31, deals=40)
+    arrivals = first + second
+    ends: dict[int, int] = {}  # partition -> next offset, from the producer's acks
     log = tmp_path / "worker.log"
     with postgres_database("closedloop_outage") as direct_url:
         url = make_url(direct_url)
@@ -296,63 +302,56 @@ def test_postgresql_outage_stops_commits_backs_off_and_resumes(
             )
             ensure_topics(settings)
             observer = Observer(direct_url, settings, log)
-            publish(settings, first)
-            with running_worker(settings, log) as proc, observer.kafka() as consumer:
-                first_ids = {e["event_id"] for e in first}
-                wait_until(
-                    lambda: observer.stored_count() == len(first_ids),
-                    timeout_s=40,
-                    what="the first half to be stored",
-                    proc=proc,
-                    observer=observer,
-                )
-                before = observer.db_offsets()
-                assert sum(before.values()) == len(first)
-                wait_until(
-                    lambda: observer.committed(consumer) == before,
-                    timeout_s=10,
-                    what="the group's offsets to reach the database's",
-                    proc=proc,
-                    observer=observer,
-                )
+            try:
+                publish(settings, first, ends)
+                with running_worker(settings, log) as proc, observer.kafka() as consumer:
+                    before = dict(ends)
+                    wait_until(
+                        lambda: (
+                            observer.db_offsets() == before
+                            and observer.committed(consumer) == before
+                        ),
+                        timeout_s=40,
+                        what="the first half to be stored and committed",
+                        proc=proc,
+                        observer=observer,
+                    )
 
-                proxy.cut()
-                publish(settings, second)
-                outage_end = time.monotonic() + PG_OUTAGE_S
-                while time.monotonic() < outage_end:
+                    proxy.cut()
+                    publish(settings, second, ends)
+                    outage_end = time.monotonic() + PG_OUTAGE_S
+                    while time.monotonic() < outage_end:
+                        assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
+                        # Nothing reaches the database, so no offset may move on in Kafka.
+                        assert observer.db_offsets() == before
+                        committed = observer.committed(consumer)
+                        assert committed == before, (committed, before)
+                        time.sleep(0.5)
+                    text = log.read_text(errors="replace")
+                    retries = [float(pause) for _, pause in RETRY.findall(text)]
+                    assert len(retries) >= 3, "no retries logged:\n" + observer.log_tail()
+                    assert retries == sorted(retries) and retries[-1] > retries[0], retries
+
+                    proxy.restore()
+                    wait_until(
+                        lambda: (
+                            observer.db_offsets() == ends and observer.committed(consumer) == ends
+                        ),
+                        timeout_s=45,
+                        what="the worker to resume after the database came back",
+                        proc=proc,
+                        observer=observer,
+                    )
                     assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
-                    # Nothing reaches the database, so no offset may move on in Kafka.
-                    assert observer.db_offsets() == before
-                    committed = observer.committed(consumer)
-                    assert committed == before, (committed, before)
-                    time.sleep(0.5)
-                retries = [float(s) for _, s in RETRY.findall(log.read_text(errors="replace"))]
-                assert len(retries) >= 3, "no retries logged:\n" + observer.log_tail()
-                assert retries == sorted(retries) and retries[-1] > retries[0], retries
-
-                proxy.restore()
-                arrivals = first + second
-                wait_until(
-                    lambda: observer.stored_count() == len({e["event_id"] for e in arrivals}),
-                    timeout_s=45,
-                    what="the worker to resume after the database came back",
-                    proc=proc,
-                    observer=observer,
-                )
-                wait_until(
-                    lambda: observer.committed(consumer) == observer.end_offsets(consumer),
-                    timeout_s=10,
-                    what="the group's offsets to reach the end of the topic",
-                    proc=proc,
-                    observer=observer,
-                )
-                assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
-                assert_complete(observer, arrivals, consumer)
-            observer.close()
+                    assert_complete(observer, arrivals, ends, consumer)
+            finally:
+                observer.close()
 
 
 def test_broker_outage_worker_reconnects_by_itself(tmp_path: Path) -> None:
     first, second = split_stream(seed=32, deals=40)
+    arrivals = first + second
+    ends: dict[int, int] = {}  # partition -> next offset, from the producer's acks
     log = tmp_path / "worker.log"
     with broker_behind_proxy() as proxy, postgres_database("closedloop_outage") as db:
         settings = make_settings(
@@ -360,52 +359,43 @@ def test_broker_outage_worker_reconnects_by_itself(tmp_path: Path) -> None:
         )
         ensure_topics(settings, timeout_s=10)
         observer = Observer(db, settings, log)
-        publish(settings, first)
-        with running_worker(settings, log) as proc:
-            wait_until(
-                lambda: observer.stored_count() == len({e["event_id"] for e in first}),
-                timeout_s=40,
-                what="the first half to be stored",
-                proc=proc,
-                observer=observer,
-            )
-            with observer.kafka() as consumer:
-                before = observer.db_offsets()
-                assert sum(before.values()) == len(first)
-                wait_until(
-                    lambda: observer.committed(consumer) == before,
-                    timeout_s=10,
-                    what="the group's offsets to reach the database's",
-                    proc=proc,
-                    observer=observer,
-                )
+        try:
+            publish(settings, first, ends)
+            with running_worker(settings, log) as proc:
+                before = dict(ends)
+                with observer.kafka() as consumer:
+                    wait_until(
+                        lambda: (
+                            observer.db_offsets() == before
+                            and observer.committed(consumer) == before
+                        ),
+                        timeout_s=40,
+                        what="the first half to be stored and committed",
+                        proc=proc,
+                        observer=observer,
+                    )
 
-            proxy.cut()
-            outage_end = time.monotonic() + BROKER_OUTAGE_S
-            while time.monotonic() < outage_end:
-                assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
-                assert observer.db_offsets() == before
-                time.sleep(0.5)
-            assert proxy.open_connections() == 0
-            proxy.restore()
+                proxy.cut()
+                outage_end = time.monotonic() + BROKER_OUTAGE_S
+                while time.monotonic() < outage_end:
+                    assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
+                    assert observer.db_offsets() == before
+                    time.sleep(0.5)
+                assert proxy.open_connections() == 0
+                proxy.restore()
 
-            publish(settings, second)
-            arrivals = first + second
-            wait_until(
-                lambda: observer.stored_count() == len({e["event_id"] for e in arrivals}),
-                timeout_s=45,
-                what="the worker to reconnect and consume what came after the outage",
-                proc=proc,
-                observer=observer,
-            )
-            with observer.kafka() as consumer:
-                wait_until(
-                    lambda: observer.committed(consumer) == observer.end_offsets(consumer),
-                    timeout_s=15,
-                    what="the group's offsets to reach the end of the topic",
-                    proc=proc,
-                    observer=observer,
-                )
-                assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
-                assert_complete(observer, arrivals, consumer)
-        observer.close()
+                publish(settings, second, ends)
+                with observer.kafka() as consumer:
+                    wait_until(
+                        lambda: (
+                            observer.db_offsets() == ends and observer.committed(consumer) == ends
+                        ),
+                        timeout_s=45,
+                        what="the worker to reconnect and consume what came after the outage",
+                        proc=proc,
+                        observer=observer,
+                    )
+                    assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
+                    assert_complete(observer, arrivals, ends, consumer)
+        finally:
+            observer.close()

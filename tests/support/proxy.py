@@ -241,10 +241,10 @@ class TcpProxy:
         except (OSError, ValueError):
             return
         finally:
-            for sock in (conn.client, conn.upstream):
-                if sock is not None:
+            for end in (conn.client, conn.upstream):
+                if end is not None:
                     with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
-                    sock.close()
+                        end.shutdown(socket.SHUT_RDWR)
+                    end.close()
             with self._lock:
                 self._connections.discard(conn)

@@ -23,7 +23,9 @@ from services.api.schemas import DeadLetterRetryOut, DeadLettersOut
 
 router = APIRouter(prefix="/v1/admin/dead-letters", tags=["admin"])
 
-MAX_ID = 2**63 - 1  # the largest id any database can hold; larger ones are refused, not a 500
+# ``dead_letters.id`` is a 32-bit INTEGER: a larger id is refused as invalid (PostgreSQL would
+# refuse to even compare it, a 500).
+MAX_ID = 2**31 - 1
 _AUTH: dict[int | str, dict[str, Any]] = {
     401: {"description": "no or unknown API key"},
     403: {"description": "the key lacks the admin scope"},
