@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 14:53:22.219654
+Create Date: 2026-11-22 14:59:25.892897
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ def upgrade() -> None:
         sa.Column("lost_at", services.core.db.types.UTCDateTime(), nullable=True),
         sa.Column("reporting_minor", sa.BigInteger(), nullable=True),
         sa.Column("fx_rate", sa.String(length=60), nullable=True),
+        sa.Column("fx_rate_date", sa.Date(), nullable=True),
         sa.Column("conversion", sa.String(length=20), nullable=True),
         sa.Column("journey_touches", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("deal_id", name=op.f("pk_deals")),

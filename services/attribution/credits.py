@@ -58,10 +58,18 @@ def affected_deals(session: Session, impact: Impact, *, reporting: str) -> set[s
             )
         )
         conditions.append(DealRow.deal_id.in_(via_contacts))
-    for currency, since in impact.fx_changes.items():
-        if currency != reporting:
-            start = datetime.combine(since, time.min, tzinfo=UTC)
-            conditions.append((DealRow.currency == currency) & (DealRow.closed_at >= start))
+    for currency, dates in impact.fx_changes.items():
+        if currency == reporting:
+            continue
+        for day in sorted(dates):
+            # A rate dated ``day`` changes a deal closed on or after it whose current rate is
+            # not later (or that has none): a later rate on or before the close still wins.
+            start = datetime.combine(day, time.min, tzinfo=UTC)
+            conditions.append(
+                (DealRow.currency == currency)
+                & (DealRow.closed_at >= start)
+                & (or_(DealRow.fx_rate_date.is_(None), DealRow.fx_rate_date <= day))
+            )
     if conditions:
         deal_ids.update(
             session.scalars(
@@ -84,6 +92,7 @@ def _deal_row(deal: DealState) -> dict[str, object]:
         "lost_at": deal.lost_at,
         "reporting_minor": None,
         "fx_rate": None,
+        "fx_rate_date": None,
         "conversion": None,
         "journey_touches": 0,
     }
@@ -150,6 +159,7 @@ def recompute_deals(
             conversion="converted",
             reporting_minor=conv.amount_minor,
             fx_rate=None if conv.rate is None else str(conv.rate),
+            fx_rate_date=conv.rate_date if deal.currency != reporting else None,
         )
         journey = select_journey(
             candidates.get(deal.deal_id, []),

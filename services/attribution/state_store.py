@@ -55,14 +55,13 @@ class Impact:
     deal_ids: set[str] = field(default_factory=set)
     accounts: set[str] = field(default_factory=set)
     roots: set[str] = field(default_factory=set)
-    # currency -> earliest date of a rate that changed: only amounts converted on or after
-    # that date can change.
-    fx_changes: dict[str, date] = field(default_factory=dict)
+    # currency -> dates of rates that changed: only amounts converted on or after such a date,
+    # at a rate not later than it, can change.
+    fx_changes: dict[str, set[date]] = field(default_factory=dict)
 
     def note_rate(self, currency: str, on: date) -> None:
-        """Record that ``currency``'s rates from ``on`` onwards changed."""
-        known = self.fx_changes.get(currency)
-        self.fx_changes[currency] = on if known is None else min(known, on)
+        """Record that a rate of ``currency`` dated ``on`` changed."""
+        self.fx_changes.setdefault(currency, set()).add(on)
 
 
 def _entity(event: Event, name: str) -> str | None:
@@ -326,8 +325,9 @@ def project_costs(
         or_(
             CampaignCostRow.event_id.in_([c.event_id for c in costs]),
             *[
-                (CampaignCostRow.currency == currency) & (CampaignCostRow.period_start >= since)
-                for currency, since in impact.fx_changes.items()
+                (CampaignCostRow.currency == currency)
+                & (CampaignCostRow.period_start >= min(dates))
+                for currency, dates in impact.fx_changes.items()
                 if currency != reporting
             ],
         )

@@ -137,3 +137,15 @@ def test_fx_rate_after_the_deal(pipe: Pipeline) -> None:
 
 def test_deal_in_the_reporting_currency_ignores_rates(pipe: Pipeline) -> None:
     assert pipe.deliver(b.fx("2026-01-01", "GBP", "USD", "1.3")).affected == set()
+
+
+def test_corrected_rate_for_the_same_date(pipe: Pipeline) -> None:
+    pipe.deliver(b.fx("2026-03-02", "EUR", "USD", "1.1", eid="fx-a"))
+    # A correction of that day's rate (same key, occurred later) must re-convert d2.
+    corrected = b.fx("2026-03-02", "EUR", "USD", "1.15", eid="fx-b")
+    corrected["occurred_at"] = "2026-03-02T18:00:00Z"
+    assert pipe.deliver(corrected).affected == {"d2"}
+    pipe.assert_matches_ordered_delivery()
+    # The inverse pair on the same date loses to the direct one: the credits must not move.
+    pipe.deliver(b.fx("2026-03-02", "USD", "EUR", "0.5", eid="fx-c"))
+    pipe.assert_matches_ordered_delivery()

@@ -36,8 +36,17 @@ from tests.support.infra import postgres_database
 from tests.support.processes import ROOT, service_env
 
 pytestmark = pytest.mark.integration
-PROJECTION = (DealRow, DealContactRow, CreditRow, DealAttributionRow, CampaignCostDayRow,
-              ContactRow, TouchRow, CampaignRow, FxRateRow)
+PROJECTION = (
+    DealRow,
+    DealContactRow,
+    CreditRow,
+    DealAttributionRow,
+    CampaignCostDayRow,
+    ContactRow,
+    TouchRow,
+    CampaignRow,
+    FxRateRow,
+)
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
@@ -77,8 +86,9 @@ def test_replay_from_offset_zero_into_an_empty_database(stream: tuple[Settings, 
     incremental = snapshot(engine)
     assert incremental["credits"], "the stream produced no credit"
     with postgres_database("closedloop_replay2") as fresh:
-        replay = settings.model_copy(update={"database_url": fresh,
-                                             "consumer_group": settings.consumer_group + "-2"})
+        replay = settings.model_copy(
+            update={"database_url": fresh, "consumer_group": settings.consumer_group + "-2"}
+        )
         consume_all(replay)
         fresh_engine = make_engine(fresh)
         assert snapshot(fresh_engine) == incremental
@@ -109,12 +119,24 @@ def test_recompute_all_one_model_one_deal_equal_incremental(stream: tuple[Settin
 def test_recompute_command_shows_progress(stream: tuple[Settings, str]) -> None:
     settings, db = stream
     env = service_env({"CLOSEDLOOP_DATABASE_URL": db})
-    done = subprocess.run([sys.executable, "-m", "services.cli.main", "recompute"], env=env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli.main", "recompute"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "Recomputing deals" in done.stdout and "recomputed" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "services.cli.main", "recompute", "--model",
-                          "nope"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "services.cli.main", "recompute", "--model", "nope"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode != 0 and "unknown model" in (bad.stderr + bad.stdout)
 
 
@@ -127,8 +149,9 @@ def test_changed_lookback_is_followed_by_a_recompute(stream: tuple[Settings, str
     after = snapshot(engine)
     assert after["credits"] != before["credits"], "a 20-day lookback should cut journeys"
     with postgres_database("closedloop_replay3") as fresh:
-        replay = shorter.model_copy(update={"database_url": fresh,
-                                            "consumer_group": settings.consumer_group + "-3"})
+        replay = shorter.model_copy(
+            update={"database_url": fresh, "consumer_group": settings.consumer_group + "-3"}
+        )
         consume_all(replay)
         fresh_engine = make_engine(fresh)
         assert snapshot(fresh_engine) == after

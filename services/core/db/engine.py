@@ -34,6 +34,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    # Plain executemany (psycopg pipelines it) beats multi-row VALUES statements, whose huge
+    # SQL text psycopg re-parses on every execution.
+    kwargs.setdefault("use_insertmanyvalues", False)
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

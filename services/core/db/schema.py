@@ -154,6 +154,7 @@ class DealRow(Base):
     lost_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reporting_minor: Mapped[int | None] = mapped_column(BigInteger)
     fx_rate: Mapped[str | None] = mapped_column(String(60))
+    fx_rate_date: Mapped[date | None] = mapped_column(Date)
     conversion: Mapped[str | None] = mapped_column(String(20))
     journey_touches: Mapped[int] = mapped_column(Integer, default=0)
 

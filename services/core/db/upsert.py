@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Insert
+from sqlalchemy import Insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -27,7 +27,13 @@ def insert_ignore(
     *,
     returning: str | None = None,
 ) -> list[Any]:
-    """Insert ``rows``, skipping those whose key exists; return ``returning`` of inserted rows."""
+    """Insert ``rows``, skipping those whose key exists; return ``returning`` of inserted rows.
+
+    ``returning`` names the single-column primary key. The new keys are found by one lookup
+    before a plain bulk insert rather than ``INSERT … RETURNING`` over many rows, which is an
+    order of magnitude slower with psycopg. It is exact because the caller holds the batch
+    lock (no concurrent writer); ``ON CONFLICT DO NOTHING`` stays as the safety net.
+    """
     if not rows:
         return []
     stmt: Insert = _insert(session, row_cls).on_conflict_do_nothing()
@@ -35,8 +41,12 @@ def insert_ignore(
         session.execute(stmt, list(rows))
         return []
     column = row_cls.__table__.c[returning]
-    result = session.execute(stmt.returning(column), list(rows))
-    return [r[0] for r in result]
+    keys = list(dict.fromkeys(row[returning] for row in rows))
+    existing = set(session.scalars(select(column).where(column.in_(keys))))
+    fresh = [row for row in rows if row[returning] not in existing]
+    if fresh:
+        session.execute(stmt, fresh)
+    return [key for key in keys if key not in existing]
 
 
 def upsert(
