@@ -111,7 +111,10 @@ class Observer:
             TopicPartition(settings.events_topic, p) for p in range(settings.topic_partitions)
         ]
 
-    def close(self) -> None:
+    def __enter__(self) -> Observer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
         self.engine.dispose()
 
     def stored_ids(self) -> set[str]:
@@ -177,6 +180,17 @@ class Observer:
         return "\n".join(text.splitlines()[-lines:])
 
 
+class WorkerExited(AssertionError):
+    """The worker process ended although it should have ridden the outage out."""
+
+
+def assert_alive(proc: subprocess.Popen[bytes], observer: Observer, when: str) -> None:
+    if proc.poll() is not None:
+        raise WorkerExited(
+            f"worker exited with {proc.returncode} {when}:\n" + observer.log_tail(60)
+        )
+
+
 def wait_until(
     condition: Callable[[], bool],
     *,
@@ -187,10 +201,7 @@ def wait_until(
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert proc.poll() is None, (
-            f"worker exited with {proc.returncode} while waiting for {what}:\n"
-            + observer.log_tail()
-        )
+        assert_alive(proc, observer, f"while waiting for {what}")
         if condition():
             return
         time.sleep(0.2)
@@ -280,6 +291,16 @@ def broker_behind_proxy() -> Iterator[TcpProxy]:
                 proc.wait(5)
 
 
+@contextmanager
+def postgres_behind_proxy() -> Iterator[tuple[str, str, TcpProxy]]:
+    """A fresh database; yield its direct URL, the URL through a proxy, and the proxy."""
+    with postgres_database("closedloop_outage") as direct_url:
+        url = make_url(direct_url)
+        with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+            via_proxy = url.set(host=proxy.host, port=proxy.port)
+            yield direct_url, via_proxy.render_as_string(hide_password=False), proxy
+
+
 RETRY = re.compile(r"database unavailable \((\w+)\); retrying in ([0-9.]+)s")
 
 
@@ -291,75 +312,62 @@ def test_postgresql_outage_stops_commits_backs_off_and_resumes(broker: str, tmp_
     arrivals = first + second
     ends: dict[int, int] = {}  # partition -> next offset, from the producer's acks
     log = tmp_path / "worker.log"
-    with postgres_database("closedloop_outage") as direct_url:
-        url = make_url(direct_url)
-        with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-            via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
-                hide_password=False
-            )
-            settings = make_settings(
-                database_url=via_proxy, bootstrap=broker, worker_max_poll_records=100
-            )
-            ensure_topics(settings)
-            observer = Observer(direct_url, settings, log)
-            try:
-                publish(settings, first, ends)
-                with running_worker(settings, log) as proc, observer.kafka() as consumer:
-                    before = dict(ends)
-                    wait_until(
-                        lambda: (
-                            observer.db_offsets() == before
-                            and observer.committed(consumer) == before
-                        ),
-                        timeout_s=40,
-                        what="the first half to be stored and committed",
-                        proc=proc,
-                        observer=observer,
-                    )
+    with postgres_behind_proxy() as (direct_url, via_proxy, proxy):
+        settings = make_settings(
+            database_url=via_proxy, bootstrap=broker, worker_max_poll_records=100
+        )
+        ensure_topics(settings)
+        with Observer(direct_url, settings, log) as observer:
+            publish(settings, first, ends)
+            with running_worker(settings, log) as proc, observer.kafka() as consumer:
+                before = dict(ends)
+                wait_until(
+                    lambda: (
+                        observer.db_offsets() == before and observer.committed(consumer) == before
+                    ),
+                    timeout_s=40,
+                    what="the first half to be stored and committed",
+                    proc=proc,
+                    observer=observer,
+                )
 
-                    proxy.cut()
-                    publish(settings, second, ends)
-                    outage_end = time.monotonic() + PG_OUTAGE_S
-                    while time.monotonic() < outage_end:
-                        assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
-                        # Nothing reaches the database, so no offset may move on in Kafka.
-                        assert observer.db_offsets() == before
-                        committed = observer.committed(consumer)
-                        assert committed == before, (committed, before)
-                        time.sleep(0.5)
-                    text = log.read_text(errors="replace")
-                    retries = [float(pause) for _, pause in RETRY.findall(text)]
-                    assert len(retries) >= 3, "no retries logged:\n" + observer.log_tail()
-                    assert retries == sorted(retries) and retries[-1] > retries[0], retries
+                proxy.cut()
+                publish(settings, second, ends)
+                outage_end = time.monotonic() + PG_OUTAGE_S
+                while time.monotonic() < outage_end:
+                    assert_alive(proc, observer, "during the database outage")
+                    # Nothing reaches the database, so no offset may move on in Kafka.
+                    assert observer.db_offsets() == before
+                    committed = observer.committed(consumer)
+                    assert committed == before, (committed, before)
+                    time.sleep(0.5)
+                pauses = [float(p) for _, p in RETRY.findall(log.read_text(errors="replace"))]
+                assert len(pauses) >= 3, "no retries logged:\n" + observer.log_tail()
+                assert pauses == sorted(pauses) and pauses[-1] > pauses[0], pauses
 
-                    proxy.restore()
-                    wait_until(
-                        lambda: (
-                            observer.db_offsets() == ends and observer.committed(consumer) == ends
-                        ),
-                        timeout_s=45,
-                        what="the worker to resume after the database came back",
-                        proc=proc,
-                        observer=observer,
-                    )
-                    assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
-                    assert_complete(observer, arrivals, ends, consumer)
-            finally:
-                observer.close()
+                proxy.restore()
+                wait_until(
+                    lambda: observer.db_offsets() == ends and observer.committed(consumer) == ends,
+                    timeout_s=45,
+                    what="the worker to resume after the database came back",
+                    proc=proc,
+                    observer=observer,
+                )
+                assert_alive(proc, observer, "after the database came back")
+                assert_complete(observer, arrivals, ends, consumer)
 
 
 def test_broker_outage_worker_reconnects_by_itself(tmp_path: Path) -> None:
     first, second = split_stream(seed=32, deals=40)
     arrivals = first + second
-    ends: dict[int, int] = {}  # partition -> next offset, from the producer's acks
+    ends: dict[int, int] = {}
     log = tmp_path / "worker.log"
     with broker_behind_proxy() as proxy, postgres_database("closedloop_outage") as db:
         settings = make_settings(
             database_url=db, bootstrap=proxy.address, worker_max_poll_records=100
         )
         ensure_topics(settings, timeout_s=10)
-        observer = Observer(db, settings, log)
-        try:
+        with Observer(db, settings, log) as observer:
             publish(settings, first, ends)
             with running_worker(settings, log) as proc:
                 before = dict(ends)
@@ -378,7 +386,7 @@ def test_broker_outage_worker_reconnects_by_itself(tmp_path: Path) -> None:
                 proxy.cut()
                 outage_end = time.monotonic() + BROKER_OUTAGE_S
                 while time.monotonic() < outage_end:
-                    assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
+                    assert_alive(proc, observer, "during the broker outage")
                     assert observer.db_offsets() == before
                     time.sleep(0.5)
                 assert proxy.open_connections() == 0
@@ -395,7 +403,73 @@ def test_broker_outage_worker_reconnects_by_itself(tmp_path: Path) -> None:
                         proc=proc,
                         observer=observer,
                     )
-                    assert proc.poll() is None, "worker exited:\n" + observer.log_tail()
+                    assert_alive(proc, observer, "after the broker came back")
                     assert_complete(observer, arrivals, ends, consumer)
-        finally:
-            observer.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=WorkerExited,
+    reason="Worker.seek_to_database (called on every partition assignment) reads the database "
+    "outside the transient-error handling: a rebalance while PostgreSQL is away ends the process",
+)
+def test_rebalance_during_postgresql_outage_does_not_end_the_worker(
+    broker: str, tmp_path: Path
+) -> None:
+    # A second member joining (another replica starting, a scale-up) and leaving again while
+    # the database is away: the worker gets new assignments it cannot check against the
+    # database yet. It must keep retrying, not exit.
+    first, second = split_stream(seed=33, deals=15)
+    arrivals = first + second
+    ends: dict[int, int] = {}
+    log = tmp_path / "worker.log"
+    with postgres_behind_proxy() as (direct_url, via_proxy, proxy):
+        settings = make_settings(
+            database_url=via_proxy, bootstrap=broker, worker_max_poll_records=100
+        )
+        ensure_topics(settings)
+        with Observer(direct_url, settings, log) as observer:
+            publish(settings, first, ends)
+            with running_worker(settings, log) as proc, observer.kafka() as consumer:
+                before = dict(ends)
+                wait_until(
+                    lambda: (
+                        observer.db_offsets() == before and observer.committed(consumer) == before
+                    ),
+                    timeout_s=40,
+                    what="the first half to be stored and committed",
+                    proc=proc,
+                    observer=observer,
+                )
+                proxy.cut()
+                publish(settings, second, ends)
+                other = KafkaConsumer(
+                    settings.events_topic,
+                    bootstrap_servers=broker,
+                    group_id=settings.consumer_group,
+                    enable_auto_commit=False,
+                    session_timeout_ms=settings.kafka_session_timeout_ms,
+                    heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+                )
+                try:
+                    joined = time.monotonic() + 30
+                    while not other.assignment() and time.monotonic() < joined:
+                        other.poll(timeout_ms=200)
+                    assert other.assignment(), "the second member never got partitions"
+                finally:
+                    other.close()  # leaves the group: a second rebalance
+                settle = time.monotonic() + 5
+                while time.monotonic() < settle:
+                    assert_alive(proc, observer, "after a rebalance during the database outage")
+                    assert observer.committed(consumer) == before
+                    time.sleep(0.5)
+
+                proxy.restore()
+                wait_until(
+                    lambda: observer.db_offsets() == ends and observer.committed(consumer) == ends,
+                    timeout_s=45,
+                    what="the worker to resume after the database came back",
+                    proc=proc,
+                    observer=observer,
+                )
+                assert_complete(observer, arrivals, ends, consumer)

@@ -7,24 +7,16 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import delete
 
 from services.attribution.recompute import recompute
 from services.attribution.worker import Worker
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.schema import (
-    CampaignCostDayRow,
-    CampaignRow,
-    ContactRow,
     CreditRow,
     DealAttributionRow,
-    DealContactRow,
-    DealRow,
-    FxRateRow,
-    TouchRow,
 )
 from services.core.events import EVENT_LIST_ADAPTER, encode, partition_key
 from services.core.kafka import ensure_topics, make_producer
@@ -34,29 +26,9 @@ from tests.conftest import make_settings
 from tests.e2e.test_pipeline import START
 from tests.support.infra import postgres_database
 from tests.support.processes import ROOT, service_env
+from tests.support.streams import snapshot
 
 pytestmark = pytest.mark.integration
-PROJECTION = (
-    DealRow,
-    DealContactRow,
-    CreditRow,
-    DealAttributionRow,
-    CampaignCostDayRow,
-    ContactRow,
-    TouchRow,
-    CampaignRow,
-    FxRateRow,
-)
-
-
-def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every projection row, as sorted tuples of column values."""
-    out = {}
-    with engine.connect() as conn:
-        for row_cls in PROJECTION:
-            table = row_cls.__table__  # type: ignore[attr-defined]
-            out[table.name] = sorted(tuple(r) for r in conn.execute(select(table)))
-    return out
 
 
 def consume_all(settings: Settings) -> None:
