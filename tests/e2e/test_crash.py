@@ -35,26 +35,32 @@ MIN_EVENTS = 50_000
 
 
 def test_worker_killed_repeatedly_loses_and_doubles_nothing(broker: str, tmp_path: Path) -> None:
-    events = generate(seed=5, deals=2400, start=START, days=120)
+    events = generate(seed=5, deals=2440, start=START, days=120)
     arrivals = shuffle_with_duplicates(events, seed=5, duplicate_rate=0.05)
-    assert len(arrivals) >= MIN_EVENTS
     distinct = len({e["event_id"] for e in events})
+    assert distinct >= MIN_EVENTS
     rng = random.Random(5)
-    with postgres_database("closedloop_crash") as killed_db, \
-            postgres_database("closedloop_calm") as calm_db:
+    with (
+        postgres_database("closedloop_crash") as killed_db,
+        postgres_database("closedloop_calm") as calm_db,
+    ):
         settings = make_settings(database_url=killed_db, bootstrap=broker, topic_partitions=6)
         publish(settings, arrivals)
 
         def env(db: str, group: str) -> dict[str, str]:
-            return {"CLOSEDLOOP_DATABASE_URL": db, "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": broker,
-                    "CLOSEDLOOP_EVENTS_TOPIC": settings.events_topic,
-                    "CLOSEDLOOP_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-                    "CLOSEDLOOP_CONSUMER_GROUP": group,
-                    "CLOSEDLOOP_WORKER_MAX_POLL_RECORDS": "500"}
+            return {
+                "CLOSEDLOOP_DATABASE_URL": db,
+                "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": broker,
+                "CLOSEDLOOP_EVENTS_TOPIC": settings.events_topic,
+                "CLOSEDLOOP_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+                "CLOSEDLOOP_CONSUMER_GROUP": group,
+                "CLOSEDLOOP_WORKER_MAX_POLL_RECORDS": "500",
+            }
 
         killed_env = env(killed_db, settings.consumer_group)
-        calm = start_service("worker", env(calm_db, settings.consumer_group + "-calm"),
-                             tmp_path / "calm.log")
+        calm = start_service(
+            "worker", env(calm_db, settings.consumer_group + "-calm"), tmp_path / "calm.log"
+        )
         killed_engine, calm_engine = make_engine(killed_db), make_engine(calm_db)
         kills = 0
         worker = start_service("worker", killed_env, tmp_path / "killed.log")

@@ -175,6 +175,11 @@ class Observer:
             committed = self.committed(consumer)
         return f"stored={self.stored_count()} database={self.db_offsets()} committed={committed}"
 
+    def project_frames(self) -> str:
+        """The project's frames of the traceback in the log (``services/x.py:N in f``)."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(FRAME.findall(text)) or "(no traceback)"
+
     def log_tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
@@ -187,7 +192,10 @@ class WorkerExited(AssertionError):
 def assert_alive(proc: subprocess.Popen[bytes], observer: Observer, when: str) -> None:
     if proc.poll() is not None:
         raise WorkerExited(
-            f"worker exited with {proc.returncode} {when}:\n" + observer.log_tail(60)
+            f"worker exited with {proc.returncode} {when}; its frames:\n"
+            + observer.project_frames()
+            + "\n...\n"
+            + observer.log_tail(12)
         )
 
 
@@ -301,6 +309,7 @@ def postgres_behind_proxy() -> Iterator[tuple[str, str, TcpProxy]]:
             yield direct_url, via_proxy.render_as_string(hide_password=False), proxy
 
 
+FRAME = re.compile(r"(services/[\w/]+\.py:\d+ in \w+)")
 RETRY = re.compile(r"database unavailable \((\w+)\); retrying in ([0-9.]+)s")
 
 

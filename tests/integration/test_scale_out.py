@@ -19,19 +19,21 @@ from tests.support.streams import credits_by_key, expected_credits, publish, sto
 pytestmark = pytest.mark.integration
 
 
-def test_workers_joining_and_leaving_give_one_workers_results(broker: str,
-                                                               tmp_path: Path) -> None:
+def test_workers_joining_and_leaving_give_one_workers_results(broker: str, tmp_path: Path) -> None:
     events = generate(seed=21, deals=400, start=START, days=120)
     arrivals = shuffle_with_duplicates(events, seed=21, duplicate_rate=0.05)
     distinct = len({e["event_id"] for e in events})
     with postgres_database("closedloop_scale") as db:
         settings = make_settings(database_url=db, bootstrap=broker, topic_partitions=6)
         publish(settings, arrivals)
-        env = {"CLOSEDLOOP_DATABASE_URL": db, "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": broker,
-               "CLOSEDLOOP_EVENTS_TOPIC": settings.events_topic,
-               "CLOSEDLOOP_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-               "CLOSEDLOOP_CONSUMER_GROUP": settings.consumer_group,
-               "CLOSEDLOOP_WORKER_MAX_POLL_RECORDS": "150"}
+        env = {
+            "CLOSEDLOOP_DATABASE_URL": db,
+            "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": broker,
+            "CLOSEDLOOP_EVENTS_TOPIC": settings.events_topic,
+            "CLOSEDLOOP_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+            "CLOSEDLOOP_CONSUMER_GROUP": settings.consumer_group,
+            "CLOSEDLOOP_WORKER_MAX_POLL_RECORDS": "150",
+        }
         engine = make_engine(db)
         workers = [start_service("worker", env, tmp_path / "w1.log")]
         steps = {0.2: "join", 0.4: "join", 0.6: "leave"}

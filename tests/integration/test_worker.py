@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from typing import Any
+
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -15,6 +19,7 @@ from services.core.kafka import ensure_topics
 from tests.conftest import make_settings
 from tests.integration.test_projector import scenario
 from tests.support import builders as b
+from tests.support.infra import postgres_database
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +138,78 @@ def test_event_the_database_rejects_is_dead_lettered_and_the_stream_goes_on(
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP TRIGGER refuse_poison ON events")
         engine.dispose()
+
+
+def test_crash_between_database_commit_and_offset_commit(
+    broker: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with postgres_database() as db, caplog.at_level(logging.INFO, logger="closedloop.worker"):
+        crash_between_commits(broker, db)
+    # The next worker resumed from the database's offset, not Kafka's older one.
+    assert "to database offset 14 (kafka had 7)" in caplog.text
+
+
+def crash_between_commits(broker: str, pg_url: str) -> None:
+    # The worst moment to die: the batch is committed to the database, its offsets are not
+    # committed to Kafka. The next worker must neither lose nor double anything.
+    settings = make_settings(database_url=pg_url, bootstrap=broker, topic_partitions=1)
+    ensure_topics(settings)
+    events = b.events(*scenario())
+    publish(
+        broker,
+        settings.events_topic,
+        [encode(e) for e in events],
+        [partition_key(e) for e in events],
+    )
+    doomed = Worker(settings)
+    consumer = KafkaConsumer(
+        settings.events_topic,
+        bootstrap_servers=broker,
+        group_id=settings.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=7,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+
+    def poll() -> dict[Any, list[Any]]:
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline
+            if records := consumer.poll(timeout_ms=500):
+                return records
+
+    first = poll()
+    doomed.process(first)  # a normal batch: database commit, then offset commit
+    consumer.commit()
+    doomed.process(poll())  # database commit of records 7..13...
+    consumer.close(autocommit=False)  # ...and death before the offset commit
+    tp = TopicPartition(settings.events_topic, 0)
+    sessions = make_sessionmaker(make_engine(pg_url))
+    offset_in_db = select(ConsumerOffsetRow.next_offset).where(
+        ConsumerOffsetRow.topic == settings.events_topic
+    )
+    with sessions() as session:
+        assert session.scalar(offset_in_db) == 14
+
+    Worker(settings).run(idle_exit_s=3)
+
+    with sessions() as session:
+        linear = dict(
+            session.execute(
+                select(CreditRow.campaign_id, func.sum(CreditRow.credit_minor))
+                .where(CreditRow.model_id == "linear")
+                .group_by(CreditRow.campaign_id)
+            ).all()
+        )
+        assert linear == {"ads": 33334, "mail": 33333, "web": 33333}
+        assert session.scalar(select(func.count()).select_from(EventRow)) == len(events)
+        assert session.scalar(offset_in_db) == len(events)
+    check = KafkaConsumer(
+        bootstrap_servers=broker, group_id=settings.consumer_group, enable_auto_commit=False
+    )
+    try:
+        assert check.committed(tp) == len(events)
+    finally:
+        check.close()
