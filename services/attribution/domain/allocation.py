@@ -9,6 +9,7 @@ Invariants (largest-remainder method, all arithmetic exact with ``Fraction``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -24,13 +25,18 @@ def split_cents(amount_minor: int, weights: Sequence[Fraction]) -> list[int]:
     exact = [Fraction(w) for w in weights]
     if any(w < 0 for w in exact):
         raise ValueError(f"weights must be >= 0, got {[str(w) for w in exact]}")
-    total = sum(exact, Fraction(0))
+    # Integer arithmetic over a common denominator: the same exact split as Fractions, an
+    # order of magnitude faster (no gcd per operation).
+    denominator = math.lcm(*(w.denominator for w in exact))
+    numerators = [w.numerator * (denominator // w.denominator) for w in exact]
+    total = sum(numerators)
     if total == 0:
         raise ValueError("weights must not all be zero")
-    shares = [amount_minor * w / total for w in exact]
-    credits = [share.numerator // share.denominator for share in shares]
+    products = [amount_minor * n for n in numerators]
+    credits = [p // total for p in products]
+    remainders = [p % total for p in products]  # fractional part of share i = remainder/total
     leftover = amount_minor - sum(credits)
-    by_remainder = sorted(range(len(shares)), key=lambda i: (-(shares[i] - credits[i]), i))
+    by_remainder = sorted(range(len(credits)), key=lambda i: (-remainders[i], i))
     for index in by_remainder[:leftover]:
         credits[index] += 1
     return credits
