@@ -7,11 +7,13 @@ sits between the worker and the component that goes away, so the outage is a rea
 
 - PostgreSQL unreachable: the worker must not commit any Kafka offset the database does not
   hold, must keep retrying with growing pauses, and must carry on by itself once the database
-  is back.
-- Broker unreachable: the worker must reconnect and rejoin its group by itself and consume
-  what is published afterwards.
+  is back; also when the group rebalances meanwhile (a replica joining and leaving).
+- Broker unreachable (the broker advertises the proxy, so every connection goes through it):
+  the worker must reconnect by itself and consume what is published afterwards. The bundled
+  broker kept the worker's membership over a 10 s outage (no rejoin happened), so the rejoin
+  path is covered by the rebalance test, not by this one.
 
-In both, the end state is checked against the pure domain (``attribute_history``): every
+In all, the end state is checked against the pure domain (``attribute_history``): every
 distinct event stored once, the credits those events give, offsets all the way to the end.
 """
 
@@ -26,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import func, select
@@ -314,6 +317,28 @@ RETRY = re.compile(r"database unavailable \((\w+)\); retrying in ([0-9.]+)s")
 
 
 # -- tests -----------------------------------------------------------------------------------
+
+
+def test_proxy_cuts_and_restores_on_the_same_port() -> None:
+    # The tool first: a cut closes open connections and refuses new ones; a restore forwards
+    # again on the same port.
+    with postgres_behind_proxy() as (_, via_proxy, proxy):
+        dsn = make_url(via_proxy).set(drivername="postgresql").render_as_string(False)
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            assert proxy.open_connections() == 1
+            proxy.cut()
+            assert proxy.open_connections() == 0
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("SELECT 1")
+        with pytest.raises(psycopg.OperationalError, match="refused"):
+            psycopg.connect(dsn, connect_timeout=5)
+        port = proxy.port
+        proxy.restore()
+        assert proxy.port == port
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            big = conn.execute("SELECT repeat('x', 4000000)").fetchone()
+            assert big is not None and len(big[0]) == 4_000_000
 
 
 def test_postgresql_outage_stops_commits_backs_off_and_resumes(broker: str, tmp_path: Path) -> None:
