@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
@@ -41,6 +41,13 @@ from services.core.kafka import ensure_topics, make_consumer, make_producer
 from services.core.settings import Settings
 
 log = logging.getLogger("closedloop.worker")
+
+
+class Stopped(Exception):
+    """A stop request arrived while waiting for the database or the broker."""
+
+
+T = TypeVar("T")
 
 
 class _SeekToDatabase(ConsumerRebalanceListener):
@@ -74,21 +81,58 @@ class Worker:
         """Ask the loop to finish the current batch and exit."""
         self._stopping = True
 
+    def _pause(self, seconds: float) -> None:
+        """Sleep, but wake up at once when asked to stop."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def _retrying(self, what: str, action: Callable[[], T]) -> T:
+        """Run ``action`` until it succeeds, backing off while the database or broker is away.
+
+        Only transient failures are retried (connection loss, broker unreachable); anything
+        else propagates. A stop request ends the wait by raising ``Stopped``.
+        """
+        backoff = 0.5
+        while True:
+            try:
+                return action()
+            except (DBAPIError, KafkaError) as exc:
+                if isinstance(exc, DBAPIError) and not is_transient(exc):
+                    raise
+                if self._stopping:
+                    raise Stopped() from exc
+                log.warning(
+                    "%s failed (%s: %s); retrying in %.1fs",
+                    what,
+                    exc.__class__.__name__,
+                    str(exc).splitlines()[0][:200],
+                    backoff,
+                )
+                self._pause(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _stored_offsets(self) -> dict[int, int]:
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(ConsumerOffsetRow).where(
+                    ConsumerOffsetRow.topic == self.settings.events_topic
+                )
+            )
+            return {row.partition: row.next_offset for row in rows}
+
+    def _prepare_database(self) -> None:
+        with self.sessions() as session, session.begin():
+            sync_builtin_models(session, self.settings)
+        recompute_if_parameters_changed(self.sessions, self.settings, progress=_log_progress)
+
     def seek_to_database(self, partitions: list[TopicPartition]) -> set[TopicPartition]:
         """Seek assigned partitions to the database's offsets where those are ahead.
 
         Returns the partitions that were moved; records already polled for them are stale.
         """
         assert self.consumer is not None
-        with self.sessions() as session:
-            stored = {
-                row.partition: row.next_offset
-                for row in session.scalars(
-                    select(ConsumerOffsetRow).where(
-                        ConsumerOffsetRow.topic == self.settings.events_topic
-                    )
-                )
-            }
+        stored = self._retrying("reading the database offsets", self._stored_offsets)
         moved: set[TopicPartition] = set()
         for tp in partitions:
             db_offset = stored.get(tp.partition)
@@ -147,10 +191,14 @@ class Worker:
 
     def run(self, *, max_batches: int | None = None, idle_exit_s: float | None = None) -> None:
         """Consume until stopped (or ``max_batches`` / ``idle_exit_s`` for tests and tools)."""
-        ensure_topics(self.settings)
-        with self.sessions() as session, session.begin():
-            sync_builtin_models(session, self.settings)
-        recompute_if_parameters_changed(self.sessions, self.settings, progress=_log_progress)
+        try:
+            self._retrying(
+                "creating the topics",
+                lambda: ensure_topics(self.settings, timeout_s=self.settings.publish_timeout_s),
+            )
+            self._retrying("preparing the database", self._prepare_database)
+        except Stopped:
+            return
         self.consumer = make_consumer(self.settings)
         self.consumer.subscribe([self.settings.events_topic], listener=_SeekToDatabase(self))
         backoff, idle_since = 0.5, time.monotonic()
@@ -160,7 +208,10 @@ class Worker:
                 if self.pending_assignment:
                     assigned = self.pending_assignment & self.consumer.assignment()
                     self.pending_assignment.clear()
-                    moved = self.seek_to_database(sorted(assigned))
+                    try:
+                        moved = self.seek_to_database(sorted(assigned))
+                    except Stopped:
+                        break
                     records = {tp: recs for tp, recs in records.items() if tp not in moved}
                 if not records:
                     if not self.consumer.assignment():
@@ -185,7 +236,7 @@ class Worker:
                         backoff,
                     )
                     self._rewind(records)
-                    time.sleep(backoff)
+                    self._pause(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
                 except Exception:

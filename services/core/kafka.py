@@ -49,6 +49,7 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
         "max_poll_records": settings.worker_max_poll_records,
         "request_timeout_ms": max(settings.kafka_request_timeout_ms, 30000),
         "client_id": "closedloop-worker",
+        "reconnect_backoff_max_ms": 5000,  # back within seconds of a broker outage's end
     }
     options.update(overrides)
     return KafkaConsumer(**options)

@@ -441,12 +441,6 @@ def test_broker_outage_worker_reconnects_by_itself(tmp_path: Path) -> None:
                     assert_complete(observer, arrivals, ends, consumer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=WorkerExited,
-    reason="Worker.seek_to_database (called on every partition assignment) reads the database "
-    "outside the transient-error handling: a rebalance while PostgreSQL is away ends the process",
-)
 def test_rebalance_during_postgresql_outage_does_not_end_the_worker(
     broker: str, tmp_path: Path
 ) -> None:

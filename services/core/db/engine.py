@@ -37,7 +37,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # Plain executemany (psycopg pipelines it) beats multi-row VALUES statements, whose huge
     # SQL text psycopg re-parses on every execution.
     kwargs.setdefault("use_insertmanyvalues", False)
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # A database that vanishes without closing connections must not hang a process forever:
+    # bounded connects, TCP keepalives, and a ceiling on any single statement.
+    connect_args = {
+        "connect_timeout": 10,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "options": "-c statement_timeout=300000",
+    }
+    connect_args.update(kwargs.pop("connect_args", {}))
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
