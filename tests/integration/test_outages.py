@@ -391,6 +391,32 @@ def test_postgresql_outage_stops_commits_backs_off_and_resumes(broker: str, tmp_
                 assert_complete(observer, arrivals, ends, consumer)
 
 
+def test_worker_started_while_postgresql_is_away_waits_for_it(broker: str, tmp_path: Path) -> None:
+    events, _ = split_stream(seed=34, deals=10)
+    ends: dict[int, int] = {}
+    log = tmp_path / "worker.log"
+    with postgres_behind_proxy() as (direct_url, via_proxy, proxy):
+        settings = make_settings(database_url=via_proxy, bootstrap=broker)
+        ensure_topics(settings)
+        with Observer(direct_url, settings, log) as observer:
+            publish(settings, events, ends)
+            proxy.cut()
+            with running_worker(settings, log) as proc, observer.kafka() as consumer:
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline:
+                    assert_alive(proc, observer, "while the database is away at start-up")
+                    time.sleep(0.5)
+                proxy.restore()
+                wait_until(
+                    lambda: observer.db_offsets() == ends and observer.committed(consumer) == ends,
+                    timeout_s=45,
+                    what="the worker to start once the database came back",
+                    proc=proc,
+                    observer=observer,
+                )
+                assert_complete(observer, events, ends, consumer)
+
+
 def test_broker_outage_worker_reconnects_by_itself(tmp_path: Path) -> None:
     first, second = split_stream(seed=32, deals=40)
     arrivals = first + second
