@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 14:59:25.892897
+Create Date: 2026-11-22 15:34:08.053536
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("builtin", sa.Boolean(), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("progress_done", sa.Integer(), nullable=False),
+        sa.Column("progress_total", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("model_id", name=op.f("pk_attribution_models")),
     )
     op.create_table(
@@ -131,6 +134,7 @@ def upgrade() -> None:
         sa.Column("amount_minor", sa.BigInteger(), nullable=False),
         sa.Column("attributed_minor", sa.BigInteger(), nullable=False),
         sa.Column("unattributed_minor", sa.BigInteger(), nullable=False),
+        sa.Column("fit_id", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("model_id", "deal_id", name=op.f("pk_deal_attributions")),
     )
     with op.batch_alter_table("deal_attributions", schema=None) as batch_op:
@@ -197,6 +201,22 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(length=200), nullable=False),
         sa.PrimaryKeyConstraint("rate_date", "base", "quote", name=op.f("pk_fx_rates")),
     )
+    op.create_table(
+        "model_fits",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("model_id", sa.String(length=100), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("requested_at", services.core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("fitted_at", services.core.db.types.UTCDateTime(), nullable=True),
+        sa.Column("params", sa.Text(), nullable=False),
+        sa.Column("inputs", sa.Text(), nullable=False),
+        sa.Column("results", sa.Text(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_model_fits")),
+    )
+    with op.batch_alter_table("model_fits", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_model_fits_model_id"), ["model_id"], unique=False)
+
     op.create_table(
         "system_state",
         sa.Column("key", sa.String(length=100), nullable=False),
@@ -273,6 +293,10 @@ def downgrade() -> None:
 
     op.drop_table("touches")
     op.drop_table("system_state")
+    with op.batch_alter_table("model_fits", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_model_fits_model_id"))
+
+    op.drop_table("model_fits")
     op.drop_table("fx_rates")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_events_merged_contact_id"))

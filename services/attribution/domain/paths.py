@@ -57,16 +57,24 @@ def collapse_repeats(channels: Sequence[str]) -> tuple[str, ...]:
     return tuple(collapsed)
 
 
-def aggregate_paths(paths: Iterable[Path]) -> tuple[Path, ...]:
-    """Merge identical (channels, converted) paths and sort them deterministically."""
-    totals: dict[tuple[tuple[str, ...], bool], tuple[int, int]] = {}
+PathKey = tuple[tuple[str, ...], bool]
+
+
+def tally_paths(paths: Iterable[Path]) -> dict[PathKey, tuple[int, int]]:
+    """Sum (count, value) per distinct (channels, converted); totals are order-independent."""
+    totals: dict[PathKey, tuple[int, int]] = {}
     for path in paths:
         key = (path.channels, path.converted)
         count, value = totals.get(key, (0, 0))
         totals[key] = (count + path.count, value + path.value)
+    return totals
+
+
+def aggregate_paths(paths: Iterable[Path]) -> tuple[Path, ...]:
+    """Merge identical (channels, converted) paths and sort them deterministically."""
     return tuple(
         Path(channels=channels, converted=converted, value=value, count=count)
-        for (channels, converted), (count, value) in sorted(totals.items())
+        for (channels, converted), (count, value) in sorted(tally_paths(paths).items())
     )
 
 

@@ -193,6 +193,30 @@ class AttributionModelRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     builtin: Mapped[bool] = mapped_column(Boolean, default=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # Custom models are computed for every deal in the background: ready | computing.
+    status: Mapped[str] = mapped_column(String(20), default="ready")
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ModelFitRow(Base):
+    """A versioned fit of a data-driven model (markov, shapley): its inputs and its results.
+
+    ``status`` is requested (by the API or the schedule), done, or failed. The latest done fit
+    of a model is the one its credits use; ``deal_attributions.fit_id`` says which.
+    """
+
+    __tablename__ = "model_fits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    params: Mapped[str] = mapped_column(Text, default="{}")
+    inputs: Mapped[str] = mapped_column(Text, default="{}")
+    results: Mapped[str] = mapped_column(Text, default="{}")
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class CreditRow(Base):
@@ -227,6 +251,7 @@ class DealAttributionRow(Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     attributed_minor: Mapped[int] = mapped_column(BigInteger)
     unattributed_minor: Mapped[int] = mapped_column(BigInteger)
+    fit_id: Mapped[int | None] = mapped_column(Integer)  # data-driven models: the snapshot used
 
     __table_args__ = (Index("ix_deal_attributions_model_closed", "model_id", "closed_at"),)
 
