@@ -14,13 +14,6 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from services.attribution.domain import (
-    AttributionModel,
-    attribute_all,
-    role_labels,
-    select_journey,
-)
-from services.attribution.domain.state import STATUS_WON, DealState, Rate, convert, fold_deal
 from services.attribution.journeys import journey_candidates
 from services.attribution.state_store import Impact, load_events, load_rates
 from services.core.db.schema import (
@@ -34,6 +27,13 @@ from services.core.db.schema import (
 from services.core.db.upsert import upsert
 from services.core.events import DealEvent
 from services.core.settings import Settings
+from services.domain import (
+    AttributionModel,
+    attribute_all,
+    role_labels,
+    select_journey,
+)
+from services.domain.state import STATUS_WON, DealState, Rate, convert, fold_deal
 
 
 def affected_deals(session: Session, impact: Impact, *, reporting: str) -> set[str]:
@@ -186,6 +186,7 @@ def recompute_deals(
                     "amount_minor": conv.amount_minor,
                     "attributed_minor": attributed,
                     "unattributed_minor": conv.amount_minor - attributed,
+                    "fit_id": getattr(model, "fit_id", None),
                 }
             )
             credit_rows += [

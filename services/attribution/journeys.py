@@ -15,9 +15,9 @@ from datetime import timedelta
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
-from services.attribution.domain import Touch
-from services.attribution.domain.state import DealState
 from services.core.db.schema import CampaignRow, ContactRow, TouchRow
+from services.domain import Touch
+from services.domain.state import DealState
 
 
 def journey_candidates(

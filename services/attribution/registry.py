@@ -6,45 +6,93 @@ import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from services.attribution.domain import (
+from services.core.db.schema import AttributionModelRow, ModelFitRow
+from services.core.db.upsert import upsert
+from services.core.settings import Settings
+from services.domain import (
     AttributionModel,
     builtin_models,
     make_positional_model,
 )
-from services.core.db.schema import AttributionModelRow
-from services.core.db.upsert import upsert
-from services.core.settings import Settings
+from services.domain.datadriven import DATA_DRIVEN, ChannelWeightModel, channel_weights
+
+DATA_DRIVEN_DESCRIPTIONS = {
+    "markov": "First-order (or order-k) Markov chain over channels: removal effects, solved "
+    "exactly from the absorbing chain of won (conversion) and lost (null) journeys.",
+    "shapley": "Shapley values over channels (Zhao et al. 2018 characteristic function: "
+    "conversions of journeys whose channel set lies within the coalition), exact.",
+}
 
 
 def sync_builtin_models(session: Session, settings: Settings) -> None:
     """Write the built-in model definitions (with current settings) into ``attribution_models``."""
     models = builtin_models(half_life_days=settings.half_life_days)
-    upsert(
-        session,
-        AttributionModelRow,
-        [
-            {
-                "model_id": m.model_id,
-                "kind": m.kind,
-                "params": orjson.dumps(m.params()).decode(),
-                "description": m.description,
-                "builtin": True,
-                "position": i,
-            }
-            for i, m in enumerate(models)
-        ],
-    )
+    rows = [
+        {
+            "model_id": m.model_id,
+            "kind": m.kind,
+            "params": orjson.dumps(m.params()).decode(),
+            "description": m.description,
+            "builtin": True,
+            "position": i,
+        }
+        for i, m in enumerate(models)
+    ]
+    data_params = {
+        "markov": {"order": str(settings.markov_order)},
+        "shapley": {"characteristic": "conversions"},
+    }
+    rows += [
+        {
+            "model_id": model_id,
+            "kind": model_id,
+            "params": orjson.dumps(data_params[model_id]).decode(),
+            "description": DATA_DRIVEN_DESCRIPTIONS[model_id],
+            "builtin": True,
+            "position": len(models) + i,
+        }
+        for i, model_id in enumerate(DATA_DRIVEN)
+    ]
+    upsert(session, AttributionModelRow, rows)
     session.execute(
         delete(AttributionModelRow).where(
             AttributionModelRow.builtin.is_(True),
-            AttributionModelRow.model_id.not_in([m.model_id for m in models]),
+            AttributionModelRow.model_id.not_in([r["model_id"] for r in rows]),
         )
     )
 
 
+def latest_fits(session: Session) -> dict[str, ModelFitRow]:
+    """Return the latest successful fit of each data-driven model."""
+    out: dict[str, ModelFitRow] = {}
+    for model_id in DATA_DRIVEN:
+        row = session.scalars(
+            select(ModelFitRow)
+            .where(ModelFitRow.model_id == model_id, ModelFitRow.status == "done")
+            .order_by(ModelFitRow.id.desc())
+            .limit(1)
+        ).first()
+        if row is not None:
+            out[model_id] = row
+    return out
+
+
 def active_models(session: Session, settings: Settings) -> list[AttributionModel]:
-    """Return every model whose credits the worker maintains: built-ins, then custom ones."""
+    """Return every model whose credits the worker maintains.
+
+    The built-ins, the data-driven models that have a fit (frozen at their latest snapshot),
+    then the custom ones.
+    """
     models: list[AttributionModel] = list(builtin_models(half_life_days=settings.half_life_days))
+    for model_id, fit in latest_fits(session).items():
+        models.append(
+            ChannelWeightModel(
+                model_id=model_id,
+                fit_id=fit.id,
+                channel_weights=channel_weights(model_id, orjson.loads(fit.results)),
+                description=DATA_DRIVEN_DESCRIPTIONS[model_id],
+            )
+        )
     custom = session.scalars(
         select(AttributionModelRow)
         .where(AttributionModelRow.builtin.is_(False), AttributionModelRow.kind == "positional")

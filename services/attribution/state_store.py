@@ -15,14 +15,6 @@ from decimal import Decimal
 from sqlalchemy import delete, or_, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
-from services.attribution.domain.state import (
-    Rate,
-    convert,
-    fold_campaign,
-    fold_contact,
-    resolve_merges,
-    spread_days,
-)
 from services.core.db.schema import (
     CampaignCostDayRow,
     CampaignCostRow,
@@ -46,6 +38,14 @@ from services.core.events import (
     sort_key,
 )
 from services.core.money import to_minor
+from services.domain.state import (
+    Rate,
+    convert,
+    fold_campaign,
+    fold_contact,
+    resolve_merges,
+    spread_days,
+)
 
 
 @dataclass

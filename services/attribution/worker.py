@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.batch import AppliedBatch, Record, apply_batch, is_transient
+from services.attribution.maintenance import maintain_models
 from services.attribution.recompute import recompute_if_parameters_changed
 from services.attribution.registry import sync_builtin_models
 from services.core.db.engine import make_engine, make_sessionmaker
@@ -75,6 +76,8 @@ class Worker:
         self.pending_assignment: set[TopicPartition] = set()
         self._dead_producer: KafkaProducer | None = None
         self.batches = 0
+        self._maintained_at = 0.0
+        self._scheduled_at = time.monotonic()
         self.events_applied = 0
 
     def stop(self, *_: Any) -> None:
@@ -111,6 +114,30 @@ class Worker:
                 )
                 self._pause(backoff)
                 backoff = min(backoff * 2, 30.0)
+
+    def _maintain(self, *, every_s: float = 5.0) -> None:
+        """Between batches: schedule and run model fits, compute new custom models.
+
+        Runs at most every ``every_s`` seconds; a database outage here is logged and retried
+        on a later call, never fatal.
+        """
+        now = time.monotonic()
+        if now - self._maintained_at < every_s:
+            return
+        self._maintained_at = now
+        # The schedule ticks every fit interval from start-up; fits asked for (API, CLI) and
+        # new custom models are handled at every call.
+        schedule = now - self._scheduled_at >= self.settings.fit_interval_s
+        if schedule:
+            self._scheduled_at = now
+        try:
+            maintain_models(self.sessions, self.settings, schedule=schedule, progress=_log_progress)
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            log.warning(
+                "model maintenance postponed: database unavailable (%s)", exc.__class__.__name__
+            )
 
     def _stored_offsets(self) -> dict[int, int]:
         with self.sessions() as session:
@@ -213,6 +240,7 @@ class Worker:
                     except Stopped:
                         break
                     records = {tp: recs for tp, recs in records.items() if tp not in moved}
+                self._maintain()
                 if not records:
                     if not self.consumer.assignment():
                         idle_since = time.monotonic()  # still joining the group: not idle

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import typer
 from rich.console import Console
 
@@ -128,6 +129,48 @@ def recompute(
     except UnknownModel as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from None
     console.print(f"[green]recomputed {total} deals[/green]")
+
+
+@app.command()
+def fit(
+    model: list[str] = typer.Option(None, help="markov and/or shapley (default both)."),
+) -> None:
+    """Fit the data-driven models now, store the snapshots and rebuild their credits."""
+    from rich.table import Table
+
+    from services.attribution.fitting import request_fit, run_requested_fits
+    from services.core.db.engine import make_engine, make_sessionmaker
+    from services.core.db.schema import ModelFitRow
+    from services.domain.datadriven import DATA_DRIVEN, channel_weights
+
+    chosen = model or list(DATA_DRIVEN)
+    unknown = sorted(set(chosen) - set(DATA_DRIVEN))
+    if unknown:
+        raise typer.BadParameter(f"not data-driven: {', '.join(unknown)}", param_hint="--model")
+    cfg = settings()
+    engine = make_engine(cfg.database_url)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session, session.begin():
+        for model_id in chosen:
+            request_fit(session, model_id, now=datetime.now(UTC))
+    done = run_requested_fits(sessions, cfg)
+    with sessions() as session:
+        for fit_id in done:
+            row = session.get(ModelFitRow, fit_id)
+            if row is None:
+                continue
+            inputs = orjson.loads(row.inputs)
+            table = Table(
+                title=f"{row.model_id} (snapshot {row.id}, {inputs['paths']} paths: "
+                f"{inputs['won_deals']} won, {inputs['lost_deals']} lost)"
+            )
+            table.add_column("channel")
+            table.add_column("removal effect" if row.model_id == "markov" else "Shapley value")
+            weights = channel_weights(row.model_id, orjson.loads(row.results))
+            for channel, value in sorted(weights.items(), key=lambda kv: -kv[1]):
+                table.add_row(channel, f"{float(value):.6f}")
+            console.print(table)
+    engine.dispose()
 
 
 @app.command()

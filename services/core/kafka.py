@@ -50,6 +50,8 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
         "request_timeout_ms": max(settings.kafka_request_timeout_ms, 30000),
         "client_id": "closedloop-worker",
         "reconnect_backoff_max_ms": 5000,  # back within seconds of a broker outage's end
+        # A refit recomputes every deal between two polls: allow it half an hour.
+        "max_poll_interval_ms": 1_800_000,
     }
     options.update(overrides)
     return KafkaConsumer(**options)

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     half_life_days: float = Field(default=7.0, gt=0, le=3650)
     reporting_currency: str = "USD"
 
+    markov_order: int = Field(default=1, ge=1, le=4)
+    # Data-driven models are refitted on this schedule when new decided deals exist.
+    fit_interval_s: float = Field(default=600.0, gt=0)
     worker_max_poll_records: int = 2000
     worker_poll_timeout_ms: int = 500
     api_key_cache_s: float = 5.0

@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, delete, event, select
 from sqlalchemy.pool import StaticPool
 
-from services.attribution.domain import builtin_models
-from services.attribution.domain.history import attribute_history
 from services.attribution.projector import apply_events
 from services.attribution.registry import sync_builtin_models
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.schema import Base, CreditRow, DealAttributionRow, DealRow
 from services.core.events import EVENT_LIST_ADAPTER
 from services.core.settings import Settings
+from services.domain import builtin_models
+from services.domain.history import attribute_history
 from tests.integration.test_late_arrivals import NOW
 from tests.support import builders as b
 

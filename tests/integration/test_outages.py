@@ -35,14 +35,14 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.attribution.domain import builtin_models
-from services.attribution.domain.history import attribute_history
 from services.core.broker import free_port, wait_for_port
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.schema import ConsumerOffsetRow, CreditRow, DeadLetterRow, EventRow
 from services.core.events import EVENT_LIST_ADAPTER, encode, partition_key
 from services.core.kafka import ensure_topics, make_producer
 from services.core.settings import Settings
+from services.domain import builtin_models
+from services.domain.history import attribute_history
 from services.simulate import generate, shuffle_with_duplicates
 from tests.conftest import make_settings
 from tests.support.infra import postgres_database

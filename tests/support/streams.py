@@ -7,8 +7,6 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from services.attribution.domain import builtin_models
-from services.attribution.domain.history import attribute_history
 from services.core.db.schema import (
     CampaignCostDayRow,
     CampaignRow,
@@ -24,6 +22,8 @@ from services.core.db.schema import (
 from services.core.events import EVENT_LIST_ADAPTER, encode, partition_key
 from services.core.kafka import ensure_topics, make_producer
 from services.core.settings import Settings
+from services.domain import builtin_models
+from services.domain.history import attribute_history
 
 PROJECTION = (
     DealRow,

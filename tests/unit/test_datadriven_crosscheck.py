@@ -27,9 +27,9 @@ from fractions import Fraction
 
 import pytest
 
-from services.attribution.domain.markov import CONVERSION, NULL, fit_markov, transition_rows
-from services.attribution.domain.paths import Path, aggregate_paths
-from services.attribution.domain.shapley import fit_shapley, shapley_values
+from services.domain.markov import CONVERSION, NULL, fit_markov, transition_rows
+from services.domain.paths import Path, aggregate_paths
+from services.domain.shapley import fit_shapley, shapley_values
 
 pl = pytest.importorskip("polars", reason="marketing-attribution-models is not installed")
 mam = pytest.importorskip("mam", reason="marketing-attribution-models is not installed")

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from services.attribution.domain import split_cents
+from services.domain import split_cents
 
 F = Fraction
 

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from services.attribution.domain import (
+from services.domain import (
     BUILTIN_POSITIONAL,
     InvalidModelDefinition,
     PositionalModel,

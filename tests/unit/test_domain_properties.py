@@ -10,7 +10,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.attribution.domain import (
+from services.domain import (
     ROLES,
     AttributionModel,
     TimeDecayModel,

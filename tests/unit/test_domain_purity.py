@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import services.attribution.domain as domain
+import services.domain as domain
 
 FORBIDDEN = {"sqlalchemy", "kafka", "fastapi", "logging", "httpx", "socket"}
 ALSO_FORBIDDEN = {"os", "io", "time", "random", "subprocess", "requests", "asyncio", "pydantic"}
@@ -53,7 +53,7 @@ def test_public_api_pulls_in_nothing_impure_transitively() -> None:
     repo_root = PACKAGE_DIR.parents[2]
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "import services.attribution.domain; "
+        "import services.domain; "
         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     result = subprocess.run(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.attribution.domain import (
+from services.domain import (
     ROLE_FIRST,
     ROLE_LAST,
     ROLE_LEAD_CREATION,

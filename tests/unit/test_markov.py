@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.attribution.domain.allocation import split_cents
-from services.attribution.domain.markov import (
+from services.domain.allocation import split_cents
+from services.domain.markov import (
     START,
     conversion_probability,
     fit_markov,
@@ -20,7 +20,7 @@ from services.attribution.domain.markov import (
     score_contributions,
     transition_rows,
 )
-from services.attribution.domain.paths import Path, collapse_repeats
+from services.domain.paths import Path, collapse_repeats
 
 F = Fraction
 

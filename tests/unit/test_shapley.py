@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.attribution.domain.allocation import split_cents
-from services.attribution.domain.paths import Path
-from services.attribution.domain.shapley import (
+from services.domain.allocation import split_cents
+from services.domain.paths import Path
+from services.domain.shapley import (
     coalition_worth,
     fit_shapley,
     hoeffding_bound,

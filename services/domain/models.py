@@ -27,9 +27,12 @@ from datetime import datetime, timedelta
 from decimal import Context, Decimal, Overflow, localcontext
 from fractions import Fraction
 from types import MappingProxyType
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from .journey import ROLE_MIDDLE, ROLES, Touch
+
+if TYPE_CHECKING:
+    from .datadriven import ChannelWeightModel
 
 WEIGHT_KEYS: tuple[str, ...] = (*ROLES, ROLE_MIDDLE)
 
@@ -160,7 +163,7 @@ class TimeDecayModel:
         return {"half_life_days": _float_text(self.half_life_days)}
 
 
-AttributionModel: TypeAlias = PositionalModel | TimeDecayModel
+AttributionModel: TypeAlias = "PositionalModel | TimeDecayModel | ChannelWeightModel"
 
 
 _BUILTIN_TABLE: tuple[tuple[str, str, dict[str, str]], ...] = (
@@ -305,4 +308,8 @@ def model_weights(
         return positional_weights(model, roles)
     if isinstance(model, TimeDecayModel):
         return time_decay_weights(journey, closed_at=closed_at, half_life_days=model.half_life_days)
+    from .datadriven import ChannelWeightModel  # datadriven imports this module
+
+    if isinstance(model, ChannelWeightModel):
+        return model.weights([touch.channel for touch in journey])
     raise TypeError(f"unsupported attribution model: {model!r}")

@@ -14,20 +14,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from services.attribution.domain.attribute import TouchCredit, attribute_all
-from services.attribution.domain.journey import Touch as JourneyTouch
-from services.attribution.domain.journey import select_journey
-from services.attribution.domain.models import AttributionModel
-from services.attribution.domain.state import (
-    STATUS_WON,
-    DealState,
-    Rate,
-    convert,
-    fold_campaign,
-    fold_contact,
-    fold_deal,
-    resolve_merges,
-)
 from services.core.events import (
     CampaignUpserted,
     ContactMerged,
@@ -37,6 +23,20 @@ from services.core.events import (
     FxRate,
     Touch,
     sort_key,
+)
+from services.domain.attribute import TouchCredit, attribute_all
+from services.domain.journey import Touch as JourneyTouch
+from services.domain.journey import select_journey
+from services.domain.models import AttributionModel
+from services.domain.state import (
+    STATUS_WON,
+    DealState,
+    Rate,
+    convert,
+    fold_campaign,
+    fold_contact,
+    fold_deal,
+    resolve_merges,
 )
 
 

@@ -1,0 +1,231 @@
+"""Fitting the data-driven models (contract §4): paths from decided deals, versioned snapshots.
+
+A fit collects the journeys of every decided deal — won and converted deals convert (value:
+the converted amount), lost deals end in null; empty journeys are left out — as channel paths,
+fits the model, and stores a ``model_fits`` snapshot with its inputs and results. The model's
+credits are then recomputed for every deal, each recording the snapshot it used. Fits are
+requested on demand (API, ``closedloop fit``) or by the schedule when new decided deals exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.attribution.journeys import journey_candidates
+from services.attribution.recompute import Progress, recompute
+from services.attribution.registry import latest_fits
+from services.core.db.schema import DealContactRow, DealRow, ModelFitRow
+from services.core.settings import Settings
+from services.domain import select_journey
+from services.domain.datadriven import DATA_DRIVEN, markov_to_json, shapley_to_json
+from services.domain.markov import fit_markov
+from services.domain.paths import Path
+from services.domain.shapley import fit_shapley
+from services.domain.state import STATUS_LOST, STATUS_WON, DealState
+
+log = logging.getLogger("closedloop.fitting")
+_CHUNK = 1000
+
+
+def _decided(session: Session) -> list[DealRow]:
+    return list(
+        session.scalars(
+            select(DealRow)
+            .where(
+                ((DealRow.status == STATUS_WON) & (DealRow.conversion == "converted"))
+                | (DealRow.status == STATUS_LOST)
+            )
+            .order_by(DealRow.deal_id)
+        )
+    )
+
+
+def decided_deal_count(session: Session) -> int:
+    """Count the deals a fit learns from (won and converted, or lost)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(DealRow)
+            .where(
+                ((DealRow.status == STATUS_WON) & (DealRow.conversion == "converted"))
+                | (DealRow.status == STATUS_LOST)
+            )
+        )
+        or 0
+    )
+
+
+def collect_paths(session: Session, settings: Settings) -> tuple[list[Path], dict[str, Any]]:
+    """Return the channel paths of all decided deals and a summary of the inputs."""
+    rows = _decided(session)
+    lookback = timedelta(days=settings.lookback_days)
+    paths: list[Path] = []
+    won = lost = 0
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        contacts: dict[str, list[str]] = {}
+        for deal_id, contact_id in session.execute(
+            select(DealContactRow.deal_id, DealContactRow.contact_id).where(
+                DealContactRow.deal_id.in_([r.deal_id for r in chunk])
+            )
+        ):
+            contacts.setdefault(deal_id, []).append(contact_id)
+        states = [
+            state
+            for r in chunk
+            if (state := _as_closed(r, tuple(contacts.get(r.deal_id, ())))) is not None
+        ]
+        candidates = journey_candidates(session, states, lookback=lookback)
+        values = {r.deal_id: r.reporting_minor for r in chunk}
+        for state in states:
+            assert state.closed_at is not None and state.journey_start is not None
+            journey = select_journey(
+                candidates.get(state.deal_id, []),
+                created_at=state.journey_start,
+                closed_at=state.closed_at,
+                lookback=lookback,
+            )
+            if not journey:
+                continue
+            converted = state.status == STATUS_WON
+            won, lost = won + converted, lost + (not converted)
+            paths.append(
+                Path(
+                    tuple(t.channel or "(unknown)" for t in journey),
+                    converted,
+                    value=(values[state.deal_id] or 0) if converted else 0,
+                )
+            )
+    closes = [end for r in rows if (end := r.closed_at or r.lost_at) is not None]
+    inputs = {
+        "won_deals": won,
+        "lost_deals": lost,
+        "decided_deals": len(rows),
+        "paths": len(paths),
+        "distinct_paths": len({(p.channels, p.converted) for p in paths}),
+        "channels": sorted({c for p in paths for c in p.channels}),
+        "from": min(closes).isoformat() if closes else None,
+        "to": max(closes).isoformat() if closes else None,
+    }
+    return paths, inputs
+
+
+def _as_closed(row: DealRow, contact_ids: tuple[str, ...]) -> DealState | None:
+    """The deal as a journey ending at its win or its loss (§4: a lost deal's journey)."""
+    end = row.closed_at if row.status == STATUS_WON else row.lost_at
+    if end is None:
+        return None
+    return DealState(
+        deal_id=row.deal_id,
+        account_id=row.account_id,
+        status=row.status,
+        created_at=row.created_at,
+        closed_at=end,
+        contact_ids=contact_ids,
+    )
+
+
+def fit_results(
+    model_id: str,
+    paths: Sequence[Path],
+    settings: Settings,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit one data-driven model on the paths; return (params, results) as JSON-ready dicts."""
+    params: dict[str, Any]
+    if model_id == "markov":
+        params = {"order": settings.markov_order}
+        return params, markov_to_json(fit_markov(paths, order=settings.markov_order))
+    if model_id == "shapley":
+        params = {"characteristic": "conversions"}
+        return params, shapley_to_json(fit_shapley(paths, characteristic="conversions"))
+    raise ValueError(f"{model_id!r} is not a data-driven model ({', '.join(DATA_DRIVEN)})")
+
+
+def request_fit(session: Session, model_id: str, *, now: datetime) -> int:
+    """Queue a fit (or return the one already queued); return its id."""
+    queued = session.scalars(
+        select(ModelFitRow.id).where(
+            ModelFitRow.model_id == model_id, ModelFitRow.status == "requested"
+        )
+    ).first()
+    if queued is not None:
+        return queued
+    row = ModelFitRow(model_id=model_id, status="requested", requested_at=now)
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def due_models(session: Session, settings: Settings, *, now: datetime) -> list[str]:
+    """Return the data-driven models the schedule should refit now."""
+    decided = decided_deal_count(session)
+    if decided == 0:
+        return []
+    due = []
+    fits = latest_fits(session)
+    for model_id in DATA_DRIVEN:
+        fit = fits.get(model_id)
+        if fit is None:
+            due.append(model_id)
+            continue
+        fitted_with = orjson.loads(fit.inputs).get("decided_deals", 0)
+        old = fit.fitted_at is None or now - fit.fitted_at >= timedelta(
+            seconds=settings.fit_interval_s
+        )
+        if old and decided > fitted_with:
+            due.append(model_id)
+    return due
+
+
+def run_requested_fits(
+    sessions: sessionmaker[Session], settings: Settings, *, progress: Progress | None = None
+) -> list[int]:
+    """Perform every requested fit, then rebuild that model's credits; return the fit ids."""
+    with sessions() as session:
+        queued = list(
+            session.execute(
+                select(ModelFitRow.id, ModelFitRow.model_id)
+                .where(ModelFitRow.status == "requested")
+                .order_by(ModelFitRow.id)
+            )
+        )
+    done = []
+    paths: list[Path] | None = None
+    inputs: dict[str, Any] = {}
+    for fit_id, model_id in queued:
+        with sessions() as session:
+            if paths is None:
+                paths, inputs = collect_paths(session, settings)
+        try:
+            params, results = fit_results(model_id, paths, settings)
+        except (ValueError, ArithmeticError) as exc:
+            log.exception("fit %s of %s failed", fit_id, model_id)
+            with sessions() as session, session.begin():
+                row = session.get(ModelFitRow, fit_id)
+                if row is not None:
+                    row.status, row.error = "failed", str(exc)[:4000]
+            continue
+        with sessions() as session, session.begin():
+            row = session.get(ModelFitRow, fit_id)
+            if row is None:
+                continue
+            row.status, row.fitted_at = "done", datetime.now(UTC)
+            row.params = orjson.dumps(params).decode()
+            row.inputs = orjson.dumps(inputs).decode()
+            row.results = orjson.dumps(results).decode()
+        log.info(
+            "fitted %s (snapshot %s) on %s paths; recomputing its credits",
+            model_id,
+            fit_id,
+            inputs["paths"],
+        )
+        recompute(sessions, settings, model_ids=[model_id], progress=progress)
+        done.append(fit_id)
+    return done

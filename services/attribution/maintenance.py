@@ -1,0 +1,65 @@
+"""Model upkeep the worker does between batches: scheduled and requested fits, custom models.
+
+Each step is idempotent and commits on its own; the worker calls ``maintain_models`` every few
+seconds, so a fit requested through the API, or a custom model defined with ``PUT``, is
+computed within seconds without a separate process.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.attribution.fitting import due_models, request_fit, run_requested_fits
+from services.attribution.recompute import Progress, UnknownModel, recompute
+from services.core.db.schema import AttributionModelRow
+from services.core.settings import Settings
+
+
+def maintain_models(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    *,
+    schedule: bool,
+    progress: Progress | None = None,
+) -> None:
+    """Run queued fits (queueing due ones first when ``schedule``), then new custom models."""
+    now = datetime.now(UTC)
+    if schedule:
+        with sessions() as session, session.begin():
+            for model_id in due_models(session, settings, now=now):
+                request_fit(session, model_id, now=now)
+    run_requested_fits(sessions, settings, progress=progress)
+    compute_custom_models(sessions, settings)
+
+
+def compute_custom_models(sessions: sessionmaker[Session], settings: Settings) -> list[str]:
+    """Compute the credits of every custom model marked computing, recording progress."""
+    with sessions() as session:
+        pending = list(
+            session.scalars(
+                select(AttributionModelRow.model_id).where(
+                    AttributionModelRow.builtin.is_(False),
+                    AttributionModelRow.status == "computing",
+                )
+            )
+        )
+    for model_id in pending:
+
+        def record(done: int, total: int, model_id: str = model_id) -> None:
+            with sessions() as session, session.begin():
+                row = session.get(AttributionModelRow, model_id)
+                if row is not None:
+                    row.progress_done, row.progress_total = done, total
+
+        try:
+            recompute(sessions, settings, model_ids=[model_id], progress=record)
+        except UnknownModel:  # deleted meanwhile
+            continue
+        with sessions() as session, session.begin():
+            row = session.get(AttributionModelRow, model_id)
+            if row is not None and row.status == "computing":
+                row.status = "ready"
+    return pending
