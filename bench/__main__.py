@@ -6,9 +6,9 @@ import argparse
 import json
 import logging
 
-from bench import ingest, worker
+from bench import fit, ingest, worker
 
-BENCHES = {"ingest": ingest.run, "worker": worker.run}
+BENCHES = {"ingest": ingest.run, "worker": worker.run, "fit": fit.run}
 
 
 def main() -> None:

@@ -31,3 +31,4 @@ def test_bench_quick_runs_and_reports_figures() -> None:
     assert figures["ingest"]["raw_producer_events_per_s"] > 0
     assert figures["worker"]["worker_events_per_s"] > 0
     assert figures["worker"]["credit_rows"] > 0
+    assert figures["fit"]["ours_markov_s"] > 0 and figures["fit"]["ours_shapley_s"] > 0

@@ -1,0 +1,127 @@
+"""Fitting the data-driven models: ours (exact) against two established packages, same paths.
+
+100,000 paths over 12 channels (seeded, with conversion odds that depend on the channels),
+timed end to end from the same list of paths: ours (``fit_markov`` exact absorbing chain,
+``fit_shapley`` exact Zhao et al.), ``marketing-attribution-models`` (``run_markov``,
+``run_shapley``) and ChannelAttribution (``markov_model``, simulation-based). The packages are
+test-only dependencies (``pip install -e '.[dev]'``); a missing one is reported, not faked.
+The packages' own input preparation (building their data frames) is counted, as it is part
+of what a user pays.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from services.domain.markov import fit_markov
+from services.domain.paths import Path, aggregate_paths
+from services.domain.shapley import fit_shapley
+
+CHANNELS = [
+    "paid_search",
+    "paid_social",
+    "email",
+    "webinar",
+    "events",
+    "content",
+    "organic_search",
+    "outbound_sales",
+    "partner",
+    "display",
+    "referral",
+    "direct",
+]
+
+
+def make_paths(n: int, *, seed: int = 7) -> list[Path]:
+    """Seeded paths: 1-8 steps, each channel with its own pull towards conversion."""
+    rng = random.Random(seed)
+    pull = {c: rng.uniform(0.02, 0.12) for c in CHANNELS}
+    paths = []
+    for _ in range(n):
+        steps = tuple(rng.choice(CHANNELS) for _ in range(rng.randint(1, 8)))
+        converted = rng.random() < min(0.9, sum(pull[c] for c in set(steps)))
+        paths.append(Path(steps, converted, value=rng.randint(1000, 100000) if converted else 0))
+    return paths
+
+
+def _time(fn: Callable[[], Any], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _mam(paths: list[Path]) -> Any:
+    import mam
+    import polars as pl
+
+    merged = aggregate_paths(paths)
+    frame = pl.DataFrame(
+        {
+            "journey": [" > ".join(x.channels) for x in merged],
+            "conv": [x.converted for x in merged],
+            "occurrences": [x.count for x in merged],
+        }
+    )
+    return mam.MAM(frame, "grouped_journey", "journey", "conv", occurrences_colname="occurrences")
+
+
+def _ca_markov(paths: list[Path]) -> Any:
+    import ChannelAttribution as ca
+    import pandas as pd
+
+    tally: dict[str, list[int]] = {}
+    for x in aggregate_paths(paths):
+        counts = tally.setdefault(" > ".join(x.channels), [0, 0])
+        counts[0 if x.converted else 1] += x.count
+    data = pd.DataFrame(
+        {
+            "path": list(tally),
+            "conv": [c[0] for c in tally.values()],
+            "null": [c[1] for c in tally.values()],
+        }
+    )
+    return ca.markov_model(
+        data,
+        "path",
+        "conv",
+        var_null="null",
+        order=1,
+        sep=">",
+        out_more=True,
+        seed=0,
+        verbose=False,
+        flg_pro=False,
+    )
+
+
+def run(*, quick: bool) -> dict[str, Any]:
+    """Time every fit on the same paths; return seconds per fit (medians)."""
+    n = 10_000 if quick else 100_000
+    runs = 1 if quick else 3
+    paths = make_paths(n)
+    out: dict[str, Any] = {
+        "paths": n,
+        "channels": len(CHANNELS),
+        "runs": runs,
+        "ours_markov_s": _time(lambda: fit_markov(paths), runs),
+        "ours_markov_order2_s": _time(lambda: fit_markov(paths, order=2), runs),
+        "ours_shapley_s": _time(lambda: fit_shapley(paths), runs),
+    }
+    try:
+        out["mam_markov_s"] = _time(lambda: _mam(paths).run_markov(), runs)
+        out["mam_shapley_s"] = _time(lambda: _mam(paths).run_shapley(), runs)
+    except ImportError as exc:
+        out["mam"] = f"not installed: {exc}"
+    try:
+        out["channelattribution_markov_s"] = _time(lambda: _ca_markov(paths), runs)
+    except ImportError as exc:
+        out["channelattribution"] = f"not importable: {exc}"
+    return out
