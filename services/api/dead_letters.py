@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.api.errors import AlreadyRetried, DeadLetterNotFound, StillInvalid
-from services.api.reports import rfc3339
+from services.api.formatting import rfc3339
 from services.api.schemas import DeadLetterOut, DeadLetterRetryOut, DeadLettersOut
 from services.core.db.schema import DeadLetterRow
 from services.core.events import EVENT_TYPES, Event, decode

@@ -74,6 +74,38 @@ class StillInvalid(ValueError):
         self.dead_letter_id, self.errors = dead_letter_id, errors
 
 
+class ModelNotFound(LookupError):
+    """No attribution model with this id."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(model_id)
+        self.model_id = model_id
+
+
+class BuiltinModel(Exception):
+    """A change to a built-in model, which users cannot redefine or delete."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(model_id)
+        self.model_id = model_id
+
+
+class NoFit(Exception):
+    """A data-driven model that has no successful fit (snapshot) yet."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(model_id)
+        self.model_id = model_id
+
+
+class AccountNotFound(LookupError):
+    """No touch has ever been seen for this account."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(account_id)
+        self.account_id = account_id
+
+
 class NotAcceptable(Exception):
     """The ``Accept`` header admits none of the media types a report is available in."""
 
@@ -96,6 +128,28 @@ def install_errors(app: FastAPI) -> None:
     @app.exception_handler(DealNotFound)
     async def _no_deal(_: Request, exc: DealNotFound) -> JSONResponse:
         return problem_response(Problem(404, "Not Found", f"no deal with id {exc.deal_id!r}"))
+
+    @app.exception_handler(ModelNotFound)
+    async def _no_model(_: Request, exc: ModelNotFound) -> JSONResponse:
+        return problem_response(Problem(404, "Not Found", f"no model with id {exc.model_id!r}"))
+
+    @app.exception_handler(BuiltinModel)
+    async def _builtin(_: Request, exc: BuiltinModel) -> JSONResponse:
+        detail = f"built-in models cannot be changed: {exc.model_id!r} is built in"
+        return problem_response(Problem(409, "Conflict", detail))
+
+    @app.exception_handler(NoFit)
+    async def _no_fit(_: Request, exc: NoFit) -> JSONResponse:
+        detail = (
+            f"the {exc.model_id} model has no fit yet; request one with "
+            f"POST /v1/models/{exc.model_id}/fit (admin) and retry once it is done"
+        )
+        return problem_response(Problem(409, "Conflict", detail))
+
+    @app.exception_handler(AccountNotFound)
+    async def _no_account(_: Request, exc: AccountNotFound) -> JSONResponse:
+        detail = f"no touch has been seen for account {exc.account_id!r}"
+        return problem_response(Problem(404, "Not Found", detail))
 
     @app.exception_handler(NotAcceptable)
     async def _not_acceptable(_: Request, exc: NotAcceptable) -> JSONResponse:

@@ -75,9 +75,10 @@ class JourneyRow:
     credit_minor: int
 
 
-def _closed_in(
+def closed_in(
     column: InstrumentedAttribute[datetime] | InstrumentedAttribute[datetime | None], period: Period
 ) -> list[ColumnElement[bool]]:
+    """Return the conditions ``start_at <= column < end_at`` of a period (none if unbounded)."""
     conditions: list[ColumnElement[bool]] = []
     if period.start_at is not None:
         conditions.append(column >= period.start_at)
@@ -86,7 +87,7 @@ def _closed_in(
     return conditions
 
 
-def _bytewise(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+def bytewise(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
     """Order strings by code point on both dialects (PostgreSQL's default is locale order)."""
     return column.collate("C") if dialect == "postgresql" else column
 
@@ -126,7 +127,7 @@ def _per_campaign(model_list: Sequence[str], period: Period) -> Select[Any]:
         sums.append(func.sum(case((is_model, CreditRow.weight), else_=0.0)).label(f"d{i}"))
     credited = (
         select(CreditRow.campaign_id, *sums)
-        .where(CreditRow.model_id.in_(model_list), *_closed_in(CreditRow.closed_at, period))
+        .where(CreditRow.model_id.in_(model_list), *closed_in(CreditRow.closed_at, period))
         .group_by(CreditRow.campaign_id)
         .subquery("credited")
     )
@@ -172,7 +173,7 @@ def grouped_rows(
     if group_by == "campaign":
         cols = per_campaign.selected_columns
         stmt = per_campaign.order_by(
-            (cols.r0 if n else cols.cost).desc(), _bytewise(cols.campaign_id, dialect)
+            (cols.r0 if n else cols.cost).desc(), bytewise(cols.campaign_id, dialect)
         )
     else:
         sub = per_campaign.subquery("per_campaign")
@@ -188,7 +189,7 @@ def grouped_rows(
             .order_by(
                 func.sum(sub.c.r0 if n else sub.c.cost).desc(),
                 sub.c.channel.is_(None),
-                _bytewise(sub.c.channel, dialect),
+                bytewise(sub.c.channel, dialect),
             )
         )
     return [
@@ -219,7 +220,7 @@ def deal_attribution_sums(
         )
         .where(
             DealAttributionRow.model_id.in_(model_list),
-            *_closed_in(DealAttributionRow.closed_at, period),
+            *closed_in(DealAttributionRow.closed_at, period),
         )
         .group_by(DealAttributionRow.model_id)
     )
@@ -231,7 +232,7 @@ def deal_attribution_sums(
 
 def won_totals(session: Session, period: Period) -> WonTotals:
     """Return the won deals closed in range: converted count and sum, unconverted per currency."""
-    in_range = and_(DealRow.status == WON, *_closed_in(DealRow.closed_at, period))
+    in_range = and_(DealRow.status == WON, *closed_in(DealRow.closed_at, period))
     count, total = session.execute(
         select(func.count(), func.coalesce(func.sum(DealRow.reporting_minor), 0)).where(
             in_range, DealRow.conversion == CONVERTED

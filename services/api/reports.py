@@ -4,6 +4,8 @@ Invariants kept here:
 - ``totals.revenue`` is the sum of the rows' revenue, ``totals.cost`` the sum of their cost
   (integers, summed before formatting, so the totals match the rows to the cent).
 - Every requested model appears in every compare row and total (zero when it has no credit).
+- A report over a data-driven model (markov, shapley) names the fit snapshot behind its credits
+  (``services.api.snapshots.used_by_report``): ``snapshot`` in ROI, ``snapshots`` in compare.
 - Reconciliation takes attributed and unattributed from ``deal_attributions``, which the worker
   keeps so that, per model, attributed + unattributed = the converted amount of each deal.
 """
@@ -11,13 +13,11 @@ Invariants kept here:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from fractions import Fraction
-
 from sqlalchemy.orm import Session
 
-from services.api import queries
+from services.api import queries, snapshots
 from services.api.errors import DealNotFound
+from services.api.formatting import ratio, rfc3339
 from services.api.params import Period
 from services.api.schemas import (
     CompareCampaignRowOut,
@@ -33,24 +33,11 @@ from services.api.schemas import (
     RoiCampaignRowOut,
     RoiChannelRowOut,
     RoiReportOut,
+    RoiSnapshotReportOut,
     RoiTotalsOut,
     UnconvertedOut,
 )
 from services.core.money import format_minor
-
-
-def ratio(numerator: int, denominator: int) -> float | None:
-    """Return numerator/denominator rounded to 4 decimals, or None when the denominator is 0."""
-    if denominator == 0:
-        return None
-    return float(round(Fraction(numerator, denominator), 4))
-
-
-def rfc3339(moment: datetime | None) -> str | None:
-    """Format a timestamp as RFC 3339 in UTC with a ``Z``."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def roi_report(
@@ -81,7 +68,7 @@ def roi_report(
     else:
         out_rows = [RoiChannelRowOut(**fields) for fields in common]
     start, end = period.echo()
-    return RoiReportOut(
+    report = RoiReportOut(
         model=model_id,
         from_=start,
         to=end,
@@ -94,6 +81,10 @@ def roi_report(
             unattributed_revenue=format_minor(sums.get(model_id, (0, 0))[1], currency),
         ),
     )
+    used = snapshots.used_by_reports(session, [model_id], period)
+    if model_id not in used:
+        return report
+    return RoiSnapshotReportOut(**dict(report), snapshot=used[model_id])
 
 
 def compare_report(
@@ -138,6 +129,7 @@ def compare_report(
             unattributed_revenue=per_model([sums.get(m, (0, 0))[1] for m in model_ids]),
             cost=format_minor(sum(r.cost for r in rows), currency),
         ),
+        snapshots=snapshots.used_by_reports(session, model_ids, period),
     )
 
 

@@ -7,9 +7,9 @@ decimals; ``from`` is serialised under its own name (a Python keyword, hence ``f
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 GroupBy = Literal["campaign", "channel"]
 
@@ -28,6 +28,13 @@ class ModelOut(_Out):
 
 class ModelsOut(_Out):
     models: list[ModelOut]
+
+
+class SnapshotRefOut(_Out):
+    """Which fit of a data-driven model produced some numbers."""
+
+    fit_id: int
+    fitted_at: str | None
 
 
 class RoiCampaignRowOut(_Out):
@@ -86,6 +93,12 @@ class CompareTotalsOut(_Out):
     cost: str
 
 
+class RoiSnapshotReportOut(RoiReportOut):
+    """The ROI report of a data-driven model: also names the snapshot behind its credits."""
+
+    snapshot: SnapshotRefOut | None
+
+
 class CompareReportOut(_Out):
     models: list[str]
     from_: str | None = Field(alias="from")
@@ -94,6 +107,9 @@ class CompareReportOut(_Out):
     group_by: GroupBy
     rows: list[CompareCampaignRowOut] | list[CompareChannelRowOut]
     totals: CompareTotalsOut
+    snapshots: dict[str, SnapshotRefOut | None] = Field(
+        default_factory=dict, description="per data-driven model compared: its snapshot"
+    )
 
 
 class UnconvertedOut(_Out):
@@ -172,3 +188,147 @@ class DeadLetterRetryOut(_Out):
     id: int
     event_id: str
     republished: bool
+
+
+class ProgressOut(_Out):
+    done: int
+    total: int
+
+
+class MarkovTableRowOut(_Out):
+    channel: str
+    removal_effect: float
+    share: float
+
+
+class ShapleyTableRowOut(_Out):
+    channel: str
+    shapley_value: float
+    share: float
+
+
+class TransitionOut(_Out):
+    from_: str = Field(alias="from")
+    to: str
+    count: int
+    probability: float
+
+
+class SnapshotOut(_Out):
+    fit_id: int
+    fitted_at: str | None
+    inputs: dict[str, Any]
+    params: dict[str, Any]
+    table: list[MarkovTableRowOut] | list[ShapleyTableRowOut]
+    conversion_probability: float | None
+    transition_summary: list[TransitionOut] | None
+    transitions_total: int | None
+    exact: bool
+    max_error: float
+
+
+class FitRefOut(_Out):
+    id: int
+    requested_at: str | None
+
+
+class FailedFitOut(_Out):
+    id: int
+    requested_at: str | None
+    error: str | None
+
+
+class ModelDetailOut(ModelOut):
+    status: str
+    progress: ProgressOut | None
+    snapshot: SnapshotOut | None
+    pending_fit: FitRefOut | None
+    failed_fit: FailedFitOut | None
+
+
+class FitRequestOut(_Out):
+    fit_id: int
+    model_id: str
+    status: str
+    requested_at: str | None
+
+
+WeightText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+
+
+class ModelDefinitionIn(BaseModel):
+    """A custom positional model: role weights as decimal strings (floats are refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, WeightText]
+    description: str = Field(default="", max_length=2000)
+
+
+class DiffCampaignRowOut(_Out):
+    campaign_id: str
+    campaign_name: str | None
+    channel: str | None
+    base_revenue: str
+    other_revenue: str
+    moved: str
+    moved_share: float | None
+
+
+class DiffChannelRowOut(_Out):
+    channel: str | None
+    base_revenue: str
+    other_revenue: str
+    moved: str
+    moved_share: float | None
+
+
+class DiffTotalsOut(_Out):
+    base_revenue: str
+    other_revenue: str
+    moved: str
+
+
+class CompareDiffOut(_Out):
+    base: str
+    other: str
+    from_: str | None = Field(alias="from")
+    to: str | None
+    currency: str
+    group_by: GroupBy
+    rows: list[DiffCampaignRowOut] | list[DiffChannelRowOut]
+    totals: DiffTotalsOut
+    snapshots: dict[str, SnapshotRefOut | None]
+
+
+class ScoreTouchOut(_Out):
+    event_id: str
+    occurred_at: str | None
+    campaign_id: str
+    channel: str | None
+
+
+class AccountScoreOut(_Out):
+    account_id: str
+    as_of: str
+    probability: float
+    state: str
+    journey: list[ScoreTouchOut]
+    snapshot: SnapshotRefOut
+    contributions: dict[str, float]
+
+
+class LeadOut(_Out):
+    account_id: str
+    probability: float
+    touches: int
+    last_touch_at: str | None
+    state: str
+
+
+class LeadsOut(_Out):
+    as_of: str
+    min_score: float
+    limit: int
+    snapshot: SnapshotRefOut
+    rows: list[LeadOut]

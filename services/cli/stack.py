@@ -38,6 +38,30 @@ def _migrate_and_key(settings: Settings) -> str:
     return key
 
 
+def _request_fits_when_consumed(settings: Settings, *, distinct: int, console: Console) -> None:
+    """Once the worker has stored the demo history, ask it to fit markov and shapley."""
+    from sqlalchemy import func, select
+
+    from services.attribution.fitting import request_fit
+    from services.core.db.engine import make_engine, make_sessionmaker
+    from services.core.db.schema import EventRow
+    from services.domain.datadriven import DATA_DRIVEN
+
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with sessions() as session:  # a new transaction each time: a fresh snapshot
+            if (session.scalar(select(func.count()).select_from(EventRow)) or 0) >= distinct:
+                break
+        time.sleep(0.5)
+    with sessions() as session, session.begin():
+        for model_id in DATA_DRIVEN:
+            request_fit(session, model_id, now=datetime.now(UTC))
+    engine.dispose()
+    console.print("demo: markov and shapley fits requested (the worker runs them in seconds)")
+
+
 def _stop(procs: list[subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -89,6 +113,7 @@ def run_stack(settings: Settings, *, demo: bool, demo_deals: int, console: Conso
             arrivals = shuffle_with_duplicates(events, seed=1, duplicate_rate=0.05)
             post_events(arrivals, url=ingest_url, api_key=key)
             console.print(f"demo: posted {len(arrivals)} events ({len(events)} distinct)")
+            _request_fits_when_consumed(settings, distinct=len(events), console=console)
         console.print("Press Ctrl-C to stop.")
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)

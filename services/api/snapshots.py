@@ -1,0 +1,159 @@
+"""Fit snapshots of the data-driven models (``model_fits``) as the API shows them.
+
+A snapshot row is written by the worker: ``params`` / ``inputs`` / ``results`` are JSON text,
+``results`` being ``services.domain.datadriven.markov_to_json`` or ``shapley_to_json`` output
+(fractions as ``"n/d"`` text). Read-only; every function takes the request's session.
+
+Decisions:
+- "The latest snapshot" of a model is its done fit with the highest id (fits are numbered in
+  the order they were requested, the order the worker performs them), as the worker's own
+  ``latest_fits`` picks it for credits.
+- The table is the removal effects (markov) or Shapley values (shapley) as floats, each with
+  its ``share``: the value divided by the sum of all values (the exact fractions are divided,
+  then rounded to a float; 0 for every channel when they sum to 0), sorted by value
+  descending, then channel. The transition summary is cut to its first ``TRANSITION_ROWS``
+  rows (``transitions_total`` counts all of them).
+- Reports name the snapshot behind their credits: the newest ``deal_attributions.fit_id``
+  among the model's deals closed in the range. While the worker re-credits after a new fit,
+  some deals may still carry the previous snapshot for a moment. With no credited deal in
+  the range, the report names the latest done fit (the one the next credits will use), and
+  null when the model has never been fitted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from services.api.params import Period
+from services.api.queries import closed_in
+from services.api.formatting import rfc3339
+from services.api.schemas import (
+    FailedFitOut,
+    FitRefOut,
+    MarkovTableRowOut,
+    ShapleyTableRowOut,
+    SnapshotOut,
+    SnapshotRefOut,
+    TransitionOut,
+)
+from services.core.db.schema import DealAttributionRow, ModelFitRow
+from services.domain.datadriven import DATA_DRIVEN
+
+DONE, REQUESTED, FAILED = "done", "requested", "failed"
+TRANSITION_ROWS = 200
+
+
+def latest_done(session: Session, model_id: str) -> ModelFitRow | None:
+    """Return the model's latest successful fit, or None."""
+    return session.scalars(
+        select(ModelFitRow)
+        .where(ModelFitRow.model_id == model_id, ModelFitRow.status == DONE)
+        .order_by(ModelFitRow.id.desc())
+        .limit(1)
+    ).first()
+
+
+def pending(session: Session, model_id: str) -> ModelFitRow | None:
+    """Return the model's oldest fit still waiting for the worker, or None."""
+    return session.scalars(
+        select(ModelFitRow)
+        .where(ModelFitRow.model_id == model_id, ModelFitRow.status == REQUESTED)
+        .order_by(ModelFitRow.id)
+        .limit(1)
+    ).first()
+
+
+def failed_since(session: Session, model_id: str, after_id: int) -> FailedFitOut | None:
+    """Return the model's latest failed fit newer than fit ``after_id``, or None."""
+    row = session.scalars(
+        select(ModelFitRow)
+        .where(
+            ModelFitRow.model_id == model_id,
+            ModelFitRow.status == FAILED,
+            ModelFitRow.id > after_id,
+        )
+        .order_by(ModelFitRow.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return FailedFitOut(id=row.id, requested_at=rfc3339(row.requested_at), error=row.error)
+
+
+def fit_ref(row: ModelFitRow) -> FitRefOut:
+    """Return a fit's id and request time."""
+    return FitRefOut(id=row.id, requested_at=rfc3339(row.requested_at))
+
+
+def ref(row: ModelFitRow) -> SnapshotRefOut:
+    """Return the short reference to a snapshot that reports carry."""
+    return SnapshotRefOut(fit_id=row.id, fitted_at=rfc3339(row.fitted_at))
+
+
+def _shares(values: Mapping[str, Fraction]) -> list[tuple[str, Fraction, Fraction]]:
+    total = sum(values.values(), Fraction(0))
+    rows = [(c, v, v / total if total else Fraction(0)) for c, v in values.items()]
+    return sorted(rows, key=lambda r: (-r[1], r[0]))
+
+
+def snapshot(row: ModelFitRow) -> SnapshotOut:
+    """Explain a done fit: inputs, parameters, the value table and (markov) the chain."""
+    results: dict[str, Any] = json.loads(row.results or "{}")
+    table: list[MarkovTableRowOut] | list[ShapleyTableRowOut]
+    transitions: list[dict[str, Any]] | None = None
+    probability: float | None = None
+    if row.model_id == "markov":
+        effects = {c: Fraction(v) for c, v in results.get("removal_effects", {}).items()}
+        table = [
+            MarkovTableRowOut(channel=c, removal_effect=float(v), share=float(s))
+            for c, v, s in _shares(effects)
+        ]
+        transitions = list(results.get("transition_summary", []))
+        probability = float(Fraction(results.get("conversion_probability", "0")))
+    else:
+        values = {c: Fraction(v) for c, v in results.get("values", {}).items()}
+        table = [
+            ShapleyTableRowOut(channel=c, shapley_value=float(v), share=float(s))
+            for c, v, s in _shares(values)
+        ]
+    return SnapshotOut(
+        fit_id=row.id,
+        fitted_at=rfc3339(row.fitted_at),
+        inputs=json.loads(row.inputs or "{}"),
+        params=json.loads(row.params or "{}"),
+        table=table,
+        conversion_probability=probability,
+        transition_summary=None
+        if transitions is None
+        else [TransitionOut.model_validate(t) for t in transitions[:TRANSITION_ROWS]],
+        transitions_total=None if transitions is None else len(transitions),
+        exact=bool(results.get("exact", True)),
+        max_error=float(results.get("max_error", 0.0)),
+    )
+
+
+def used_by_report(session: Session, model_id: str, period: Period) -> SnapshotRefOut | None:
+    """Return the snapshot behind a data-driven model's credits in a period (see module doc)."""
+    fit_id = session.scalar(
+        select(func.max(DealAttributionRow.fit_id)).where(
+            DealAttributionRow.model_id == model_id,
+            *closed_in(DealAttributionRow.closed_at, period),
+        )
+    )
+    row = latest_done(session, model_id) if fit_id is None else session.get(ModelFitRow, fit_id)
+    if row is None:
+        return None if fit_id is None else SnapshotRefOut(fit_id=int(fit_id), fitted_at=None)
+    return ref(row)
+
+
+def used_by_reports(
+    session: Session, model_ids: Sequence[str], period: Period
+) -> dict[str, SnapshotRefOut | None]:
+    """Return ``used_by_report`` for each data-driven model among ``model_ids``."""
+    return {m: used_by_report(session, m, period) for m in model_ids if m in DATA_DRIVEN}
