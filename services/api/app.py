@@ -1,15 +1,17 @@
-"""The read API (contract §6): reports over the attribution projection, read-only but for one.
+"""The read API (contract §6): reports over the attribution projection, read-only but for admin.
 
 ``create_app(settings)`` wires everything explicitly: the lifespan creates the engines, the
 session factories, the API key store and the publisher on ``app.state`` and closes them on
 shutdown; routes reach them through ``services.api.deps``. Every request reads one snapshot and
 rolls back. Every route but the health probes and ``/metrics`` needs a bearer key: ``read`` for
-the reports, ``admin`` for ``/v1/admin``.
+the reports, ``admin`` for ``/v1/admin`` and the model writes.
 
-The one exception to "the API is read-only": ``POST /v1/admin/dead-letters/{id}/retry``
-re-publishes a dead letter and marks its ``retried_at``. That write goes through a separate,
-writable engine used by nothing else, so every report keeps its read-only engine. The retry's
-producer connects lazily, on the first retry (most API processes never retry anything).
+The exceptions to "the API is read-only" are admin writes: ``POST
+/v1/admin/dead-letters/{id}/retry`` re-publishes a dead letter and marks its ``retried_at``;
+``POST /v1/models/{id}/fit``, ``PUT`` and ``DELETE /v1/models/{id}`` queue fits and define or
+delete custom models. They go through a separate, writable engine used by nothing else, so
+every report keeps its read-only engine. The retry's producer connects lazily, on the first
+retry (most API processes never retry anything).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.api.db import make_read_engine
 from services.api.errors import install_errors
-from services.api.routes import dead_letters, deals, health, models, reports
+from services.api.routes import accounts, dead_letters, deals, health, models, reports
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.http import HttpMetrics, KeyStore
 from services.core.publisher import Publisher
@@ -66,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
         models.router,
         reports.router,
         deals.router,
+        accounts.router,
         dead_letters.router,
     ):
         app.include_router(router)

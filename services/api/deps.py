@@ -3,7 +3,8 @@
 The engines, session factories, key store and publisher live on ``app.state`` (created in the
 lifespan); nothing here is global. FastAPI caches a dependency per request, so one request uses
 one session, hence one database snapshot (see ``services.api.db``). The admin session factory
-is the only writable one; only the dead-letter retry uses it.
+is the only writable one; only the admin writes (dead-letter retry, model fits and
+definitions) use it.
 """
 
 from __future__ import annotations
@@ -133,3 +134,28 @@ def _models(
 
 
 ModelsDep = Annotated[list[str], Depends(_models)]
+
+
+def _known(session: Session, field: str, model: str) -> str:
+    known = queries.model_ids(session)
+    if model not in known:
+        raise UnknownModel(field, [model], known)
+    return model
+
+
+def _base(
+    session: SessionDep,
+    base: Annotated[str, Query(description="the model revenue moves from")],
+) -> str:
+    return _known(session, "query.base", base)
+
+
+def _other(
+    session: SessionDep,
+    other: Annotated[str, Query(description="the model revenue moves to")],
+) -> str:
+    return _known(session, "query.other", other)
+
+
+BaseModelDep = Annotated[str, Depends(_base)]
+OtherModelDep = Annotated[str, Depends(_other)]

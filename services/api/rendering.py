@@ -4,7 +4,8 @@ CSV decisions: a header row, then the JSON report's rows with the same fields in
 (totals are left out: a CSV is one table). Compare flattens ``revenue`` into one
 ``revenue_<model>`` column per model; reconciliation is one row per model; a deal's attribution
 is one row per journey touch, with its ``roles`` comma-joined; dead letters are one row each
-(``next_after_id`` is left out, like totals). Empty cells are nulls. Text that a
+(``next_after_id`` is left out, like totals); a compare diff is its rows; leads are one row per
+account (the snapshot is left out). Empty cells are nulls. Text that a
 spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` not followed by a number) is
 prefixed with ``'`` (OWASP CSV injection advice); money and numbers are written as they are.
 """
@@ -23,9 +24,11 @@ from pydantic import BaseModel
 
 from services.api.params import ReportFormat
 from services.api.schemas import (
+    CompareDiffOut,
     CompareReportOut,
     DeadLettersOut,
     DealAttributionOut,
+    LeadsOut,
     ReconciliationOut,
     RoiReportOut,
 )
@@ -178,3 +181,22 @@ def _dead_letters(body: DeadLettersOut) -> Table:
     return _DEAD_LETTER_FIELDS, [
         [getattr(d, k) for k in _DEAD_LETTER_FIELDS] for d in body.dead_letters
     ]
+
+
+_MOVES = ["base_revenue", "other_revenue", "moved", "moved_share"]
+
+
+@table.register
+def _diff(body: CompareDiffOut) -> Table:
+    keys = (
+        ["campaign_id", "campaign_name", "channel"] if body.group_by == "campaign" else ["channel"]
+    ) + _MOVES
+    return keys, [[getattr(row, k) for k in keys] for row in body.rows]
+
+
+_LEAD_FIELDS = ["account_id", "probability", "touches", "last_touch_at", "state"]
+
+
+@table.register
+def _leads(body: LeadsOut) -> Table:
+    return _LEAD_FIELDS, [[getattr(row, k) for k in _LEAD_FIELDS] for row in body.rows]

@@ -13,6 +13,7 @@ Invariants kept here:
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from sqlalchemy.orm import Session
 
 from services.api import queries, snapshots

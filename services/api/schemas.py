@@ -7,9 +7,10 @@ decimals; ``from`` is serialised under its own name (a Python keyword, hence ``f
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 GroupBy = Literal["campaign", "channel"]
 
@@ -253,7 +254,20 @@ class FitRequestOut(_Out):
     requested_at: str | None
 
 
-WeightText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+_WEIGHT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:/[0-9]+)?")
+
+
+def _weight_text(text: str) -> str:
+    # No exponent: "1e999999999" must not make the exact arithmetic build a billion-digit
+    # number. The domain then rejects negatives, 1/0 and an all-zero model.
+    if not _WEIGHT.fullmatch(text):
+        raise ValueError('must be a decimal string such as "0.25" or a fraction such as "1/3"')
+    return text
+
+
+WeightText = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=60), AfterValidator(_weight_text)
+]
 
 
 class ModelDefinitionIn(BaseModel):

@@ -30,9 +30,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from services.api.formatting import rfc3339
 from services.api.params import Period
 from services.api.queries import closed_in
-from services.api.formatting import rfc3339
 from services.api.schemas import (
     FailedFitOut,
     FitRefOut,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.fitting import due_models, request_fit, run_requested_fits
 from services.attribution.recompute import Progress, UnknownModel, recompute
-from services.core.db.schema import AttributionModelRow
+from services.core.db.schema import AttributionModelRow, CreditRow, DealAttributionRow
 from services.core.settings import Settings
 
 
@@ -60,6 +60,11 @@ def compute_custom_models(sessions: sessionmaker[Session], settings: Settings) -
             continue
         with sessions() as session, session.begin():
             row = session.get(AttributionModelRow, model_id)
-            if row is not None and row.status == "computing":
+            if row is None:  # deleted while we computed: take back what we wrote
+                session.execute(delete(CreditRow).where(CreditRow.model_id == model_id))
+                session.execute(
+                    delete(DealAttributionRow).where(DealAttributionRow.model_id == model_id)
+                )
+            elif row.status == "computing":
                 row.status = "ready"
     return pending

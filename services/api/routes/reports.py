@@ -1,4 +1,4 @@
-"""``/v1/reports/*``: ROI, model comparison and reconciliation, as JSON or CSV.
+"""``/v1/reports/*``: ROI, model comparison and its diff, reconciliation, leads; JSON or CSV.
 
 Shared rules (contract §6): ``from`` inclusive, ``to`` exclusive, UTC days, a deal counts by
 its ``closed_at`` and a cost by its days; money in the reporting currency as decimal strings.
@@ -8,22 +8,34 @@ is 406.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
 from services.api.deps import (
+    BaseModelDep,
     FormatDep,
     ModelDep,
     ModelsDep,
+    OtherModelDep,
     PeriodDep,
     ReadPrincipal,
     SessionDep,
     SettingsDep,
 )
+from services.api.diff import compare_diff
 from services.api.rendering import render
 from services.api.reports import compare_report, reconciliation_report, roi_report
-from services.api.schemas import CompareReportOut, GroupBy, ReconciliationOut, RoiReportOut
+from services.api.schemas import (
+    CompareDiffOut,
+    CompareReportOut,
+    GroupBy,
+    LeadsOut,
+    ReconciliationOut,
+    RoiReportOut,
+)
+from services.api.scoring import leads as leads_report
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -50,6 +62,8 @@ def roi(
     Rows are the campaigns (channels) with a credit or a cost day in the range, by revenue
     descending, then id. A credited campaign with no ``campaign.upserted`` yet has a null name
     and channel. ``totals.unattributed_revenue`` is the won revenue in range no touch earned.
+    For ``markov`` and ``shapley``, ``snapshot`` names the fit behind the credits (null before
+    the first fit).
     """
     body = roi_report(
         session,
@@ -74,7 +88,8 @@ def compare(
     """Revenue per campaign or channel under several models side by side (default: all).
 
     Every requested model is a key of every row's ``revenue`` (zero when it credits nothing).
-    Rows are ordered by the first model's revenue, descending, then id.
+    Rows are ordered by the first model's revenue, descending, then id. ``snapshots`` names,
+    per data-driven model compared, the fit behind its credits.
     """
     body = compare_report(
         session,
@@ -98,3 +113,62 @@ def reconciliation(
     """
     body = reconciliation_report(session, period=period, currency=settings.reporting_currency)
     return render(body, fmt, filename="reconciliation.csv")
+
+
+@router.get("/compare/diff", response_model=CompareDiffOut, responses=_CSV)
+def compare_diff_report(
+    _: ReadPrincipal,
+    fmt: FormatDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    period: PeriodDep,
+    base: BaseModelDep,
+    other: OtherModelDep,
+    group_by: GroupByQuery = "campaign",
+) -> Response:
+    """Per campaign or channel, the revenue ``other`` credits minus what ``base`` credits.
+
+    ``moved`` is a money string (negative when ``other`` credits less); ``moved_share`` is it
+    divided by ``base``'s attributed closed-won revenue in the range (null when that is 0).
+    Rows that either model credits, by |moved| descending, then id.
+    """
+    body = compare_diff(
+        session,
+        base=base,
+        other=other,
+        period=period,
+        group_by=group_by,
+        currency=settings.reporting_currency,
+    )
+    return render(body, fmt, filename="compare-diff.csv")
+
+
+@router.get(
+    "/leads",
+    response_model=LeadsOut,
+    responses={**_CSV, 409: {"description": "the markov model has no fit yet"}},
+)
+def leads(
+    _: ReadPrincipal,
+    fmt: FormatDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    min_score: Annotated[
+        float, Query(ge=0.0, le=1.0, description="only accounts scoring at least this")
+    ] = 0.0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many rows")] = 100,
+) -> Response:
+    """Open accounts (touched in the lookback window, no won deal) ranked by lead score.
+
+    Each row: the account's score (see ``/v1/accounts/{account_id}/score``), its touches in
+    the window, the latest one's time and its journey's state; by score descending, then
+    account id. ``snapshot`` is the markov fit used.
+    """
+    body = leads_report(
+        session,
+        now=datetime.now(UTC),
+        lookback_days=settings.lookback_days,
+        min_score=min_score,
+        limit=limit,
+    )
+    return render(body, fmt, filename="leads.csv")
