@@ -15,9 +15,9 @@ Decisions:
   rows (``transitions_total`` counts all of them).
 - Reports name the snapshot behind their credits: the newest ``deal_attributions.fit_id``
   among the model's deals closed in the range. While the worker re-credits after a new fit,
-  some deals may still carry the previous snapshot for a moment. With no credited deal in
-  the range, the report names the latest done fit (the one the next credits will use), and
-  null when the model has never been fitted.
+  some deals may still carry the previous snapshot for a moment. With no deal in the range
+  credited from a snapshot (never fitted, or not yet re-credited), the report says null
+  rather than name a fit its numbers do not come from.
 """
 
 from __future__ import annotations
@@ -146,10 +146,10 @@ def used_by_report(session: Session, model_id: str, period: Period) -> SnapshotR
             *closed_in(DealAttributionRow.closed_at, period),
         )
     )
-    row = latest_done(session, model_id) if fit_id is None else session.get(ModelFitRow, fit_id)
-    if row is None:
-        return None if fit_id is None else SnapshotRefOut(fit_id=int(fit_id), fitted_at=None)
-    return ref(row)
+    if fit_id is None:  # no credit in range comes from any snapshot (yet): say so, not guess
+        return None
+    row = session.get(ModelFitRow, fit_id)
+    return SnapshotRefOut(fit_id=int(fit_id), fitted_at=None) if row is None else ref(row)
 
 
 def used_by_reports(

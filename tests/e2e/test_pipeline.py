@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from fractions import Fraction
 from typing import Any
 
 import httpx
@@ -71,7 +73,7 @@ def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
                 "--name",
                 "e2e",
                 "--scopes",
-                "ingest,read",
+                "ingest,read,admin",
             ],
             env=service_env(env),
             cwd=ROOT,
@@ -285,3 +287,105 @@ def test_every_won_deal_explained(stack: dict[str, Any]) -> None:
             for touch in body["journey"]:
                 per_campaign[touch["campaign_id"]] += round(float(touch["credit"]) * 100)
             assert {c: v for c, v in per_campaign.items()} == expected.credits.get(model, {})
+
+
+def wait_for(fetch: Any, ready: Any, *, timeout_s: float = 60) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body = fetch()
+        if ready(body):
+            return body
+        assert time.monotonic() < deadline, f"gave up waiting; last answer: {body}"
+        time.sleep(0.5)
+
+
+def test_fit_on_request_then_snapshot_everywhere(stack: dict[str, Any]) -> None:
+    client: httpx.Client = stack["client"]
+    requested = client.post("/v1/models/markov/fit")
+    assert requested.status_code == 202, requested.text
+    fit_id = requested.json()["fit_id"]
+    model = wait_for(
+        lambda: client.get("/v1/models/markov").json(),
+        lambda body: (body.get("snapshot") or {}).get("fit_id") == fit_id,
+    )
+    snapshot = model["snapshot"]
+    assert snapshot["inputs"]["won_deals"] > 0 and snapshot["inputs"]["lost_deals"] > 0
+    assert snapshot["table"] and all(0 <= row["removal_effect"] <= 1 for row in snapshot["table"])
+    # The credits follow the snapshot once the worker has recomputed the model: wait for them.
+    ref: reference.Reference = stack["ref"]
+    won = [d for d in ref.deals.values() if d.won and d.reporting_minor is not None]
+    total = sum(d.reporting_minor or 0 for d in won)
+    attributed = cents(total - sum(d.unattributed_minor for d in won))
+    wait_for(
+        lambda: client.get("/v1/reports/reconciliation").json(),
+        lambda body: body["models"]["markov"]["attributed"] == attributed,
+    )
+    roi = client.get("/v1/reports/roi", params={"model": "markov"}).json()
+    assert roi["snapshot"]["fit_id"] == fit_id
+    assert roi["totals"]["revenue"] == attributed
+
+
+def test_custom_model_lifecycle(stack: dict[str, Any]) -> None:
+    client: httpx.Client = stack["client"]
+    created = client.put(
+        "/v1/models/first_heavy",
+        json={"weights": {"first": "0.7", "last": "0.3"}, "description": "e2e"},
+    )
+    assert created.status_code == 201, created.text
+    assert client.put("/v1/models/linear", json={"weights": {"first": "1"}}).status_code == 409
+    wait_for(
+        lambda: client.get("/v1/models/first_heavy").json(),
+        lambda body: body.get("status") == "ready",
+    )
+    ref: reference.Reference = stack["ref"]
+    won = [d for d in ref.deals.values() if d.won and d.reporting_minor is not None]
+    # first 0.7 / last 0.3: a one-touch journey takes everything; otherwise the ends split
+    # 70/30 by largest remainder (ties to the first) and the touches between get nothing.
+    expected: dict[str, int] = defaultdict(int)
+    for deal in won:
+        if not deal.journey:
+            continue
+        first, last = expected_ends(deal, stack["events"])
+        amount = deal.reporting_minor or 0
+        if len(deal.journey) == 1:
+            expected[first] += amount
+            continue
+        a, b = Fraction(amount * 7, 10), Fraction(amount * 3, 10)
+        fa, fb = math.floor(a), math.floor(b)
+        if amount - fa - fb:
+            if a - fa >= b - fb:
+                fa += 1
+            else:
+                fb += 1
+        expected[first] += fa
+        expected[last] += fb
+    compare = client.get("/v1/reports/compare", params={"models": "first_heavy,linear"}).json()
+    got = {r["campaign_id"]: r["revenue"]["first_heavy"] for r in compare["rows"]}
+    for campaign in set(got) | set(expected):
+        assert got.get(campaign, "0.00") == cents(expected.get(campaign, 0)), (
+            campaign,
+            got,
+            dict(expected),
+        )
+    assert client.delete("/v1/models/first_heavy").status_code == 204
+    assert client.get("/v1/models/first_heavy").status_code == 404
+
+
+def expected_ends(deal: reference.DealResult, events: list[dict[str, Any]]) -> tuple[str, str]:
+    campaign_of = {e["event_id"]: e["campaign_id"] for e in events if e["type"] == "touch"}
+    return campaign_of[deal.journey[0]], campaign_of[deal.journey[-1]]
+
+
+def test_lead_score_of_an_open_account(stack: dict[str, Any]) -> None:
+    client: httpx.Client = stack["client"]
+    wait_for(lambda: client.get("/v1/models/markov").json(), lambda body: body.get("snapshot"))
+    leads = client.get("/v1/reports/leads", params={"limit": 5})
+    assert leads.status_code == 200, leads.text
+    rows = leads.json()["rows"]
+    if not rows:
+        pytest.skip("no open account in the lookback window of the simulated history")
+    top = rows[0]
+    score = client.get(f"/v1/accounts/{top['account_id']}/score").json()
+    assert 0 <= score["probability"] <= 1
+    assert score["probability"] == pytest.approx(top["probability"])
+    assert sum(score["contributions"].values()) == pytest.approx(score["probability"])

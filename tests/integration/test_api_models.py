@@ -558,11 +558,10 @@ def test_reports_name_the_snapshot_behind_their_credits(api: Api) -> None:
     markov1 = {"fit_id": api.fits["markov1"], "fitted_at": "2024-03-01T00:00:00Z"}
     assert roi["snapshot"] == markov1
     assert roi["totals"]["revenue"] == "1000.00"
-    # Shapley has no credits yet: the latest fit, which its next credits will use.
-    shapley = {"fit_id": api.fits["shapley"], "fitted_at": "2024-03-02T00:00:00Z"}
-    assert api.json("/v1/reports/roi", model="shapley")["snapshot"] == shapley
+    # Shapley has a fit but no credits from it yet: its numbers come from no snapshot.
+    assert api.json("/v1/reports/roi", model="shapley")["snapshot"] is None
     assert "snapshot" not in api.json("/v1/reports/roi", model="linear")
-    assert api.json("/v1/reports/compare")["snapshots"] == {"markov": markov1, "shapley": shapley}
+    assert api.json("/v1/reports/compare")["snapshots"] == {"markov": markov1, "shapley": None}
     assert api.json("/v1/reports/compare", models="linear,first_touch")["snapshots"] == {}
     header = next(
         csv.reader(
