@@ -5,7 +5,6 @@ credits the pure domain computes from the sorted, single history (``attribute_hi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,12 +17,10 @@ from services.attribution.projector import apply_events
 from services.attribution.registry import sync_builtin_models
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.schema import Base, CreditRow, DealAttributionRow, DealRow
-from services.core.events import EVENT_LIST_ADAPTER
 from services.core.settings import Settings
-from services.domain import builtin_models
-from services.domain.history import attribute_history
 from tests.integration.test_late_arrivals import NOW
 from tests.support import builders as b
+from tests.support.streams import expected_credits
 
 pytestmark = pytest.mark.integration
 
@@ -114,23 +111,6 @@ def deliveries(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[list[dict[st
     cuts = sorted(draw(st.lists(st.integers(0, len(arrivals)), max_size=6)))
     bounds = [0, *cuts, len(arrivals)]
     return history, [arrivals[i:j] for i, j in zip(bounds, bounds[1:], strict=False) if j > i]
-
-
-def expected_credits(
-    history: list[dict[str, Any]], cfg: Settings
-) -> dict[tuple[str, str, str], int]:
-    outcomes = attribute_history(
-        EVENT_LIST_ADAPTER.validate_python(history),
-        models=builtin_models(half_life_days=cfg.half_life_days),
-        reporting_currency=cfg.reporting_currency,
-        lookback=timedelta(days=cfg.lookback_days),
-    )
-    return {
-        (model, deal_id, line.touch.event_id): line.credit_minor
-        for deal_id, outcome in outcomes.items()
-        for model, lines in outcome.credits.items()
-        for line in lines
-    }
 
 
 def incremental_credits(

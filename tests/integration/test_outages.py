@@ -24,7 +24,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,12 @@ from services.core.db.schema import ConsumerOffsetRow, CreditRow, DeadLetterRow,
 from services.core.events import EVENT_LIST_ADAPTER, encode, partition_key
 from services.core.kafka import ensure_topics, make_producer
 from services.core.settings import Settings
-from services.domain import builtin_models
-from services.domain.history import attribute_history
 from services.simulate import generate, shuffle_with_duplicates
 from tests.conftest import make_settings
 from tests.support.infra import postgres_database
 from tests.support.processes import start_service, stop
 from tests.support.proxy import TcpProxy
+from tests.support.streams import expected_credits
 
 pytestmark = pytest.mark.integration
 
@@ -222,23 +221,6 @@ def wait_until(
     )
 
 
-def expected_credits(history: list[dict[str, Any]]) -> dict[tuple[str, str, str], int]:
-    """Credits the pure domain gives the whole history (what a run without outage stores)."""
-    cfg = Settings(_env_file=None)
-    outcomes = attribute_history(
-        EVENT_LIST_ADAPTER.validate_python(history),
-        models=builtin_models(half_life_days=cfg.half_life_days),
-        reporting_currency=cfg.reporting_currency,
-        lookback=timedelta(days=cfg.lookback_days),
-    )
-    return {
-        (model, deal_id, line.touch.event_id): line.credit_minor
-        for deal_id, outcome in outcomes.items()
-        for model, lines in outcome.credits.items()
-        for line in lines
-    }
-
-
 def assert_complete(
     observer: Observer,
     arrivals: list[dict[str, Any]],
@@ -255,7 +237,7 @@ def assert_complete(
     assert observer.db_offsets() == ends
     assert observer.committed(consumer) == ends
     history = list({e["event_id"]: e for e in arrivals}.values())
-    assert observer.credits() == expected_credits(history)
+    assert observer.credits() == expected_credits(history, Settings(_env_file=None))
 
 
 @contextmanager
