@@ -38,15 +38,14 @@ def maintain_models(
 def compute_custom_models(sessions: sessionmaker[Session], settings: Settings) -> list[str]:
     """Compute the credits of every custom model marked computing, recording progress."""
     with sessions() as session:
-        pending = list(
-            session.scalars(
-                select(AttributionModelRow.model_id).where(
-                    AttributionModelRow.builtin.is_(False),
-                    AttributionModelRow.status == "computing",
-                )
+        rows = session.execute(
+            select(AttributionModelRow.model_id, AttributionModelRow.params).where(
+                AttributionModelRow.builtin.is_(False),
+                AttributionModelRow.status == "computing",
             )
-        )
-    for model_id in pending:
+        ).all()
+        pending = {model_id: params for model_id, params in rows}
+    for model_id, params in pending.items():
 
         def record(done: int, total: int, model_id: str = model_id) -> None:
             with sessions() as session, session.begin():
@@ -65,6 +64,6 @@ def compute_custom_models(sessions: sessionmaker[Session], settings: Settings) -
                 session.execute(
                     delete(DealAttributionRow).where(DealAttributionRow.model_id == model_id)
                 )
-            elif row.status == "computing":
-                row.status = "ready"
-    return pending
+            elif row.status == "computing" and row.params == params:
+                row.status = "ready"  # else redefined meanwhile: the next call computes again
+    return list(pending)
