@@ -33,7 +33,7 @@ from services.domain import (
     role_labels,
     select_journey,
 )
-from services.domain.state import STATUS_WON, DealState, Rate, convert, fold_deal
+from services.domain.state import STATUS_WON, DealState, Rate, convert_won_deal, fold_deal
 
 
 def affected_deals(session: Session, impact: Impact, *, reporting: str) -> set[str]:
@@ -140,21 +140,12 @@ def recompute_deals(
         contact_rows += [{"deal_id": deal.deal_id, "contact_id": c} for c in deal.contact_ids]
         if deal.status != STATUS_WON:
             continue
-        if deal.amount_minor is None or deal.currency is None:
-            # Won without any amount: reported as unconverted, never silently dropped.
+        conv = convert_won_deal(deal, target=reporting, rates=rates)
+        if conv.amount_minor is None:
+            # No usable rate, or won without any amount: reported, never silently dropped.
             row["conversion"] = "unconverted"
             continue
         assert deal.closed_at is not None and deal.journey_start is not None
-        conv = convert(
-            deal.amount_minor,
-            source=deal.currency,
-            target=reporting,
-            on=deal.closed_at.date(),
-            rates=rates,
-        )
-        if conv.amount_minor is None:
-            row["conversion"] = "unconverted"
-            continue
         row.update(
             conversion="converted",
             reporting_minor=conv.amount_minor,

@@ -29,10 +29,9 @@ from services.domain.journey import Touch as JourneyTouch
 from services.domain.journey import select_journey
 from services.domain.models import AttributionModel
 from services.domain.state import (
-    STATUS_WON,
     DealState,
     Rate,
-    convert,
+    convert_won_deal,
     fold_campaign,
     fold_contact,
     fold_deal,
@@ -118,19 +117,10 @@ def _outcome(
     reporting_currency: str,
     lookback: timedelta,
 ) -> DealOutcome:
-    none = DealOutcome(deal, None, (), {})
-    if deal.status != STATUS_WON or deal.amount_minor is None or deal.currency is None:
-        return none
-    assert deal.closed_at is not None and deal.journey_start is not None
-    conv = convert(
-        deal.amount_minor,
-        source=deal.currency,
-        target=reporting_currency,
-        on=deal.closed_at.date(),
-        rates=rates,
-    )
+    conv = convert_won_deal(deal, target=reporting_currency, rates=rates)
     if conv.amount_minor is None:
-        return none
+        return DealOutcome(deal, None, (), {})
+    assert deal.closed_at is not None and deal.journey_start is not None
     deal_roots = set(deal.contact_ids) | {root(c) for c in deal.contact_ids}
 
     def belongs(touch: Touch) -> bool:

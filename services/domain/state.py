@@ -206,3 +206,20 @@ def spread_days(amount_minor: int, start: date, end: date) -> list[tuple[date, i
     days = (end - start).days + 1
     base, extra = divmod(amount_minor, days)
     return [(start + timedelta(days=i), base + (1 if i < extra else 0)) for i in range(days)]
+
+
+def convert_won_deal(deal: DealState, *, target: str, rates: Iterable[Rate]) -> Conversion:
+    """Convert a won deal's amount once, at the rate of its close date (contract §5).
+
+    ``amount_minor`` is None when the deal is not won, carries no amount, or no rate applies.
+    """
+    if deal.status != STATUS_WON or deal.amount_minor is None or deal.currency is None:
+        return Conversion(None)
+    assert deal.closed_at is not None
+    return convert(
+        deal.amount_minor,
+        source=deal.currency,
+        target=target,
+        on=deal.closed_at.date(),
+        rates=rates,
+    )
