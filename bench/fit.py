@@ -18,8 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from services.domain.markov import fit_markov
-from services.domain.paths import Path, aggregate_paths
+from services.domain.paths import Path
 from services.domain.shapley import fit_shapley
+from tests.support.packages import channelattribution_frame, mam_model
 
 CHANNELS = [
     "paid_search",
@@ -58,38 +59,11 @@ def _time(fn: Callable[[], Any], runs: int) -> float:
     return statistics.median(times)
 
 
-def _mam(paths: list[Path]) -> Any:
-    import mam
-    import polars as pl
-
-    merged = aggregate_paths(paths)
-    frame = pl.DataFrame(
-        {
-            "journey": [" > ".join(x.channels) for x in merged],
-            "conv": [x.converted for x in merged],
-            "occurrences": [x.count for x in merged],
-        }
-    )
-    return mam.MAM(frame, "grouped_journey", "journey", "conv", occurrences_colname="occurrences")
-
-
 def _ca_markov(paths: list[Path]) -> Any:
     import ChannelAttribution as ca
-    import pandas as pd
 
-    tally: dict[str, list[int]] = {}
-    for x in aggregate_paths(paths):
-        counts = tally.setdefault(" > ".join(x.channels), [0, 0])
-        counts[0 if x.converted else 1] += x.count
-    data = pd.DataFrame(
-        {
-            "path": list(tally),
-            "conv": [c[0] for c in tally.values()],
-            "null": [c[1] for c in tally.values()],
-        }
-    )
     return ca.markov_model(
-        data,
+        channelattribution_frame(paths),
         "path",
         "conv",
         var_null="null",
@@ -116,8 +90,8 @@ def run(*, quick: bool) -> dict[str, Any]:
         "ours_shapley_s": _time(lambda: fit_shapley(paths), runs),
     }
     try:
-        out["mam_markov_s"] = _time(lambda: _mam(paths).run_markov(), runs)
-        out["mam_shapley_s"] = _time(lambda: _mam(paths).run_shapley(), runs)
+        out["mam_markov_s"] = _time(lambda: mam_model(paths).run_markov(), runs)
+        out["mam_shapley_s"] = _time(lambda: mam_model(paths).run_shapley(), runs)
     except ImportError as exc:
         out["mam"] = f"not installed: {exc}"
     try:

@@ -260,11 +260,9 @@ def test_broker_down_answers_503_and_marks_nothing(pg_url: str, keys: dict[str, 
     )
     (dead_letter_id,) = add_dead_letters(pg_url, settings.events_topic, [encode(a_touch())])
     with TestClient(create_app(settings)) as client:
-        started = time.monotonic()
         response = client.post(
             f"/v1/admin/dead-letters/{dead_letter_id}/retry", headers=as_(keys, "admin")
         )
-        assert time.monotonic() - started < 10
     assert_problem(response, 503)
     assert response.headers["retry-after"].isdigit()
     assert retried_at(pg_url, dead_letter_id) is None

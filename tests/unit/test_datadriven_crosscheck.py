@@ -25,14 +25,15 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
+# Dev dependencies (pyproject's `dev` extra): imported directly so a broken install fails
+# loudly instead of turning the cross-checks into skips.
+import ChannelAttribution
 import pytest
 
 from services.domain.markov import CONVERSION, NULL, fit_markov, transition_rows
-from services.domain.paths import Path, aggregate_paths
+from services.domain.paths import Path
 from services.domain.shapley import fit_shapley, shapley_values
-
-pl = pytest.importorskip("polars", reason="marketing-attribution-models is not installed")
-mam = pytest.importorskip("mam", reason="marketing-attribution-models is not installed")
+from tests.support.packages import channelattribution_frame, mam_model
 
 CHANNELS = ["content", "email", "events", "paid_search", "social", "webinar"]
 
@@ -46,18 +47,6 @@ def random_paths(seed: int, n: int = 400, *, channels: int = 6, longest: int = 6
         steps = tuple(rng.choice(pool) for _ in range(rng.randint(1, longest)))
         paths.append(Path(steps, rng.random() < 0.15 + 0.1 * len(set(steps)) / channels))
     return paths
-
-
-def mam_model(paths: list[Path]) -> object:
-    merged = aggregate_paths(paths)
-    frame = pl.DataFrame(
-        {
-            "journey": [" > ".join(x.channels) for x in merged],
-            "conv": [x.converted for x in merged],
-            "occurrences": [x.count for x in merged],
-        }
-    )
-    return mam.MAM(frame, "grouped_journey", "journey", "conv", occurrences_colname="occurrences")
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
@@ -143,31 +132,17 @@ def test_shapley_equals_mam_where_the_games_coincide() -> None:
 
 
 def channel_attribution() -> object:
-    try:
-        import ChannelAttribution
-    except ImportError as exc:  # it also needs matplotlib at import time
-        pytest.skip(f"channelattribution is not importable here: {exc}")
     return ChannelAttribution
 
 
 @pytest.mark.parametrize(("seed", "order"), [(11, 1), (12, 1), (13, 2)])
 def test_markov_agrees_with_channelattribution(seed: int, order: int) -> None:
     ca = channel_attribution()
-    pd = pytest.importorskip("pandas")
+
     paths = random_paths(seed, n=3000, channels=5, longest=5)
     collapse = order == 1
     fit = fit_markov(paths, order=order, collapse=collapse)
-    tally: dict[str, list[int]] = {}
-    for x in aggregate_paths(paths):
-        counts = tally.setdefault(" > ".join(x.channels), [0, 0])
-        counts[0 if x.converted else 1] += x.count
-    data = pd.DataFrame(
-        {
-            "path": list(tally),
-            "conv": [c[0] for c in tally.values()],
-            "null": [c[1] for c in tally.values()],
-        }
-    )
+    data = channelattribution_frame(paths)
     result = ca.markov_model(  # type: ignore[attr-defined]
         data, "path", "conv", var_null="null", order=order, out_more=True, sep=">",
         seed=0, nsim_start=1e6, max_step=100, verbose=False, flg_pro=False,
