@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from services.core.http import Problem, install_problem_handlers, problem_response
+from services.core.http import Problem, install_problem_handlers, problem_response, unavailable
 from services.core.publisher import BrokerUnavailable, RecordTooLarge
 
 log = logging.getLogger(__name__)
@@ -190,23 +190,13 @@ def install_errors(app: FastAPI) -> None:
     async def _broker_down(_: Request, exc: BrokerUnavailable) -> JSONResponse:
         log.warning("broker unavailable: %s", exc)
         return problem_response(
-            Problem(
-                503,
-                "Service Unavailable",
+            unavailable(
                 "the event broker did not acknowledge the event; retry the same request "
-                "(a copy that did arrive is recognised by its event_id and counted once)",
-                headers={"Retry-After": "5"},
+                "(a copy that did arrive is recognised by its event_id and counted once)"
             )
         )
 
     @app.exception_handler(OperationalError)
     async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:
         log.warning("database unavailable: %s", exc.orig or exc)
-        return problem_response(
-            Problem(
-                503,
-                "Service Unavailable",
-                "the database is unavailable",
-                headers={"Retry-After": "5"},
-            )
-        )
+        return problem_response(unavailable("the database is unavailable"))

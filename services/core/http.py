@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
@@ -46,6 +46,14 @@ class Problem(Exception):
         self.errors, self.headers = errors, headers
 
 
+RETRY_AFTER_S = 5
+
+
+def unavailable(detail: str) -> Problem:
+    """Return a 503 problem telling the client when to retry."""
+    return Problem(503, "Service Unavailable", detail, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 def problem_response(problem: Problem) -> JSONResponse:
     """Render a Problem as ``application/problem+json``."""
     body: dict[str, Any] = {
@@ -72,15 +80,11 @@ def field_path(loc: Sequence[Any]) -> str:
     return out or "body"
 
 
-def validation_errors(
-    errors: Sequence[dict[str, Any]],
-    *,
-    skip: Callable[[Any], bool] | None = None,
-) -> list[dict[str, Any]]:
+def validation_errors(errors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Map pydantic errors to ``[{"field", "problem", "type"}]`` naming each field's location."""
     out = []
     for err in errors:
-        loc = [p for p in err.get("loc", ()) if not (skip and skip(p))]
+        loc = list(err.get("loc", ()))
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         out.append({"field": field_path(loc), "problem": msg, "type": err.get("type", "invalid")})
     return out
@@ -200,15 +204,3 @@ class HttpMetrics:
         @app.get("/metrics", include_in_schema=False)
         def metrics() -> Response:
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-__all__ = [
-    "HTTPException",
-    "HttpMetrics",
-    "KeyStore",
-    "Problem",
-    "authorize",
-    "install_problem_handlers",
-    "problem_response",
-    "validation_errors",
-]

@@ -1,13 +1,13 @@
-"""Money as integers of minor units: parsing, formatting and currency conversion.
+"""Money as integers of minor units: ISO 4217 exponents, parsing and formatting.
 
-Invariant: no float ever touches an amount. Amounts enter as decimal strings, are stored as
-``int`` minor units (the currency's ISO 4217 exponent), and conversions use ``Decimal`` with
-half-up rounding to the target currency's minor unit.
+Invariant: no float ever touches an amount. Amounts enter as decimal strings and are stored as
+``int`` minor units (the currency's ISO 4217 exponent). Conversion between currencies is domain
+logic (``services.domain.state.convert``: ``Decimal``, half-up to the target's minor unit).
 """
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 # ISO 4217 active codes whose minor-unit exponent is not 2.
 _EXPONENT_EXCEPTIONS: dict[str, int] = {
@@ -239,12 +239,3 @@ def format_minor(amount_minor: int, currency: str) -> str:
     exp = exponent(currency)
     value = Decimal(amount_minor).scaleb(-exp)
     return f"{value:.{exp}f}"
-
-
-def convert_minor(amount_minor: int, source: str, target: str, rate: Decimal) -> int:
-    """Convert minor units of ``source`` into ``target`` at ``rate`` (1 source = rate target).
-
-    Rounded half-up to the target's minor unit.
-    """
-    major = Decimal(amount_minor).scaleb(-exponent(source)) * rate
-    return int(major.scaleb(exponent(target)).quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -12,17 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.core.http import Problem, problem_response
+from services.core.http import Problem, problem_response, unavailable
 from services.ingest.publisher import BrokerUnavailable, RecordTooLarge
 
 log = logging.getLogger(__name__)
-
-RETRY_AFTER_S = 5
-
-
-def unavailable(detail: str) -> Problem:
-    """Return a 503 problem telling the client when to retry."""
-    return Problem(503, "Service Unavailable", detail, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def install_ingest_handlers(app: FastAPI) -> None:

@@ -12,7 +12,7 @@ import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from services.core.money import check_currency, format_minor
+from services.core.money import check_currency, exponent, format_minor
 from services.simulate.catalog import (
     CAMPAIGN_MIX,
     CHANNEL_BY_SLUG,
@@ -103,7 +103,7 @@ class Simulation:
 
     def exact(self, major: float, currency: str) -> str:
         """Round a magnitude to the currency's minor unit and format it."""
-        digits = len(format_minor(0, currency).partition(".")[2])
+        digits = exponent(currency)
         return format_minor(round(major * 10**digits), currency)
 
     def events(self) -> list[dict[str, Any]]:

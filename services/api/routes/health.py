@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.api.schemas import HealthOut
-from services.core.http import Problem
+from services.core.http import unavailable
 
 router = APIRouter(tags=["health"])
 
@@ -25,10 +25,5 @@ def readyz(request: Request) -> HealthOut:
         with request.app.state.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        raise Problem(
-            503,
-            "Service Unavailable",
-            f"database not ready: {type(exc).__name__}",
-            headers={"Retry-After": "5"},
-        ) from exc
+        raise unavailable(f"database not ready: {type(exc).__name__}") from exc
     return HealthOut(status="ready")

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from services.core.http import unavailable
 from services.ingest.deps import SessionsDep, SettingsDep
-from services.ingest.errors import unavailable
 from services.ingest.publisher import broker_answers
 
 router = APIRouter(tags=["health"])
