@@ -12,15 +12,14 @@ of what a user pays.
 from __future__ import annotations
 
 import random
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.common import median_of, timer
 from services.domain.markov import fit_markov
 from services.domain.paths import Path
 from services.domain.shapley import fit_shapley
-from tests.support.packages import channelattribution_frame, mam_model
+from tests.support.packages import channelattribution_markov, mam_model
 
 CHANNELS = [
     "paid_search",
@@ -51,29 +50,13 @@ def make_paths(n: int, *, seed: int = 7) -> list[Path]:
 
 
 def _time(fn: Callable[[], Any], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
+    return median_of(runs, lambda: _seconds(fn))[0]
+
+
+def _seconds(fn: Callable[[], Any]) -> float:
+    with timer() as elapsed:
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _ca_markov(paths: list[Path]) -> Any:
-    import ChannelAttribution as ca
-
-    return ca.markov_model(
-        channelattribution_frame(paths),
-        "path",
-        "conv",
-        var_null="null",
-        order=1,
-        sep=">",
-        out_more=True,
-        seed=0,
-        verbose=False,
-        flg_pro=False,
-    )
+        return elapsed()
 
 
 def run(*, quick: bool) -> dict[str, Any]:
@@ -95,7 +78,7 @@ def run(*, quick: bool) -> dict[str, Any]:
     except ImportError as exc:
         out["mam"] = f"not installed: {exc}"
     try:
-        out["channelattribution_markov_s"] = _time(lambda: _ca_markov(paths), runs)
+        out["channelattribution_markov_s"] = _time(lambda: channelattribution_markov(paths), runs)
     except ImportError as exc:
         out["channelattribution"] = f"not importable: {exc}"
     return out

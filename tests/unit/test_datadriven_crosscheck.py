@@ -27,13 +27,13 @@ from fractions import Fraction
 
 # Dev dependencies (pyproject's `dev` extra): imported directly so a broken install fails
 # loudly instead of turning the cross-checks into skips.
-import ChannelAttribution
+import ChannelAttribution  # noqa: F401 - fail loudly if the dev extra is broken
 import pytest
 
 from services.domain.markov import CONVERSION, NULL, fit_markov, transition_rows
 from services.domain.paths import Path
 from services.domain.shapley import fit_shapley, shapley_values
-from tests.support.packages import channelattribution_frame, mam_model
+from tests.support.packages import channelattribution_markov, mam_model
 
 CHANNELS = ["content", "email", "events", "paid_search", "social", "webinar"]
 
@@ -131,22 +131,12 @@ def test_shapley_equals_mam_where_the_games_coincide() -> None:
         assert float(value) == pytest.approx(theirs.get(channel, 0.0), abs=1e-9)
 
 
-def channel_attribution() -> object:
-    return ChannelAttribution
-
-
 @pytest.mark.parametrize(("seed", "order"), [(11, 1), (12, 1), (13, 2)])
 def test_markov_agrees_with_channelattribution(seed: int, order: int) -> None:
-    ca = channel_attribution()
-
     paths = random_paths(seed, n=3000, channels=5, longest=5)
     collapse = order == 1
     fit = fit_markov(paths, order=order, collapse=collapse)
-    data = channelattribution_frame(paths)
-    result = ca.markov_model(  # type: ignore[attr-defined]
-        data, "path", "conv", var_null="null", order=order, out_more=True, sep=">",
-        seed=0, nsim_start=1e6, max_step=100, verbose=False, flg_pro=False,
-    )  # fmt: skip
+    result = channelattribution_markov(paths, order=order)
     theirs = result["removal_effects"].set_index("channel_name")["removal_effect"].to_dict()
     assert set(theirs) == set(fit.channels)
     for channel, effect in fit.removal_effects.items():
