@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from services.attribution.journeys import journey_candidates
-from services.attribution.state_store import Impact, load_events, load_rates
+from services.attribution.state_store import Impact, Span, load_events, load_rates
 from services.core.db.schema import (
     ContactRow,
     CreditRow,
@@ -24,7 +25,7 @@ from services.core.db.schema import (
     DealRow,
     EventRow,
 )
-from services.core.db.upsert import upsert
+from services.core.db.upsert import among, insert_new, upsert
 from services.core.events import DealEvent
 from services.core.settings import Settings
 from services.domain import (
@@ -36,28 +37,22 @@ from services.domain import (
 from services.domain.state import STATUS_WON, DealState, Rate, convert_won_deal, fold_deal
 
 
-def affected_deals(session: Session, impact: Impact, *, reporting: str) -> set[str]:
+def affected_deals(
+    session: Session, impact: Impact, *, reporting: str, lookback: timedelta
+) -> set[str]:
     """Return the deals whose state or credits a batch may have changed.
 
-    A new rate affects won deals in its non-reporting currency closed on or after its date
-    only: deals in the reporting currency are never converted, and earlier deals convert at
-    earlier rates.
+    A new touch affects only won deals whose journey window ``[C - lookback, W]`` meets the
+    span of the batch's touches for that account or contact root. A new rate affects won deals
+    in its non-reporting currency closed on or after its date only: deals in the reporting
+    currency are never converted, and earlier deals convert at earlier rates.
     """
     deal_ids = set(impact.deal_ids)
     conditions: list[ColumnElement[bool]] = []
     if impact.accounts:
-        conditions.append(DealRow.account_id.in_(impact.accounts))
+        conditions.append(among(session, DealRow.account_id, impact.accounts))
     if impact.roots:
-        via_contacts = (
-            select(DealContactRow.deal_id)
-            .outerjoin(ContactRow, ContactRow.contact_id == DealContactRow.contact_id)
-            .where(
-                func.coalesce(ContactRow.root_contact_id, DealContactRow.contact_id).in_(
-                    impact.roots
-                )
-            )
-        )
-        conditions.append(DealRow.deal_id.in_(via_contacts))
+        conditions.append(DealRow.deal_id.in_(_deals_of_roots(session, impact.roots)))
     for currency, dates in impact.fx_changes.items():
         if currency == reporting:
             continue
@@ -76,7 +71,58 @@ def affected_deals(session: Session, impact: Impact, *, reporting: str) -> set[s
                 select(DealRow.deal_id).where(DealRow.status == STATUS_WON, or_(*conditions))
             )
         )
+    deal_ids.update(_deals_touched(session, impact, lookback=lookback))
     return deal_ids
+
+
+def _deals_of_roots(session: Session, roots: Iterable[str]) -> Select[Any]:
+    """Select the deals whose contact roles resolve to one of ``roots``."""
+    root = func.coalesce(ContactRow.root_contact_id, DealContactRow.contact_id)
+    return (
+        select(DealContactRow.deal_id)
+        .outerjoin(ContactRow, ContactRow.contact_id == DealContactRow.contact_id)
+        .where(among(session, root, set(roots)))
+    )
+
+
+def _deals_touched(session: Session, impact: Impact, *, lookback: timedelta) -> set[str]:
+    """Return the won deals whose journey window meets the span of their new touches."""
+    found: set[str] = set()
+    window = (
+        DealRow.deal_id,
+        func.coalesce(DealRow.created_at, DealRow.closed_at),
+        DealRow.closed_at,
+    )
+    queries: list[tuple[Any, dict[str, Span]]] = []
+    if impact.touch_accounts:
+        queries.append(
+            (
+                select(*window, DealRow.account_id).where(
+                    DealRow.status == STATUS_WON,
+                    among(session, DealRow.account_id, impact.touch_accounts),
+                ),
+                impact.touch_accounts,
+            )
+        )
+    if impact.touch_roots:
+        root = func.coalesce(ContactRow.root_contact_id, DealContactRow.contact_id)
+        queries.append(
+            (
+                select(*window, root)
+                .join(DealContactRow, DealContactRow.deal_id == DealRow.deal_id)
+                .outerjoin(ContactRow, ContactRow.contact_id == DealContactRow.contact_id)
+                .where(DealRow.status == STATUS_WON, among(session, root, impact.touch_roots)),
+                impact.touch_roots,
+            )
+        )
+    for query, spans in queries:
+        for deal_id, start, closed_at, key in session.execute(query):
+            first, last = spans[key]
+            if closed_at is None or start is None:
+                continue
+            if first <= closed_at and start - lookback <= last:
+                found.add(deal_id)
+    return found
 
 
 def _deal_row(deal: DealState) -> dict[str, object]:
@@ -113,7 +159,9 @@ def recompute_deals(
     if not deal_ids:
         return 0
     by_deal: dict[str, list[DealEvent]] = {d: [] for d in deal_ids}
-    for event in load_events(session, EventRow.deal_id.in_(deal_ids), EventRow.type.like("deal.%")):
+    for event in load_events(
+        session, among(session, EventRow.deal_id, deal_ids), EventRow.type.like("deal.%")
+    ):
         by_deal[event.deal_id].append(event)  # type: ignore[union-attr,arg-type]
     deals = [fold_deal(d, events) for d, events in by_deal.items() if events]
     reporting = settings.reporting_currency
@@ -121,15 +169,16 @@ def recompute_deals(
     lookback = timedelta(days=settings.lookback_days)
 
     model_ids = [m.model_id for m in models]
-    session.execute(
-        delete(CreditRow).where(CreditRow.deal_id.in_(deal_ids), CreditRow.model_id.in_(model_ids))
-    )
-    session.execute(
-        delete(DealAttributionRow).where(
-            DealAttributionRow.deal_id.in_(deal_ids), DealAttributionRow.model_id.in_(model_ids)
-        )
-    )
-    session.execute(delete(DealContactRow).where(DealContactRow.deal_id.in_(deal_ids)))
+    for table, deal_column, model_column in (
+        (CreditRow, CreditRow.deal_id, CreditRow.model_id),
+        (DealAttributionRow, DealAttributionRow.deal_id, DealAttributionRow.model_id),
+        (DealContactRow, DealContactRow.deal_id, None),
+    ):
+        condition = among(session, deal_column, deal_ids)
+        if model_column is not None:
+            condition &= among(session, model_column, model_ids)
+        # No ORM objects of these rows are ever loaded: nothing to synchronise.
+        session.execute(delete(table).where(condition).execution_options(synchronize_session=False))
     deal_rows, contact_rows, credit_rows, summary_rows = [], [], [], []
     candidates = journey_candidates(
         session, [d for d in deals if d.status == STATUS_WON], lookback=lookback
@@ -200,6 +249,5 @@ def recompute_deals(
         (CreditRow, credit_rows),
         (DealAttributionRow, summary_rows),
     ):
-        if rows:
-            session.execute(table.__table__.insert(), rows)  # type: ignore[attr-defined]
+        insert_new(session, table, rows)  # the deal's rows were deleted above
     return len(deals)

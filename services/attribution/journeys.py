@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from services.core.db.schema import CampaignRow, ContactRow, TouchRow
+from services.core.db.upsert import among
 from services.domain import Touch
 from services.domain.state import DealState
 
@@ -34,7 +35,7 @@ def journey_candidates(
             c: r
             for c, r in session.execute(
                 select(ContactRow.contact_id, ContactRow.root_contact_id).where(
-                    ContactRow.contact_id.in_(deal_contacts)
+                    among(session, ContactRow.contact_id, deal_contacts)
                 )
             )
         }
@@ -46,16 +47,16 @@ def journey_candidates(
 
     member: list[ColumnElement[bool]] = []
     if roots:
-        member.append(ContactRow.root_contact_id.in_(roots))
+        member.append(among(session, ContactRow.root_contact_id, roots))
     if accounts:
-        member.append(ContactRow.effective_account_id.in_(accounts))
+        member.append(among(session, ContactRow.effective_account_id, accounts))
     belongs: list[ColumnElement[bool]] = []
     if roots:
-        belongs.append(TouchRow.contact_id.in_(roots))
+        belongs.append(among(session, TouchRow.contact_id, roots))
     if member:
         belongs.append(TouchRow.contact_id.in_(select(ContactRow.contact_id).where(or_(*member))))
     if accounts:
-        belongs.append(TouchRow.account_id.in_(accounts))
+        belongs.append(among(session, TouchRow.account_id, accounts))
     if not belongs:
         return {d.deal_id: [] for d in deals}
     contacts: dict[str, tuple[str, str | None]] = {}

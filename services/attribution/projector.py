@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -66,7 +66,16 @@ def apply_events(
     project_fx_rates(session, new, impact)
     project_costs(session, new, impact, reporting=settings.reporting_currency)
     session.flush()
-    deals = affected_deals(session, impact, reporting=settings.reporting_currency) if new else set()
+    deals = (
+        affected_deals(
+            session,
+            impact,
+            reporting=settings.reporting_currency,
+            lookback=timedelta(days=settings.lookback_days),
+        )
+        if new
+        else set()
+    )
     recomputed = recompute_deals(
         session, deals, settings=settings, models=active_models(session, settings)
     )

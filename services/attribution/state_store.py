@@ -24,7 +24,7 @@ from services.core.db.schema import (
     FxRateRow,
     TouchRow,
 )
-from services.core.db.upsert import insert_ignore, upsert
+from services.core.db.upsert import among, insert_ignore, insert_new, upsert
 from services.core.events import (
     CampaignCost,
     CampaignUpserted,
@@ -47,14 +47,29 @@ from services.domain.state import (
     spread_days,
 )
 
+Span = tuple[datetime, datetime]
+
+
+def _widen(spans: dict[str, Span], key: str, at: datetime) -> None:
+    low, high = spans.get(key, (at, at))
+    spans[key] = (min(low, at), max(high, at))
+
 
 @dataclass
 class Impact:
-    """What a batch touched, used to find the deals whose credits must be recomputed."""
+    """What a batch touched, used to find the deals whose credits must be recomputed.
+
+    ``accounts`` and ``roots`` changed membership (a contact moved account or was merged): any
+    won deal of theirs may change. ``touch_accounts`` and ``touch_roots`` only gained touches,
+    at times within the given span: a won deal can change only if its journey window
+    ``[C - lookback, W]`` meets that span.
+    """
 
     deal_ids: set[str] = field(default_factory=set)
     accounts: set[str] = field(default_factory=set)
     roots: set[str] = field(default_factory=set)
+    touch_accounts: dict[str, Span] = field(default_factory=dict)
+    touch_roots: dict[str, Span] = field(default_factory=dict)
     # currency -> dates of rates that changed: only amounts converted on or after such a date,
     # at a rate not later than it, can change.
     fx_changes: dict[str, set[date]] = field(default_factory=dict)
@@ -63,9 +78,17 @@ class Impact:
         """Record that a rate of ``currency`` dated ``on`` changed."""
         self.fx_changes.setdefault(currency, set()).add(on)
 
+    def note_touch(self, *, account: str | None, root: str | None, at: datetime) -> None:
+        """Record a new touch at ``at`` that belongs to ``account`` and/or contact ``root``."""
+        if account:
+            _widen(self.touch_accounts, account, at)
+        if root:
+            _widen(self.touch_roots, root, at)
+
 
 def _entity(event: Event, name: str) -> str | None:
-    return getattr(event, name, None)
+    # Fields live in the model's __dict__; getattr on a missing one is slow in pydantic.
+    return event.__dict__.get(name)
 
 
 def store_events(
@@ -75,34 +98,80 @@ def store_events(
     stored_at: datetime,
     coordinates: dict[str, tuple[int, int]],
 ) -> list[Event]:
-    """Insert events whose ``event_id`` is new; return exactly those (first copy of each)."""
+    """Insert events whose ``event_id`` is new; return exactly those (first copy of each).
+
+    Exact because the caller holds the batch lock: no other writer can store an event
+    between the lookup and the insert.
+    """
     unique = list({e.event_id: e for e in reversed(events)}.values())[::-1]
-    rows = [
-        {
-            "event_id": e.event_id,
-            "type": e.type,
-            "occurred_at": e.occurred_at,
-            "source": e.source,
-            "deal_id": _entity(e, "deal_id"),
-            "contact_id": _entity(e, "contact_id"),
-            "merged_contact_id": _entity(e, "merged_contact_id"),
-            "account_id": _entity(e, "account_id"),
-            "campaign_id": _entity(e, "campaign_id"),
-            "payload": encode(e).decode(),
-            "kafka_partition": coordinates.get(e.event_id, (None, None))[0],
-            "kafka_offset": coordinates.get(e.event_id, (None, None))[1],
-            "stored_at": stored_at,
-        }
-        for e in unique
-    ]
-    inserted = set(insert_ignore(session, EventRow, rows, returning="event_id"))
-    return [e for e in unique if e.event_id in inserted]
+    known = set(
+        session.scalars(
+            select(EventRow.event_id).where(
+                among(session, EventRow.event_id, [e.event_id for e in unique])
+            )
+        )
+    )
+    fresh = [e for e in unique if e.event_id not in known]
+    payloads = {e.event_id: encode(e).decode() for e in fresh}
+    for e in fresh:
+        _DECODED.put(payloads[e.event_id], e)
+    insert_new(
+        session,
+        EventRow,
+        [
+            {
+                "event_id": e.event_id,
+                "type": e.type,
+                "occurred_at": e.occurred_at,
+                "source": e.source,
+                "deal_id": _entity(e, "deal_id"),
+                "contact_id": _entity(e, "contact_id"),
+                "merged_contact_id": _entity(e, "merged_contact_id"),
+                "account_id": _entity(e, "account_id"),
+                "campaign_id": _entity(e, "campaign_id"),
+                "payload": payloads[e.event_id],
+                "kafka_partition": coordinates.get(e.event_id, (None, None))[0],
+                "kafka_offset": coordinates.get(e.event_id, (None, None))[1],
+                "stored_at": stored_at,
+            }
+            for e in fresh
+        ],
+    )
+    return fresh
+
+
+class _DecodedCache:
+    """Stored payload text -> its decoded (frozen) event, keeping the most recent ``size``.
+
+    Folds reload the same stored events batch after batch (every upsert of a contact, every
+    event of a deal); validating them again dominated those loads. Keyed by the payload
+    itself, so it is right for any database and any event id.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.events: dict[str, Event] = {}
+
+    def put(self, payload: str, event: Event) -> None:
+        self.events[payload] = event
+        if len(self.events) > self.size:
+            del self.events[next(iter(self.events))]
+
+    def get(self, payload: str) -> Event:
+        event = self.events.get(payload)
+        if event is None:
+            event = decode(payload.encode())
+            self.put(payload, event)
+        return event
+
+
+_DECODED = _DecodedCache(50_000)
 
 
 def load_events(session: Session, *conditions: object) -> list[Event]:
     """Load and decode stored events matching ``conditions``."""
     payloads = session.scalars(select(EventRow.payload).where(*conditions))  # type: ignore[arg-type]
-    return [decode(p.encode()) for p in payloads]
+    return [_DECODED.get(p) for p in payloads]
 
 
 def project_campaigns(session: Session, new: Sequence[Event]) -> None:
@@ -112,7 +181,7 @@ def project_campaigns(session: Session, new: Sequence[Event]) -> None:
         return
     by_id: dict[str, list[CampaignUpserted]] = {}
     for e in load_events(
-        session, EventRow.type == "campaign.upserted", EventRow.campaign_id.in_(ids)
+        session, EventRow.type == "campaign.upserted", among(session, EventRow.campaign_id, ids)
     ):
         assert isinstance(e, CampaignUpserted)
         by_id.setdefault(e.campaign_id, []).append(e)
@@ -136,7 +205,7 @@ def project_touches(session: Session, new: Sequence[Event], impact: Impact) -> N
     touches = [e for e in new if isinstance(e, Touch)]
     if not touches:
         return
-    insert_ignore(
+    insert_new(  # a touch row is written only with its (new) event
         session,
         TouchRow,
         [
@@ -152,28 +221,58 @@ def project_touches(session: Session, new: Sequence[Event], impact: Impact) -> N
             for t in touches
         ],
     )
-    impact.accounts.update(t.account_id for t in touches if t.account_id)
     contact_ids = {t.contact_id for t in touches if t.contact_id}
-    impact.roots.update(contact_ids)
-    for root, account in session.execute(
-        select(ContactRow.root_contact_id, ContactRow.effective_account_id).where(
-            ContactRow.contact_id.in_(contact_ids)
+    links = {
+        contact: (root, account)
+        for contact, root, account in session.execute(
+            select(
+                ContactRow.contact_id, ContactRow.root_contact_id, ContactRow.effective_account_id
+            ).where(among(session, ContactRow.contact_id, contact_ids))
         )
-    ):
-        impact.roots.add(root)
-        if account:
-            impact.accounts.add(account)
+    }
+    for t in touches:
+        impact.note_touch(account=t.account_id, root=t.contact_id, at=t.occurred_at)
+        if t.contact_id in links:
+            root, account = links[t.contact_id]
+            impact.note_touch(account=account, root=root, at=t.occurred_at)
 
 
 def _contact_links(
     session: Session, contacts: set[str], roots: set[str]
-) -> tuple[set[str], set[str]]:
-    rows = session.execute(
-        select(ContactRow.root_contact_id, ContactRow.effective_account_id).where(
-            or_(ContactRow.contact_id.in_(contacts), ContactRow.root_contact_id.in_(roots))
+) -> dict[str, tuple[str, str | None]]:
+    """Map the given contacts and every contact under ``roots`` to (root, effective account)."""
+    return {
+        contact: (root, account)
+        for contact, root, account in session.execute(
+            select(
+                ContactRow.contact_id, ContactRow.root_contact_id, ContactRow.effective_account_id
+            ).where(
+                or_(
+                    among(session, ContactRow.contact_id, contacts),
+                    among(session, ContactRow.root_contact_id, roots),
+                )
+            )
         )
-    ).all()
-    return {r for r, _ in rows}, {a for _, a in rows if a}
+    }
+
+
+def _note_moves(
+    impact: Impact,
+    before: dict[str, tuple[str, str | None]],
+    after: dict[str, tuple[str, str | None]],
+) -> None:
+    """Note the roots and accounts of contacts whose root or effective account changed.
+
+    A contact without a row counts as its own root with no account, as journeys read it, so a
+    lifecycle-stage change or a first upsert without an account changes no journey.
+    """
+    for contact in before.keys() | after.keys():
+        old = before.get(contact, (contact, None))
+        new = after.get(contact, (contact, None))
+        if old == new:
+            continue
+        impact.roots.update({contact, old[0], new[0]})
+        impact.accounts.update(a for a in (old[1], new[1]) if a)
 
 
 def project_contacts(session: Session, new: Sequence[Event], impact: Impact) -> None:
@@ -187,7 +286,7 @@ def project_contacts(session: Session, new: Sequence[Event], impact: Impact) -> 
         r.contact_id: r.root_contact_id
         for r in session.execute(
             select(ContactRow.contact_id, ContactRow.root_contact_id).where(
-                ContactRow.contact_id.in_(affected)
+                among(session, ContactRow.contact_id, affected)
             )
         )
     }
@@ -207,15 +306,14 @@ def project_contacts(session: Session, new: Sequence[Event], impact: Impact) -> 
                 r.contact_id: r.root_contact_id
                 for r in session.execute(
                     select(ContactRow.contact_id, ContactRow.root_contact_id).where(
-                        ContactRow.contact_id.in_(affected)
+                        among(session, ContactRow.contact_id, affected)
                     )
                 )
             }
         )
-    old_roots, old_accounts = _contact_links(session, affected, set(existing.values()))
     by_id: dict[str, list[ContactUpserted]] = {c: [] for c in affected}
     for e in load_events(
-        session, EventRow.type == "contact.upserted", EventRow.contact_id.in_(affected)
+        session, EventRow.type == "contact.upserted", among(session, EventRow.contact_id, affected)
     ):
         assert isinstance(e, ContactUpserted)
         by_id[e.contact_id].append(e)
@@ -233,12 +331,17 @@ def project_contacts(session: Session, new: Sequence[Event], impact: Impact) -> 
                 "effective_account_id": None,
             }
         )
+    # Every contact whose root or effective account the writes below can change: the affected
+    # ones and all contacts under their old or new roots.
+    before = _contact_links(
+        session, affected, set(existing.values()) | {str(row["root_contact_id"]) for row in rows}
+    )
     upsert(session, ContactRow, rows)
-    roots = {str(row["root_contact_id"]) for row in rows} | old_roots
+    roots = {str(row["root_contact_id"]) for row in rows} | {r for r, _ in before.values()}
     root_row = aliased(ContactRow)
     session.execute(
         update(ContactRow)
-        .where(ContactRow.root_contact_id.in_(roots))
+        .where(among(session, ContactRow.root_contact_id, roots))
         .values(
             effective_account_id=select(root_row.account_id)
             .where(root_row.contact_id == ContactRow.root_contact_id)
@@ -246,9 +349,7 @@ def project_contacts(session: Session, new: Sequence[Event], impact: Impact) -> 
         )
         .execution_options(synchronize_session=False)
     )
-    new_roots_set, new_accounts = _contact_links(session, affected, roots)
-    impact.roots.update(old_roots | new_roots_set | affected)
-    impact.accounts.update(old_accounts | new_accounts)
+    _note_moves(impact, before, _contact_links(session, affected, roots))
 
 
 def project_fx_rates(session: Session, new: Sequence[Event], impact: Impact) -> None:
@@ -292,8 +393,8 @@ def load_rates(session: Session, currencies: Iterable[str], reporting: str) -> l
     rows = session.scalars(
         select(FxRateRow).where(
             or_(
-                (FxRateRow.base.in_(currencies)) & (FxRateRow.quote == reporting),
-                (FxRateRow.quote.in_(currencies)) & (FxRateRow.base == reporting),
+                (among(session, FxRateRow.base, currencies)) & (FxRateRow.quote == reporting),
+                (among(session, FxRateRow.quote, currencies)) & (FxRateRow.base == reporting),
             )
         )
     )
@@ -323,7 +424,7 @@ def project_costs(
     )
     stale = select(CampaignCostRow).where(
         or_(
-            CampaignCostRow.event_id.in_([c.event_id for c in costs]),
+            among(session, CampaignCostRow.event_id, [c.event_id for c in costs]),
             *[
                 (CampaignCostRow.currency == currency)
                 & (CampaignCostRow.period_start >= min(dates))
@@ -342,7 +443,7 @@ def reconvert_costs(session: Session, rows: Sequence[CampaignCostRow], *, report
     rates = load_rates(session, {r.currency for r in rows}, reporting)
     session.execute(
         delete(CampaignCostDayRow).where(
-            CampaignCostDayRow.cost_event_id.in_([r.event_id for r in rows])
+            among(session, CampaignCostDayRow.cost_event_id, [r.event_id for r in rows])
         )
     )
     days = []

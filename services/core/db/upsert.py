@@ -1,13 +1,29 @@
-"""Dialect-neutral ``INSERT … ON CONFLICT`` helpers for PostgreSQL and SQLite."""
+"""Dialect-neutral helpers for PostgreSQL and SQLite: ``INSERT … ON CONFLICT``, bulk inserts
+of new rows, and membership tests against long lists of values."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Insert, select
+from sqlalchemy import ColumnElement, Insert, any_, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session
+
+
+def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """Return ``column IN values``; on PostgreSQL as ``column = ANY(:array)``.
+
+    One array parameter keeps the statement text the same for any number of values, so the
+    compiled statement and psycopg's query conversion are reused instead of being rebuilt
+    for every batch (with ``IN`` and thousands of values that rebuild dominated the batch).
+    """
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        array = bindparam(None, values, type_=postgresql.ARRAY(column.type))
+        return column == any_(array)
+    return column.in_(values)
 
 
 def _insert(session: Session, row_cls: type[DeclarativeBase]) -> Any:
@@ -47,6 +63,47 @@ def insert_ignore(
     if fresh:
         session.execute(stmt, fresh)
     return [key for key in keys if key not in existing]
+
+
+def insert_new(
+    session: Session, row_cls: type[DeclarativeBase], rows: Sequence[dict[str, Any]]
+) -> None:
+    """Insert ``rows`` whose keys the caller knows to be absent (it holds the batch lock).
+
+    PostgreSQL gets them through ``COPY``, several times faster than a multi-row insert for
+    the thousands of rows a batch writes; other databases get a plain bulk insert. Values go
+    through the columns' own bind processing (e.g. aware UTC datetimes stored naive), as
+    with any SQLAlchemy insert.
+    """
+    if not rows:
+        return
+    table: Any = row_cls.__table__
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name != "postgresql":
+        session.execute(table.insert(), list(rows))
+        return
+    columns = [c for c in table.columns if c.name in rows[0]]
+    processors = [c.type.bind_processor(dialect) for c in columns]
+    names = [c.name for c in columns]
+    quoted = ", ".join(dialect.identifier_preparer.quote(n) for n in names)
+    raw = connection.connection.driver_connection
+    assert raw is not None, "a live connection has its driver connection"
+    statement = f"COPY {table.name} ({quoted}) FROM STDIN"
+    error = dialect.loaded_dbapi.Error
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        value if process is None or value is None else process(value)
+                        for value, process in zip([row[n] for n in names], processors, strict=True)
+                    ]
+                )
+    except error as exc:
+        # Raised the way SQLAlchemy raises driver errors (DataError, IntegrityError, …), so
+        # callers handle a refused COPY like any refused statement.
+        raise DBAPIError.instance(statement, None, exc, error) from exc
 
 
 def upsert(
