@@ -22,6 +22,7 @@ from services.attribution.journeys import journey_candidates
 from services.attribution.recompute import Progress, recompute
 from services.attribution.registry import latest_fits
 from services.core.db.schema import DealContactRow, DealRow, ModelFitRow
+from services.core.db.version import bump_projection_version
 from services.core.settings import Settings
 from services.domain import select_journey
 from services.domain.datadriven import DATA_DRIVEN, markov_to_json, shapley_to_json
@@ -217,6 +218,7 @@ def run_requested_fits(
             if row is None:
                 continue
             row.status, row.fitted_at = "done", datetime.now(UTC)
+            bump_projection_version(session)
             row.params = orjson.dumps(params).decode()
             row.inputs = orjson.dumps(inputs).decode()
             row.results = orjson.dumps(results).decode()

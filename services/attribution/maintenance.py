@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.attribution.fitting import due_models, request_fit, run_requested_fits
 from services.attribution.recompute import Progress, UnknownModel, recompute
 from services.core.db.schema import AttributionModelRow, CreditRow, DealAttributionRow
+from services.core.db.version import bump_projection_version
 from services.core.settings import Settings
 
 
@@ -52,6 +53,7 @@ def compute_custom_models(sessions: sessionmaker[Session], settings: Settings) -
                 row = session.get(AttributionModelRow, model_id)
                 if row is not None:
                     row.progress_done, row.progress_total = done, total
+                    bump_projection_version(session)
 
         try:
             recompute(sessions, settings, model_ids=[model_id], progress=record)
@@ -59,6 +61,7 @@ def compute_custom_models(sessions: sessionmaker[Session], settings: Settings) -
             continue
         with sessions() as session, session.begin():
             row = session.get(AttributionModelRow, model_id)
+            bump_projection_version(session)
             if row is None:  # deleted while we computed: take back what we wrote
                 session.execute(delete(CreditRow).where(CreditRow.model_id == model_id))
                 session.execute(

@@ -26,6 +26,7 @@ from services.attribution.state_store import (
     project_touches,
     store_events,
 )
+from services.core.db.version import bump_projection_version
 from services.core.events import Event
 from services.core.settings import Settings
 
@@ -60,6 +61,8 @@ def apply_events(
     """Store new events, project state and recompute the credits of every affected deal."""
     new = store_events(session, events, stored_at=now, coordinates=coordinates or {})
     impact = Impact(deal_ids={e.deal_id for e in new if hasattr(e, "deal_id")})
+    if new:
+        bump_projection_version(session)
     project_campaigns(session, new)
     project_touches(session, new, impact)
     project_contacts(session, new, impact)

@@ -22,6 +22,7 @@ from services.attribution.registry import active_models, sync_builtin_models
 from services.attribution.state_store import reconvert_costs
 from services.core.db.schema import CampaignCostRow, EventRow, SystemStateRow
 from services.core.db.upsert import upsert
+from services.core.db.version import bump_projection_version
 from services.core.settings import Settings
 
 log = logging.getLogger("closedloop.recompute")
@@ -99,6 +100,7 @@ def recompute(
     if deal_ids is None:
         with sessions() as session, session.begin():
             lock_for_batch(session)
+            bump_projection_version(session)
             reconvert_costs(
                 session,
                 list(session.scalars(select(CampaignCostRow))),
@@ -109,6 +111,7 @@ def recompute(
         chunk = ids[start : start + batch]
         with sessions() as session, session.begin():
             lock_for_batch(session)
+            bump_projection_version(session)
             done += recompute_deals(session, chunk, settings=settings, models=models)
         if progress is not None:
             progress(min(start + batch, len(ids)), len(ids))
