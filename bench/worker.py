@@ -13,53 +13,56 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
 from bench.common import simulated_events, timer
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.schema import CreditRow, EventRow
-from services.core.events import EVENT_LIST_ADAPTER, encode, partition_key
-from services.core.kafka import ensure_topics, make_producer
+from services.core.events import EVENT_LIST_ADAPTER
+from services.core.kafka import ensure_topics
+from services.core.publisher import Publisher
 from services.core.settings import Settings
 from tests.support.infra import postgres_database, running_broker
 from tests.support.processes import start_service, stop
 
 
-def fill_topic(settings: Settings, events: list[dict[str, Any]]) -> int:
-    """Publish the events to the topic; return how many records."""
-    producer = make_producer(settings)
-    for e in EVENT_LIST_ADAPTER.validate_python(events):
-        producer.send(settings.events_topic, key=partition_key(e), value=encode(e))
-    producer.flush(120)
-    producer.close()
+def fill_topic(settings: Settings, events: list[dict[str, Any]], *, batch: int = 1000) -> int:
+    """Publish the events as ingest does (batch records, ``batch`` events a request)."""
+    publisher = Publisher(settings, client_id="bench-fill")
+    validated = EVENT_LIST_ADAPTER.validate_python(events)
+    try:
+        for start in range(0, len(validated), batch):
+            publisher.publish(validated[start : start + batch])
+    finally:
+        publisher.close()
     return len(events)
 
 
-def raw_consumer_rate(settings: Settings, expected: int) -> float:
-    """Records/s of one kafka-python consumer reading the whole topic."""
+def raw_consumer_rate(settings: Settings, events: int) -> float:
+    """Events/s of one kafka-python consumer reading the whole topic (records not decoded)."""
     consumer = KafkaConsumer(
-        settings.events_topic,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=f"raw-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
         enable_auto_commit=False,
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=1000,
-        max_poll_records=2000,
+        max_poll_records=settings.worker_max_poll_records,
     )
-    seen, start = 0, None
+    parts = [TopicPartition(settings.events_topic, p) for p in range(settings.topic_partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
     deadline = time.monotonic() + 300
-    while seen < expected and time.monotonic() < deadline:
-        batch = consumer.poll(timeout_ms=500)
-        count = sum(len(v) for v in batch.values())
-        if count and start is None:
-            start = time.perf_counter()
-            first = count
-        seen += count
+    with timer() as elapsed:
+        while time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200)
+            marks = [consumer.highwater(tp) for tp in parts]
+            if all(
+                m is not None and consumer.position(tp) >= m
+                for tp, m in zip(parts, marks, strict=True)
+            ):
+                break
+        seconds = elapsed()
     consumer.close()
-    assert start is not None
-    return (seen - first) / max(1e-9, time.perf_counter() - start)
+    return events / max(1e-9, seconds)
 
 
 def run(*, quick: bool) -> dict[str, Any]:

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import DecimalException
 from typing import Any
 
-from pydantic import ValidationError
+import orjson
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.projector import BatchResult, apply_events, lock_for_batch
 from services.core.db.schema import ConsumerOffsetRow, DeadLetterRow
 from services.core.db.upsert import insert_ignore, upsert
-from services.core.events import Event, decode
+from services.core.events import Event, decode_record
 from services.core.money import MoneyError
 from services.core.settings import Settings
 
@@ -64,12 +64,21 @@ def decode_records(records: Sequence[Record], *, now: datetime) -> Decoded:
         key = (record.topic, record.partition)
         out.next_offsets[key] = max(out.next_offsets.get(key, 0), record.offset + 1)
         try:
-            event = decode(record.value)
-        except (ValidationError, ValueError, OverflowError) as exc:
+            contents = decode_record(record.value)
+        except (ValueError, OverflowError) as exc:
             out.dead.append(_dead(record, f"undecodable: {exc}", now))
             continue
-        out.events.append(event)
-        out.records.setdefault(event.event_id, record)
+        if contents.invalid:
+            # A batch record keeps its valid events flowing; its invalid items are kept, as
+            # a JSON array, in one dead letter (the record's coordinates identify it).
+            raw = record.value
+            if contents.events:
+                raw = orjson.dumps([item for item, _ in contents.invalid])
+            errors = "; ".join(error for _, error in contents.invalid)
+            out.dead.append(_dead(replace(record, value=raw), f"undecodable: {errors}", now))
+        for event in contents.events:
+            out.events.append(event)
+            out.records.setdefault(event.event_id, record)
     return out
 
 

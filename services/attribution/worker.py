@@ -1,10 +1,11 @@
 """The attribution worker: a Kafka consumer-group member that projects events into the database.
 
 Guarantee: at-least-once delivery + idempotent writes = each event's effect exactly once.
-- Auto-commit is off. Each poll returns a bounded batch; it is decoded (an undecodable or
-  invalid record becomes a ``dead_letters`` row, never dropped and never blocking its
-  partition), then applied in ONE database transaction that also records the next offset per
-  partition. Only after that commit are the offsets committed to Kafka.
+- Auto-commit is off. Each poll returns a bounded batch, cut into transactions of about
+  ``worker_batch_bytes`` (a record may hold one event or a batch of them). Each is decoded (an
+  undecodable record or invalid event becomes a ``dead_letters`` row, never dropped and never
+  blocking its partition), then applied in ONE database transaction that also records the
+  next offset per partition. Only after that commit are its offsets committed to Kafka.
 - A crash before the database commit loses nothing (the batch is polled again); a crash
   between the two commits replays the batch, which the idempotent projector absorbs.
 - On assignment the worker seeks to the database's offset when it is ahead of Kafka's
@@ -12,8 +13,8 @@ Guarantee: at-least-once delivery + idempotent writes = each event's effect exac
   restart) has no committed offset, so the worker starts from the beginning: replays are
   harmless, skips are not. Should a stored offset lie beyond a partition's end, the fetch
   is out of range and ``auto_offset_reset=earliest`` replays the partition.
-- A transient database error rolls back, seeks back to the batch start, backs off and
-  retries. Anything unexpected is logged with partition and offset and the process exits
+- A transient database error rolls back, seeks back to the first record not yet applied,
+  backs off and retries. Anything unexpected is logged with partition and offset and the process exits
   non-zero, for the supervisor to restart it. SIGTERM finishes the batch, commits, closes.
 """
 
@@ -210,11 +211,28 @@ class Worker:
                 exc,
             )
 
-    def _rewind(self, records: dict[TopicPartition, list[Any]]) -> None:
+    def _rewind(self, chunks: Sequence[dict[TopicPartition, list[Any]]]) -> None:
+        """Seek every partition back to its first record not yet applied."""
         assert self.consumer is not None
-        for tp, batch in records.items():
-            if batch:
-                self.consumer.seek(tp, batch[0].offset)
+        first: dict[TopicPartition, int] = {}
+        for chunk in chunks:
+            for tp, batch in chunk.items():
+                if batch and tp not in first:
+                    first[tp] = batch[0].offset
+        for tp, offset in first.items():
+            self.consumer.seek(tp, offset)
+
+    def _commit(self, records: dict[TopicPartition, list[Any]]) -> None:
+        """Commit the offsets after ``records`` to Kafka (the database already holds them)."""
+        assert self.consumer is not None
+        try:
+            self.consumer.commit(
+                {tp: OffsetAndMetadata(b[-1].offset + 1, "", -1) for tp, b in records.items() if b}
+            )
+        except CommitFailedError:
+            # A rebalance took the partitions; the database already holds the effects and
+            # their offsets, so whoever consumes next resumes or replays harmlessly.
+            log.warning("offset commit failed after a rebalance; the database has them")
 
     def run(self, *, max_batches: int | None = None, idle_exit_s: float | None = None) -> None:
         """Consume until stopped (or ``max_batches`` / ``idle_exit_s`` for tests and tools)."""
@@ -247,54 +265,70 @@ class Worker:
                     elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                         break
                     continue
-                try:
-                    applied = self.process(records)
-                except DBAPIError as exc:
-                    if not is_transient(exc):
-                        first = {
-                            f"{tp.topic}[{tp.partition}]": b[0].offset
-                            for tp, b in records.items()
-                            if b
-                        }
-                        log.exception("database error applying batch at %s; exiting", first)
+                chunks = transaction_chunks(records, self.settings.worker_batch_bytes)
+                for index, chunk in enumerate(chunks):
+                    try:
+                        applied = self.process(chunk)
+                    except DBAPIError as exc:
+                        if not is_transient(exc):
+                            log.exception(
+                                "database error applying batch at %s; exiting", _firsts(chunk)
+                            )
+                            raise
+                        log.warning(
+                            "database unavailable (%s); retrying in %.1fs",
+                            exc.__class__.__name__,
+                            backoff,
+                        )
+                        self._rewind(chunks[index:])
+                        self._pause(backoff)
+                        backoff = min(backoff * 2, 30.0)
+                        break
+                    except Exception:
+                        log.exception(
+                            "unexpected error applying batch starting at %s; exiting",
+                            _firsts(chunk),
+                        )
                         raise
-                    log.warning(
-                        "database unavailable (%s); retrying in %.1fs",
-                        exc.__class__.__name__,
-                        backoff,
-                    )
-                    self._rewind(records)
-                    self._pause(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
-                except Exception:
-                    first = {
-                        f"{tp.topic}[{tp.partition}]": b[0].offset for tp, b in records.items() if b
-                    }
-                    log.exception("unexpected error applying batch starting at %s; exiting", first)
-                    raise
-                backoff, idle_since = 0.5, time.monotonic()
-                self._publish_dead_letters(applied.dead)
-                try:
-                    self.consumer.commit(
-                        {
-                            tp: OffsetAndMetadata(b[-1].offset + 1, "", -1)
-                            for tp, b in records.items()
-                            if b
-                        }
-                    )
-                except CommitFailedError:
-                    # A rebalance took the partitions; the database already holds the effects
-                    # and their offsets, so whoever consumes next resumes or replays harmlessly.
-                    log.warning("offset commit failed after a rebalance; the database has them")
-                self.batches += 1
-                self.events_applied += applied.result.stored
-                if max_batches is not None and self.batches >= max_batches:
-                    break
+                    backoff, idle_since = 0.5, time.monotonic()
+                    self._publish_dead_letters(applied.dead)
+                    self._commit(chunk)
+                    self.batches += 1
+                    self.events_applied += applied.result.stored
+                    if max_batches is not None and self.batches >= max_batches:
+                        return
         finally:
             self.consumer.close()
             if self._dead_producer is not None:
                 self._dead_producer.close(timeout=5)
+
+
+def transaction_chunks(
+    records: dict[TopicPartition, list[Any]], max_bytes: int
+) -> list[dict[TopicPartition, list[Any]]]:
+    """Cut a poll into transactions of about ``max_bytes`` of record values, in offset order.
+
+    A poll is bounded in records, but a batch record holds up to a thousand events: without
+    this cut one transaction could hold millions of events. Each chunk keeps every
+    partition's records contiguous, so committing chunk by chunk commits offsets in order.
+    """
+    chunks: list[dict[TopicPartition, list[Any]]] = []
+    current: dict[TopicPartition, list[Any]] = {}
+    size = 0
+    for tp, batch in records.items():
+        for record in batch:
+            if current and size >= max_bytes:
+                chunks.append(current)
+                current, size = {}, 0
+            current.setdefault(tp, []).append(record)
+            size += len(record.value or b"")
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _firsts(records: dict[TopicPartition, list[Any]]) -> dict[str, int]:
+    return {f"{tp.topic}[{tp.partition}]": b[0].offset for tp, b in records.items() if b}
 
 
 def _log_progress(done: int, total: int) -> None:

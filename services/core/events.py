@@ -8,6 +8,8 @@ wins": an explicit ``"account_id": null`` is carried, an absent field is not.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
@@ -23,6 +25,7 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     TypeAdapter,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -318,10 +321,43 @@ def decode(raw: bytes) -> Event:
     return EVENT_ADAPTER.validate_python(orjson.loads(raw))
 
 
+def encode_batch(encoded: Sequence[bytes]) -> bytes:
+    """Join encoded events into one batch record: a JSON array of canonical events."""
+    return b"[" + b",".join(encoded) + b"]"
+
+
+@dataclass(frozen=True)
+class RecordContents:
+    """What a topic record holds: its valid events, and its invalid items with their errors."""
+
+    events: list[Event]
+    invalid: list[tuple[Any, str]]
+
+
+def decode_record(raw: bytes) -> RecordContents:
+    """Decode a topic record: one event (a JSON object) or a batch of events (a JSON array).
+
+    Each item of a batch is validated on its own, so one invalid item does not hold back the
+    others. Raises ``ValueError`` when the record is not JSON, or neither object nor array.
+    """
+    parsed = orjson.loads(raw)
+    items = parsed if isinstance(parsed, list) else [parsed]
+    if not isinstance(parsed, list | dict):
+        raise ValueError(f"a record holds a JSON object or array, not {type(parsed).__name__}")
+    contents = RecordContents([], [])
+    for item in items:
+        try:
+            contents.events.append(EVENT_ADAPTER.validate_python(item))
+        except (ValidationError, ValueError, OverflowError) as exc:
+            contents.invalid.append((item, str(exc)))
+    return contents
+
+
 def partition_key(event: Event) -> bytes:
     """Return the Kafka key: events about the same entity share a partition, in order."""
+    fields = event.__dict__  # a missing field is slow to ask a pydantic model for
     for name in ("deal_id", "contact_id", "account_id", "campaign_id"):
-        value = getattr(event, name, None)
+        value = fields.get(name)
         if value:
             return f"{name[:-3]}:{value}".encode()
     return b"fx"

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # Data-driven models are refitted on this schedule when new decided deals exist.
     fit_interval_s: float = Field(default=600.0, gt=0)
     worker_max_poll_records: int = 2000
+    # One transaction takes about this many bytes of record values (~2,000 events).
+    worker_batch_bytes: int = Field(default=750_000, ge=1)
     worker_poll_timeout_ms: int = 500
     api_key_cache_s: float = 5.0
     # Shared secret of the generic signed-JSON webhook (HMAC-SHA256 of the raw body).

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from services.attribution.worker import Worker
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.schema import ConsumerOffsetRow, CreditRow, DeadLetterRow, EventRow
-from services.core.events import encode, partition_key
+from services.core.events import encode, encode_batch, partition_key
 from services.core.kafka import ensure_topics
 from tests.conftest import make_settings
 from tests.integration.test_projector import scenario
@@ -86,6 +86,41 @@ def test_worker_consumes_projects_and_commits(broker: str, db_url: str) -> None:
     finally:
         consumer.close()
     assert orjson.loads(payloads[0])["event_id"] == events[0].event_id
+
+
+def test_batch_records_give_the_same_projection_and_keep_their_invalid_items(
+    broker: str, db_url: str
+) -> None:
+    # What ingest publishes for a request of many events: JSON arrays, one per partition. An
+    # invalid item (another producer's) must not hold back the valid ones beside it.
+    settings = make_settings(database_url=db_url, bootstrap=broker, topic_partitions=1)
+    ensure_topics(settings)
+    events = b.events(*scenario())
+    bad = {"event_id": "bad-1", "type": "touch", "occurred_at": "yesterday"}
+    first = encode_batch([encode(e) for e in events[:4]] + [orjson.dumps(bad)])
+    second = encode_batch([encode(e) for e in events[3:]])  # events[3] a second time
+    publish(broker, settings.events_topic, [first, second], [b"batch", b"batch"])
+
+    Worker(settings).run(idle_exit_s=3)
+
+    sessions = make_sessionmaker(make_engine(db_url))
+    with sessions() as session:
+        stored = session.scalars(select(EventRow.event_id).order_by(EventRow.event_id)).all()
+        assert stored == sorted(e.event_id for e in events)
+        [dead] = session.scalars(select(DeadLetterRow)).all()
+        assert (dead.partition, dead.offset) == (0, 0)
+        assert orjson.loads(dead.raw) == [bad]
+        assert dead.error.startswith("undecodable") and "occurred_at" in dead.error
+        linear = dict(
+            session.execute(
+                select(CreditRow.campaign_id, func.sum(CreditRow.credit_minor))
+                .where(CreditRow.model_id == "linear")
+                .group_by(CreditRow.campaign_id)
+            ).all()
+        )
+        assert linear == {"ads": 33334, "mail": 33333, "web": 33333}
+        offsets = session.scalars(select(ConsumerOffsetRow.next_offset)).all()
+        assert offsets == [2]
 
 
 def test_event_the_database_rejects_is_dead_lettered_and_the_stream_goes_on(

@@ -8,7 +8,15 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from services.core.events import EVENT_ADAPTER, EVENT_TYPES, decode, encode, partition_key
+from services.core.events import (
+    EVENT_ADAPTER,
+    EVENT_TYPES,
+    decode,
+    decode_record,
+    encode,
+    encode_batch,
+    partition_key,
+)
 
 AT = "2024-03-01T10:00:00+02:00"
 DROP = object()  # marks a field to leave out of an example
@@ -196,3 +204,23 @@ def test_encoding_is_canonical_utc() -> None:
 )
 def test_partition_key(event_type: str, key: bytes) -> None:
     assert partition_key(EVENT_ADAPTER.validate_python(example(event_type))) == key
+
+
+def test_a_record_holds_one_event_or_a_batch_and_invalid_items_are_set_apart() -> None:
+    good = {
+        "event_id": "t1",
+        "type": "touch",
+        "occurred_at": "2026-03-01T10:00:00Z",
+        "campaign_id": "c1",
+        "contact_id": "p1",
+    }
+    single = decode_record(orjson.dumps(good))
+    assert [e.event_id for e in single.events] == ["t1"] and single.invalid == []
+    bad = {**good, "event_id": "t2", "campaign_id": None}
+    batch = decode_record(encode_batch([orjson.dumps(good), orjson.dumps(bad)]))
+    assert [e.event_id for e in batch.events] == ["t1"]
+    [(item, error)] = batch.invalid
+    assert item == bad and "campaign_id" in error
+    for raw in (b"{not json", b'"a string"', b"42"):
+        with pytest.raises(ValueError):
+            decode_record(raw)
