@@ -14,8 +14,9 @@ Guarantee: at-least-once delivery + idempotent writes = each event's effect exac
   harmless, skips are not. Should a stored offset lie beyond a partition's end, the fetch
   is out of range and ``auto_offset_reset=earliest`` replays the partition.
 - A transient database error rolls back, seeks back to the first record not yet applied,
-  backs off and retries. Anything unexpected is logged with partition and offset and the process exits
-  non-zero, for the supervisor to restart it. SIGTERM finishes the batch, commits, closes.
+  backs off and retries. Anything unexpected is logged with partition and offset and the
+  process exits non-zero, for the supervisor to restart it. SIGTERM finishes the batch,
+  commits, closes.
 """
 
 from __future__ import annotations

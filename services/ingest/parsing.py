@@ -7,6 +7,7 @@ body (``events[3].amount``; ``amount`` for a single event) and nothing is publis
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,8 +20,21 @@ _TAG_ERRORS = {"union_tag_not_found", "union_tag_invalid"}
 _TYPE_PROBLEM = "must be one of " + ", ".join(EVENT_TYPES)
 
 
+@dataclass(frozen=True)
+class ParsedBody:
+    """A valid body's events, and the JSON items they were validated from (same order)."""
+
+    events: list[Event]
+    items: list[Any]
+
+
 def parse_events(raw: bytes, *, max_events: int) -> list[Event]:
     """Parse and validate a request body; raise Problem 400 (bad JSON) or 422 (invalid)."""
+    return parse_body(raw, max_events=max_events).events
+
+
+def parse_body(raw: bytes, *, max_events: int) -> ParsedBody:
+    """Like ``parse_events``, keeping the validated JSON items (to publish without re-encoding)."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -41,7 +55,7 @@ def parse_events(raw: bytes, *, max_events: int) -> list[Event]:
             ]
         )
     try:
-        return EVENT_LIST_ADAPTER.validate_python(items)
+        return ParsedBody(EVENT_LIST_ADAPTER.validate_python(items), items)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         raise invalid(_locate(errors, prefix)) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from services.ingest.deps import IngestPrincipal, JsonBody, MetricsDep, PublisherDep, SettingsDep
-from services.ingest.parsing import parse_events
+from services.ingest.parsing import parse_body
 from services.ingest.publisher import BrokerUnavailable
 from services.ingest.schemas import EVENT_BODY_OPENAPI, AcceptedOut, problem_responses
 
@@ -28,9 +28,9 @@ def post_events(
 ) -> AcceptedOut:
     """Publish one event or a batch, all or nothing; 202 once the broker has every event."""
     # A sync route: FastAPI runs it in its threadpool, so blocking on acks never stalls the loop.
-    events = parse_events(body, max_events=settings.max_batch_events)
+    parsed = parse_body(body, max_events=settings.max_batch_events)
     try:
-        accepted = publisher.publish(events)
+        accepted = publisher.publish(parsed.events, items=parsed.items)
     except BrokerUnavailable:
         metrics.publish_failures.labels("events").inc()
         raise
