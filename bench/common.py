@@ -44,3 +44,15 @@ def timer() -> Iterator[Callable[[], float]]:
     """Yield a function returning the seconds elapsed since entering."""
     start = time.perf_counter()
     yield lambda: time.perf_counter() - start
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """Return a process's peak resident set size (``VmHWM``), or 0 once it has gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
