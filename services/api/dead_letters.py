@@ -3,9 +3,10 @@
 The worker turns a record it cannot decode, validate or apply into a ``dead_letters`` row (its
 topic, partition, offset, raw bytes and error) and goes on. After a fix, an admin retries it:
 
-- The stored bytes are re-validated with the CURRENT schema (``decode``); still invalid → the
-  errors, and nothing is published.
-- A valid event is published, canonically encoded, to the events topic with its usual key, and
+- The stored bytes (one event, or a JSON array of a batch record's invalid events) are
+  re-validated with the CURRENT schema; anything still invalid → the errors, and nothing is
+  published.
+- Valid events are published, canonically encoded, to the events topic, and
   only after the broker acknowledged it (acks=all, bounded by ``publish_timeout_s``) is the row
   marked ``retried_at``. That mark is the read API's only write, and it commits here, in one
   short transaction of its own (no transaction stays open while the broker is waited for).
@@ -22,6 +23,7 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,7 +32,7 @@ from services.api.errors import AlreadyRetried, DeadLetterNotFound, StillInvalid
 from services.api.formatting import rfc3339
 from services.api.schemas import DeadLetterOut, DeadLetterRetryOut, DeadLettersOut
 from services.core.db.schema import DeadLetterRow
-from services.core.events import EVENT_TYPES, Event, decode
+from services.core.events import EVENT_ADAPTER, EVENT_TYPES, Event
 from services.core.http import validation_errors
 from services.core.publisher import Publisher
 
@@ -74,20 +76,36 @@ def _text(raw: bytes) -> str | None:
         return None
 
 
-def revalidate(dead_letter_id: int, raw: bytes) -> Event:
-    """Decode ``raw`` with the current schema, or raise StillInvalid naming each field."""
+def revalidate(dead_letter_id: int, raw: bytes) -> list[Event]:
+    """Decode ``raw`` (an event, or a JSON array of them) with the current schema.
+
+    Raises StillInvalid naming each field (``raw.amount``, or ``raw[2].amount`` in an array)
+    when anything is still invalid: a retry republishes all of a dead letter or nothing.
+    """
     try:
-        return decode(raw)
-    except ValidationError as exc:
-        found = exc.errors(include_url=False, include_input=False, include_context=False)
-        raise StillInvalid(dead_letter_id, validation_errors([_locate(e) for e in found])) from None
-    except (ValueError, OverflowError) as exc:  # not JSON at all
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:  # not JSON at all
         problem = f"is not valid JSON: {exc}"
         errors = [{"field": "raw", "problem": problem, "type": "json_invalid"}]
         raise StillInvalid(dead_letter_id, errors) from None
+    items = parsed if isinstance(parsed, list) else [parsed]
+    events, found = [], []
+    for index, item in enumerate(items):
+        root: list[Any] = ["raw", index] if isinstance(parsed, list) else ["raw"]
+        try:
+            events.append(EVENT_ADAPTER.validate_python(item))
+        except ValidationError as exc:
+            details = exc.errors(include_url=False, include_input=False, include_context=False)
+            found += [_locate(e, root) for e in details]
+    if found or not events:
+        raise StillInvalid(dead_letter_id, validation_errors(found or [_EMPTY]))
+    return events
 
 
-def _locate(error: Any) -> dict[str, Any]:
+_EMPTY = {"loc": ["raw"], "msg": "holds no event", "type": "empty"}
+
+
+def _locate(error: Any, root: list[Any]) -> dict[str, Any]:
     """Root a location at the stored record (``raw.amount``) without the union's tag."""
     loc = list(error["loc"])
     if loc and loc[0] in EVENT_TYPES:
@@ -97,7 +115,7 @@ def _locate(error: Any) -> dict[str, Any]:
         known = "must be one of " + ", ".join(EVENT_TYPES)
         missing = error["type"] == "union_tag_not_found"
         error = {**error, "msg": ("required; " if missing else "unknown event type; ") + known}
-    return {**error, "loc": ["raw", *loc]}
+    return {**error, "loc": [*root, *loc]}
 
 
 def retry_dead_letter(
@@ -114,12 +132,17 @@ def retry_dead_letter(
         raise DeadLetterNotFound(dead_letter_id)
     if row.retried_at is not None and not force:
         raise AlreadyRetried(dead_letter_id, row.retried_at)
-    event = revalidate(dead_letter_id, row.raw)
-    publisher.publish([event])  # raises BrokerUnavailable: nothing is marked
+    events = revalidate(dead_letter_id, row.raw)
+    publisher.publish(events)  # raises BrokerUnavailable: nothing is marked
     with sessions.begin() as session:
         session.execute(
             update(DeadLetterRow)
             .where(DeadLetterRow.id == dead_letter_id)
             .values(retried_at=datetime.now(UTC))
         )
-    return DeadLetterRetryOut(id=dead_letter_id, event_id=event.event_id, republished=True)
+    return DeadLetterRetryOut(
+        id=dead_letter_id,
+        event_id=events[0].event_id,
+        event_ids=[e.event_id for e in events],
+        republished=True,
+    )

@@ -187,7 +187,8 @@ class DeadLettersOut(_Out):
 
 class DeadLetterRetryOut(_Out):
     id: int
-    event_id: str
+    event_id: str  # the first event republished
+    event_ids: list[str]  # every event republished (a batch record's dead letter may hold many)
     republished: bool
 
 

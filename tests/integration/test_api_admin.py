@@ -25,7 +25,14 @@ from services.api.app import create_app
 from services.core.auth import create_key
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.schema import DeadLetterRow
-from services.core.events import EVENT_ADAPTER, Event, encode, partition_key
+from services.core.events import (
+    EVENT_ADAPTER,
+    Event,
+    decode_record,
+    encode,
+    encode_batch,
+    partition_key,
+)
 from services.core.settings import Settings
 from tests.conftest import make_settings
 from tests.support.infra import free_port
@@ -240,7 +247,12 @@ def test_retry_republishes_only_a_valid_event_once(
 
     accepted = retry(valid)
     assert accepted.status_code == 202, accepted.text
-    assert accepted.json() == {"id": valid, "event_id": event.event_id, "republished": True}
+    assert accepted.json() == {
+        "id": valid,
+        "event_id": event.event_id,
+        "event_ids": [event.event_id],
+        "republished": True,
+    }
 
     records = read_topic(broker, settings.events_topic, event.event_id)
     assert [(r.key, r.value) for r in records] == [(partition_key(event), encode(event))]
@@ -252,6 +264,37 @@ def test_retry_republishes_only_a_valid_event_once(
     assert retry(valid, "?force=true").status_code == 202  # harmless: same event_id
     assert_problem(retry(2**31 - 1), 404)
     assert_problem(retry(2**31), 422)  # beyond the id column: invalid, not a database error
+
+
+def test_retry_of_a_batch_records_dead_letter_republishes_all_or_nothing(
+    client: TestClient, keys: dict[str, str], settings: Settings, pg_url: str, broker: str
+) -> None:
+    # The worker keeps a batch record's invalid items as one JSON array.
+    first, second = a_touch(), a_touch()
+    still_bad = encode_batch([encode(first), MISSING_FIELDS])
+    mended = encode_batch([encode(first), encode(second)])
+    bad_id, good_id = add_dead_letters(pg_url, settings.events_topic, [still_bad, mended])
+    admin = as_(keys, "admin")
+
+    problem = assert_problem(
+        client.post(f"/v1/admin/dead-letters/{bad_id}/retry", headers=admin), 422
+    )
+    assert {e["field"] for e in problem["errors"]} == {"raw[1].occurred_at", "raw[1].campaign_id"}
+    accepted = client.post(f"/v1/admin/dead-letters/{good_id}/retry", headers=admin)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["event_ids"] == [first.event_id, second.event_id]
+    consumer = KafkaConsumer(
+        settings.events_topic,
+        bootstrap_servers=broker,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    try:
+        republished = [e for r in consumer for e in decode_record(r.value).events]
+    finally:
+        consumer.close()
+    assert republished == [first, second]
+    assert retried_at(pg_url, bad_id) is None and retried_at(pg_url, good_id) is not None
 
 
 def test_broker_down_answers_503_and_marks_nothing(pg_url: str, keys: dict[str, str]) -> None:
