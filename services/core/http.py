@@ -8,7 +8,7 @@ registered by ``install_problem_handlers`` answer.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,6 +23,7 @@ from prometheus_client import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.auth import Principal, lookup_key
 
@@ -192,15 +193,39 @@ class HttpMetrics:
     def install(self, app: FastAPI) -> None:
         """Add the timing middleware and the ``/metrics`` route to ``app``."""
 
-        @app.middleware("http")
-        async def _timed(request: Request, call_next: Callable[[Request], Any]) -> Response:
-            start = time.perf_counter()
-            response: Response = await call_next(request)
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            self.requests.labels(self.service, route, str(response.status_code)).inc()
-            self.latency.labels(self.service, route).observe(time.perf_counter() - start)
-            return response
+        # A pure ASGI middleware: Starlette's BaseHTTPMiddleware (``@app.middleware``) runs
+        # each request in a task group with memory streams, ~0.3 ms a request measured here.
+        app.add_middleware(_TimedRequests, metrics=self)
 
         @app.get("/metrics", include_in_schema=False)
         def metrics() -> Response:
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _TimedRequests:
+    """Count and time every HTTP request by route template and status."""
+
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # an exception escaping the app is answered 500 by the outer middleware
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            # The router records the matched route in the scope it shares with us.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            metrics = self.metrics
+            metrics.requests.labels(metrics.service, route, str(status)).inc()
+            metrics.latency.labels(metrics.service, route).observe(time.perf_counter() - start)
