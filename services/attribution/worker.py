@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -78,8 +79,8 @@ class Worker:
         self.pending_assignment: set[TopicPartition] = set()
         self._dead_producer: KafkaProducer | None = None
         self.batches = 0
-        self._maintained_at = 0.0
         self._scheduled_at = time.monotonic()
+        self._maintenance = _Maintenance(self._maintain)
         self.events_applied = 0
 
     def stop(self, *_: Any) -> None:
@@ -117,18 +118,15 @@ class Worker:
                 self._pause(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    def _maintain(self, *, every_s: float = 5.0) -> None:
-        """Between batches: schedule and run model fits, compute new custom models.
+    def _maintain(self) -> None:
+        """One maintenance pass: schedule and run model fits, compute new custom models.
 
-        Runs at most every ``every_s`` seconds; a database outage here is logged and retried
-        on a later call, never fatal.
+        Runs on the maintenance thread (see ``_Maintenance``); a database outage here is
+        logged and retried on a later pass, never fatal.
         """
         now = time.monotonic()
-        if now - self._maintained_at < every_s:
-            return
-        self._maintained_at = now
         # The schedule ticks every fit interval from start-up; fits asked for (API, CLI) and
-        # new custom models are handled at every call.
+        # new custom models are handled at every pass.
         schedule = now - self._scheduled_at >= self.settings.fit_interval_s
         if schedule:
             self._scheduled_at = now
@@ -247,6 +245,7 @@ class Worker:
             return
         self.consumer = make_consumer(self.settings)
         self.consumer.subscribe([self.settings.events_topic], listener=_SeekToDatabase(self))
+        self._maintenance.start()
         backoff, idle_since = 0.5, time.monotonic()
         try:
             while not self._stopping:
@@ -259,7 +258,7 @@ class Worker:
                     except Stopped:
                         break
                     records = {tp: recs for tp, recs in records.items() if tp not in moved}
-                self._maintain()
+                self._maintenance.check()
                 if not records:
                     if not self.consumer.assignment():
                         idle_since = time.monotonic()  # still joining the group: not idle
@@ -299,9 +298,48 @@ class Worker:
                     if max_batches is not None and self.batches >= max_batches:
                         return
         finally:
+            self._maintenance.finish()
             self.consumer.close()
             if self._dead_producer is not None:
                 self._dead_producer.close(timeout=5)
+
+
+class _Maintenance(threading.Thread):
+    """Model fits and custom-model passes, every few seconds, beside the consume loop.
+
+    A refit recomputes every deal's data-driven credits; run inside the loop it stopped
+    consumption for minutes on a large database, and freshness with it. Here the loop goes on
+    (sharing the interpreter, so more slowly) while the fit runs. Both take the batch lock per
+    transaction, so a deal is never written by both at once. An unexpected error is handed to
+    the loop (``check``), which exits as it would on its own errors.
+    """
+
+    def __init__(self, step: Callable[[], None], *, every_s: float = 5.0) -> None:
+        super().__init__(name="closedloop-maintenance", daemon=True)
+        self._step, self._every_s = step, every_s
+        self._done = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            try:
+                self._step()
+            except Exception as exc:
+                log.exception("model maintenance failed; stopping the worker")
+                self.error = exc
+                return
+            self._done.wait(self._every_s)
+
+    def check(self) -> None:
+        """Raise, in the loop's thread, what made maintenance fail."""
+        if self.error is not None:
+            raise RuntimeError("model maintenance failed") from self.error
+
+    def finish(self) -> None:
+        """Stop after the current pass (a fit in progress is finished, not cut)."""
+        self._done.set()
+        if self.is_alive():
+            self.join()
 
 
 def transaction_chunks(
