@@ -1,6 +1,6 @@
 # Closed Loop: `make run` starts the whole pipeline, `make test` runs every test.
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck bench bench-quick
+.PHONY: help install tools run test lint typecheck bench bench-quick
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -19,10 +19,14 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+tools: ## Install wrk (Debian), the HTTP load generator of the benchmarks, if it is missing
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+		|| { echo "could not install wrk (apt-get install wrk, as root)"; exit 1; }
+
 run: install ## Start ingest, worker and API on embedded defaults (closedloop up)
 	$(BIN)/closedloop up $(ARGS)
 
-test: install ## Run the whole test suite
+test: install tools ## Run the whole test suite (the benchmark smoke test needs wrk)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
 
 lint: install ## Check style and formatting with ruff
@@ -32,8 +36,8 @@ lint: install ## Check style and formatting with ruff
 typecheck: install ## Type-check services/ with mypy
 	$(BIN)/mypy
 
-bench: install ## Run the benchmarks (pass options in ARGS="...")
+bench: install tools ## Run the benchmarks (pass options in ARGS="...")
 	$(BIN)/python -m bench $(ARGS)
 
-bench-quick: install ## Run a short benchmark (smoke size)
+bench-quick: install tools ## Run a short benchmark (smoke size)
 	$(BIN)/python -m bench --quick $(ARGS)

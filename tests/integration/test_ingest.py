@@ -21,7 +21,7 @@ from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.events import EVENT_ADAPTER, decode, decode_record, partition_key
 from services.core.settings import Settings
 from services.ingest.app import create_app
-from services.ingest.routes.webhooks import sign
+from services.ingest.routes.webhooks import INLINE_BODY_BYTES, sign
 from tests.conftest import make_settings
 from tests.support.infra import free_port, running_broker
 
@@ -143,9 +143,7 @@ def test_batch_of_1000_all_acknowledged(
     assert 1 <= len(records) <= settings.topic_partitions
     assert all(r.key is None and r.value.startswith(b"[") for r in records)
     on_topic = [e for r in records for e in decode_record(r.value).events]
-    assert sorted(e.event_id for e in on_topic) == sorted(
-        e["event_id"] for e in batch
-    )
+    assert sorted(e.event_id for e in on_topic) == sorted(e["event_id"] for e in batch)
     # Topic created by the service with the configured partitions, records spread by key.
     assert len({r.partition for r in records}) == settings.topic_partitions
 
@@ -364,6 +362,100 @@ def test_generic_webhook(client: TestClient, settings: Settings, broker: str) ->
     assert "not supported yet" in hubspot.json()["detail"]
     assert client.post("/v1/webhooks/nope", content=body, headers=headers).status_code == 404
     assert len(read_topic(broker, settings.events_topic)) == 2
+
+
+def test_webhook_large_signed_batch_is_checked_off_the_loop(
+    client: TestClient, settings: Settings, broker: str
+) -> None:
+    # Above INLINE_BODY_BYTES the signature and validation run in a thread: same answers.
+    batch = [touch(n, touch_type="webinar_attended") for n in range(600)]
+    body = orjson.dumps({"events": batch})
+    assert len(body) > INLINE_BODY_BYTES
+    headers = {"Content-Type": "application/json"}
+    good = client.post(
+        "/v1/webhooks/generic",
+        content=body,
+        headers={**headers, "X-Closedloop-Signature": sign(SECRET, body)},
+    )
+    assert good.status_code == 202, good.text
+    assert good.json() == {"accepted": 600}
+    bad = client.post(
+        "/v1/webhooks/generic",
+        content=body,
+        headers={**headers, "X-Closedloop-Signature": sign("other", body)},
+    )
+    assert bad.status_code == 401
+    batch[599] = deal_created(amount=1.5)
+    invalid = orjson.dumps({"events": batch})
+    refused = client.post(
+        "/v1/webhooks/generic",
+        content=invalid,
+        headers={**headers, "X-Closedloop-Signature": sign(SECRET, invalid)},
+    )
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["events[599].amount"]
+    records = read_topic(broker, settings.events_topic)
+    assert len([e for r in records for e in decode_record(r.value).events]) == 600
+
+
+def test_webhook_content_type_size_and_metrics(pg_url: str, broker: str) -> None:
+    settings = make_settings(database_url=pg_url, bootstrap=broker, max_body_bytes=2000)
+    app = create_app(settings, webhook_secrets={"generic": SECRET})
+    one = orjson.dumps(touch())
+    big = orjson.dumps({"events": [touch(n) for n in range(20)]})
+    with TestClient(app) as client:
+        wrong_type = client.post(
+            "/v1/webhooks/generic",
+            content=one,
+            headers={"Content-Type": "text/plain", "X-Closedloop-Signature": sign(SECRET, one)},
+        )
+        assert wrong_type.status_code == 415
+        assert wrong_type.headers["content-type"] == "application/problem+json"
+        too_large = client.post(
+            "/v1/webhooks/generic",
+            content=big,
+            headers={
+                "Content-Type": "application/json",
+                "X-Closedloop-Signature": sign(SECRET, big),
+            },
+        )
+        assert too_large.status_code == 413
+        ok = client.post(
+            "/v1/webhooks/generic",
+            content=one,
+            headers={
+                "Content-Type": "application/json",
+                "X-Closedloop-Signature": sign(SECRET, one),
+            },
+        )
+        assert ok.status_code == 202
+        assert ok.headers["content-type"] == "application/json"
+        metrics = client.get("/metrics").text
+        assert 'closedloop_ingest_events_accepted_total{endpoint="webhook_generic"} 1.0' in metrics
+        operation = client.get("/openapi.json").json()["paths"]["/v1/webhooks/{provider}"]["post"]
+        assert {"provider", "X-Closedloop-Signature"} <= {
+            p["name"] for p in operation["parameters"]
+        }
+
+
+def test_webhook_broker_down_is_503(pg_url: str) -> None:
+    settings = make_settings(
+        database_url=pg_url, bootstrap=f"127.0.0.1:{free_port()}", publish_timeout_s=1.0
+    )
+    body = orjson.dumps(touch())
+    with TestClient(create_app(settings, webhook_secrets={"generic": SECRET})) as client:
+        down = client.post(
+            "/v1/webhooks/generic",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Closedloop-Signature": sign(SECRET, body),
+            },
+        )
+        assert down.status_code == 503
+        assert down.headers["retry-after"] == "5"
+        metrics = client.get("/metrics").text
+        assert 'closedloop_ingest_publish_failures_total{endpoint="webhook_generic"} 1.0' in metrics
 
 
 def test_webhook_without_secret_is_closed(pg_url: str, broker: str) -> None:
