@@ -95,18 +95,25 @@ def run(*, quick: bool) -> dict[str, Any]:
             "CLOSEDLOOP_EVENTS_TOPIC": settings.events_topic,
             "CLOSEDLOOP_INGEST_PORT": str(port),
         }
-        with services_ingest_only(env, Path(tmp), port=port):
-            url = f"http://127.0.0.1:{port}"
-            http_ingest_rate(url, key, events[:2000], clients=clients)  # warm-up
-            rate, rate_runs = median_of(
-                runs, lambda: http_ingest_rate(url, key, events, clients=clients)
-            )
+        by_processes: dict[int, tuple[float, list[float]]] = {}
+        for processes in (1, 2):
+            env["CLOSEDLOOP_INGEST_WORKERS"] = str(processes)
+            with services_ingest_only(env, Path(tmp), port=port):
+                url = f"http://127.0.0.1:{port}"
+                http_ingest_rate(url, key, events[:4000], clients=clients)  # warm-up
+                by_processes[processes] = median_of(
+                    runs, lambda url=url: http_ingest_rate(url, key, events, clients=clients)
+                )
+    rate, rate_runs = by_processes[2]
     return {
         "events": len(events),
         "clients": clients,
         "batch": 1000,
+        "ingest_processes": 2,
         "ingest_events_per_s": rate,
         "ingest_runs": rate_runs,
+        "one_process_events_per_s": by_processes[1][0],
+        "one_process_runs": by_processes[1][1],
         "raw_producer_events_per_s": raw,
         "raw_runs": raw_runs,
         "ratio": rate / raw,

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
 
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8001
+    # Processes serving ingest on its port (each validates and publishes on its own core).
+    ingest_workers: int = Field(default=1, ge=1, le=64)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_body_bytes: int = 10 * 1024 * 1024

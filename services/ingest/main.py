@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from services.core.settings import Settings
 from services.ingest.app import create_app
@@ -21,5 +23,31 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def run(settings: Settings) -> None:
-    """Serve the ingest API on ``settings.ingest_host:ingest_port`` until interrupted."""
-    uvicorn.run(create_app(settings), **uvicorn_options(settings))
+    """Serve the ingest API on ``settings.ingest_host:ingest_port`` until interrupted.
+
+    With ``ingest_workers`` > 1, uvicorn runs that many processes on the one port, each with
+    its own producer: validation and publishing are CPU-bound Python, so one process uses one
+    core. The processes rebuild their settings from the environment, so ``settings`` is
+    exported to it first.
+    """
+    if settings.ingest_workers <= 1:
+        uvicorn.run(create_app(settings), **uvicorn_options(settings))
+        return
+    os.environ.update(
+        {
+            f"CLOSEDLOOP_{name.upper()}": str(value)
+            for name, value in settings.model_dump().items()
+            if value is not None
+        }
+    )
+    uvicorn.run(
+        "services.ingest.main:app_from_environment",
+        factory=True,
+        workers=settings.ingest_workers,
+        **uvicorn_options(settings),
+    )
+
+
+def app_from_environment() -> FastAPI:
+    """Build the ingest app from the environment (each worker process calls this)."""
+    return create_app(Settings())
