@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from services.attribution.journeys import journey_candidates
@@ -66,11 +66,9 @@ def affected_deals(
                 & (or_(DealRow.fx_rate_date.is_(None), DealRow.fx_rate_date <= day))
             )
     if conditions:
-        deal_ids.update(
-            session.scalars(
-                select(DealRow.deal_id).where(DealRow.status == STATUS_WON, or_(*conditions))
-            )
-        )
+        # One SELECT per condition, UNIONed: an OR of ``= ANY`` tests is a sequential scan.
+        won = select(DealRow.deal_id).where(DealRow.status == STATUS_WON)
+        deal_ids.update(session.scalars(union(*(won.where(c) for c in conditions))))
     deal_ids.update(_deals_touched(session, impact, lookback=lookback))
     return deal_ids
 

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, select, union
 from sqlalchemy.orm import Session
 
 from services.core.db.schema import CampaignRow, ContactRow, TouchRow
@@ -45,46 +45,58 @@ def journey_candidates(
     roots = set().union(*deal_roots.values())
     accounts = {d.account_id for d in deals if d.account_id is not None}
 
+    # Each condition is its own SELECT, UNIONed: PostgreSQL plans an OR of ``= ANY(array)``
+    # tests as a sequential scan checking every row against every array (seconds a batch);
+    # separately, each uses its index.
     member: list[ColumnElement[bool]] = []
     if roots:
         member.append(among(session, ContactRow.root_contact_id, roots))
     if accounts:
         member.append(among(session, ContactRow.effective_account_id, accounts))
-    belongs: list[ColumnElement[bool]] = []
-    if roots:
-        belongs.append(among(session, TouchRow.contact_id, roots))
-    if member:
-        belongs.append(TouchRow.contact_id.in_(select(ContactRow.contact_id).where(or_(*member))))
-    if accounts:
-        belongs.append(among(session, TouchRow.account_id, accounts))
-    if not belongs:
-        return {d.deal_id: [] for d in deals}
     contacts: dict[str, tuple[str, str | None]] = {}
     if member:
         contacts = {
             c: (r, a)
             for c, r, a in session.execute(
-                select(
-                    ContactRow.contact_id,
-                    ContactRow.root_contact_id,
-                    ContactRow.effective_account_id,
-                ).where(or_(*member))
+                union(
+                    *(
+                        select(
+                            ContactRow.contact_id,
+                            ContactRow.root_contact_id,
+                            ContactRow.effective_account_id,
+                        ).where(condition)
+                        for condition in member
+                    )
+                )
             )
         }
+    belongs: list[ColumnElement[bool]] = []
+    if roots or contacts:
+        belongs.append(among(session, TouchRow.contact_id, roots | contacts.keys()))
+    if accounts:
+        belongs.append(among(session, TouchRow.account_id, accounts))
+    if not belongs:
+        return {d.deal_id: [] for d in deals}
     earliest = min(d.journey_start for d in deals if d.journey_start) - lookback
     latest = max(d.closed_at for d in deals if d.closed_at)
+    columns = (
+        TouchRow.event_id,
+        TouchRow.occurred_at,
+        TouchRow.campaign_id,
+        TouchRow.lead_created,
+        TouchRow.contact_id,
+        TouchRow.account_id,
+        CampaignRow.channel,
+    )
     rows = session.execute(
-        select(
-            TouchRow.event_id,
-            TouchRow.occurred_at,
-            TouchRow.campaign_id,
-            TouchRow.lead_created,
-            TouchRow.contact_id,
-            TouchRow.account_id,
-            CampaignRow.channel,
+        union(
+            *(
+                select(*columns)
+                .outerjoin(CampaignRow, CampaignRow.campaign_id == TouchRow.campaign_id)
+                .where(condition, TouchRow.occurred_at >= earliest, TouchRow.occurred_at <= latest)
+                for condition in belongs
+            )
         )
-        .outerjoin(CampaignRow, CampaignRow.campaign_id == TouchRow.campaign_id)
-        .where(or_(*belongs), TouchRow.occurred_at >= earliest, TouchRow.occurred_at <= latest)
     )
     by_account: dict[str, list[Touch]] = defaultdict(list)
     by_root: dict[str, list[Touch]] = defaultdict(list)
