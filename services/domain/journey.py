@@ -10,15 +10,21 @@ Invariants:
   flagged ``lead_created``, else the first touch) and ``opportunity_creation`` (last
   touch with ``occurred_at <= created_at``, else the first touch). A touch may hold
   several roles; a touch holding none is a middle touch (empty role set).
+- The roles depend only on the journey's shape ``(length, lead_creation index,
+  opportunity_creation index)``, so they are computed once per shape (``shape_roles``).
 - Everything here is a pure function of its arguments; nothing reads a clock.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import pairwise
+from functools import lru_cache
+from itertools import islice, pairwise
+from operator import lt
+from typing import TypeAlias
 
 ROLE_FIRST = "first"
 ROLE_LAST = "last"
@@ -82,6 +88,9 @@ def select_journey(
     return order_touches(t for t in touches if window_start <= t.occurred_at <= closed_at)
 
 
+Shape: TypeAlias = tuple[int, int, int]
+
+
 def _check_ordered(journey: Sequence[Touch]) -> None:
     for before, after in pairwise(journey):
         if (before.occurred_at, before.event_id) >= (after.occurred_at, after.event_id):
@@ -91,21 +100,45 @@ def _check_ordered(journey: Sequence[Touch]) -> None:
             )
 
 
+def journey_shape(journey: Sequence[Touch], *, created_at: datetime) -> Shape:
+    """Return ``(length, lead_creation index, opportunity_creation index)`` of a journey.
+
+    The shape is all the roles depend on (first and last are the ends), so role sets and
+    positional weights can be computed once per shape. Raises ``ValueError`` unless the
+    journey is non-empty and strictly ordered by ``(occurred_at, event_id)``.
+    """
+    return shape_and_times(journey, created_at=created_at)[0]
+
+
+def shape_and_times(
+    journey: Sequence[Touch], *, created_at: datetime
+) -> tuple[Shape, list[datetime]]:
+    """Return the journey's shape (see ``journey_shape``) and its touches' times, in order."""
+    if not journey:
+        raise ValueError("an empty journey has no shape")
+    times = [t.occurred_at for t in journey]
+    # Strictly increasing times, checked in C, are in order; only ties need the event ids.
+    if not all(map(lt, times, islice(times, 1, None))):
+        _check_ordered(journey)
+    flags = [t.lead_created for t in journey]
+    lead = flags.index(True) if True in flags else 0
+    return (len(journey), lead, max(bisect_right(times, created_at) - 1, 0)), times
+
+
+@lru_cache(maxsize=4096)
+def shape_roles(shape: Shape) -> tuple[frozenset[str], ...]:
+    """Return the named roles each touch of a journey of this shape holds (shared, cached)."""
+    length, lead, opportunity = shape
+    holders = {ROLE_FIRST: 0, ROLE_LEAD_CREATION: lead, ROLE_OPPORTUNITY_CREATION: opportunity}
+    holders[ROLE_LAST] = length - 1
+    return tuple(
+        frozenset(role for role, index in holders.items() if index == position)
+        for position in range(length)
+    )
+
+
 def assign_roles(journey: Sequence[Touch], *, created_at: datetime) -> list[frozenset[str]]:
     """Return the named roles each journey touch holds (an empty set marks a middle touch)."""
     if not journey:
         return []
-    _check_ordered(journey)
-    last = len(journey) - 1
-    lead = next((i for i, t in enumerate(journey) if t.lead_created), 0)
-    opportunity = next((i for i in range(last, -1, -1) if journey[i].occurred_at <= created_at), 0)
-    holders = {
-        ROLE_FIRST: 0,
-        ROLE_LEAD_CREATION: lead,
-        ROLE_OPPORTUNITY_CREATION: opportunity,
-        ROLE_LAST: last,
-    }
-    return [
-        frozenset(role for role, index in holders.items() if index == position)
-        for position in range(len(journey))
-    ]
+    return list(shape_roles(journey_shape(journey, created_at=created_at)))

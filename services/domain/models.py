@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Context, Decimal, Overflow, localcontext
 from fractions import Fraction
+from math import exp2
 from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeAlias
 
-from .journey import ROLE_MIDDLE, ROLES, Touch
+from .allocation import IntegerWeights
+from .journey import ROLE_MIDDLE, ROLES, Shape, Touch, shape_roles
 
 if TYPE_CHECKING:
     from .datadriven import ChannelWeightModel
@@ -98,6 +100,67 @@ def _normalise(raw: Sequence[Fraction]) -> list[Fraction]:
     return [weight / total for weight in raw]
 
 
+# Bounds on the caches of per-shape weights (pure caches: dropping them changes no result).
+_PLAN_CACHE_LIMIT = 50_000
+
+
+def _integer_weights(weights: Mapping[str, Fraction]) -> tuple[int, ...]:
+    """Return the weights of ``WEIGHT_KEYS`` as integers over their common denominator."""
+    values = [weights.get(key, Fraction(0)) for key in WEIGHT_KEYS]
+    denominator = math.lcm(*(v.denominator for v in values))
+    return tuple(v.numerator * (denominator // v.denominator) for v in values)
+
+
+_SHARED_PLANS: dict[tuple[tuple[int, ...], Shape], IntegerWeights] = {}
+_PLANS_BY_WEIGHTS: dict[tuple[int, ...], IntegerWeights] = {}
+
+
+def _build_plan(signature: tuple[int, ...], shape: Shape) -> IntegerWeights:
+    """Compute a positional model's integer weights for a shape (as ``positional_weights``)."""
+    length, lead, opportunity = shape
+    *role_weights, middle = signature
+    sums = [0] * length
+    for index, weight in zip((0, lead, opportunity, length - 1), role_weights, strict=True):
+        sums[index] += weight  # ROLES order: first, lead creation, opportunity creation, last
+    # Touches holding none of the weighted roles (sum 0) are this model's middle touches.
+    # Role holders weigh sum/d and middle touches middle/(d*middles); times d*middles these
+    # are integers in the same ratios.
+    middles = sums.count(0)
+    raw = [s * middles if s else middle for s in sums] if middles else sums
+    if not any(raw):
+        raw = [1] * length
+    divisor = math.gcd(*raw)
+    numerators = tuple(n // divisor for n in raw)
+    # Shapes (and models) with the same weights share one plan, so its table fills faster.
+    plan = _PLANS_BY_WEIGHTS.get(numerators)
+    if plan is None:
+        if len(_PLANS_BY_WEIGHTS) >= _PLAN_CACHE_LIMIT:
+            _PLANS_BY_WEIGHTS.clear()
+        plan = _PLANS_BY_WEIGHTS[numerators] = IntegerWeights(numerators, sum(numerators))
+    return plan
+
+
+def positional_plan(model: PositionalModel, shape: Shape) -> IntegerWeights:
+    """Return the model's exact weights for a journey shape (cached per model and shape)."""
+    plans = model._plans
+    plan = plans.get(shape)
+    if plan is None:
+        signature = model._signature
+        length, lead, opportunity = shape
+        # Only the positions of roles the model weighs matter: shapes that differ elsewhere
+        # share a plan (position_based, say, depends on the length alone).
+        key = (signature, (length, lead if signature[1] else 0, opportunity if signature[2] else 0))
+        plan = _SHARED_PLANS.get(key)
+        if plan is None:
+            if len(_SHARED_PLANS) >= _PLAN_CACHE_LIMIT:
+                _SHARED_PLANS.clear()
+            plan = _SHARED_PLANS[key] = _build_plan(*key)
+        if len(plans) >= _PLAN_CACHE_LIMIT:
+            plans.clear()
+        plans[shape] = plan
+    return plan
+
+
 @dataclass(frozen=True)
 class PositionalModel:
     """A model weighting touches by the journey roles they hold."""
@@ -106,6 +169,11 @@ class PositionalModel:
     weights: Mapping[str, Fraction]
     description: str = ""
     builtin: bool = True
+    # Cache of this model's weights per journey shape (not part of the model's value).
+    _signature: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False)
+    _plans: dict[Shape, IntegerWeights] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not self.model_id:
@@ -122,6 +190,7 @@ class PositionalModel:
         if not any(v > 0 for v in parsed.values()):
             raise InvalidModelDefinition(f"model {self.model_id!r}: needs at least one weight > 0")
         object.__setattr__(self, "weights", MappingProxyType(parsed))
+        object.__setattr__(self, "_signature", _integer_weights(parsed))
 
     def __hash__(self) -> int:
         return hash((self.model_id, tuple(self.weights.items()), self.description, self.builtin))
@@ -219,6 +288,19 @@ BUILTIN_POSITIONAL: dict[str, PositionalModel] = {
 }
 
 
+def clear_plan_caches() -> None:
+    """Forget every cached per-shape weight (of the built-in models and shared plans).
+
+    Results never depend on the caches; this exists so tests and benchmarks can start cold.
+    Custom model instances keep their own shape -> weights maps (drop the instance).
+    """
+    _SHARED_PLANS.clear()
+    _PLANS_BY_WEIGHTS.clear()
+    for model in BUILTIN_POSITIONAL.values():
+        model._plans.clear()
+    shape_roles.cache_clear()
+
+
 def builtin_models(*, half_life_days: float = 7.0) -> list[AttributionModel]:
     """Return the nine positional built-ins followed by time decay, in catalogue order."""
     models: list[AttributionModel] = list(BUILTIN_POSITIONAL.values())
@@ -292,6 +374,36 @@ def time_decay_weights(
                 ) from exc
             raw.append(Fraction(value))
     return _normalise(raw)
+
+
+# Error bounds of ``time_decay_approximation``: a float's unit roundoff, and an absolute
+# floor for weights that underflow (a touch thousands of half-lives older than the youngest).
+_UNIT = 2.0**-53
+DECAY_ABS_ERROR = 2.0**-1000
+
+
+def time_decay_approximation(
+    times: Sequence[datetime], *, closed_at: datetime, half_life_days: float
+) -> tuple[list[float], float] | None:
+    """Approximate the time-decay weights of touches at ``times``: ``(raw, rel_error)``.
+
+    ``raw[i]`` is ``2 ** ((t_i - latest) / half_life)``, proportional to the exact weights
+    (the common factor ``2 ** -((closed_at - latest) / half_life)`` cancels), within
+    ``rel_error * w + DECAY_ABS_ERROR`` of the true value ``w``: the bound covers the rounding
+    of the time differences, of the half-life's decimal reading and of ``exp2``. Touches at
+    equal times get equal values. None if a touch lies after ``closed_at`` (left to the
+    exact computation, ``time_decay_weights``).
+    """
+    latest = max(times)
+    if latest > closed_at:
+        return None
+    per_second = 1.0 / (half_life_days * 86_400.0)
+    raw = [exp2((t - latest).total_seconds() * per_second) for t in times]
+    # Each exponent is within 5u * x of its true value, x = (latest - t_i)/half-life (a
+    # correctly rounded difference in seconds, then a product by a factor good to 3u);
+    # times ln 2 in the power, plus 2u for exp2 itself: (3.5x + 2)u, taken 4 times over.
+    oldest = (latest - min(times)).total_seconds() * per_second
+    return raw, (16.0 * oldest + 8.0) * _UNIT
 
 
 def model_weights(
