@@ -8,7 +8,7 @@ import json
 import logging
 
 # Each name is a module of this package with ``run(*, quick: bool) -> dict``; run in this order.
-BENCHES = ("ingest", "worker", "fit")
+BENCHES = ("ingest", "webhooks", "worker", "freshness", "fit", "reports", "recompute")
 
 
 def main() -> None:

@@ -12,6 +12,9 @@ The exceptions to "the API is read-only" are admin writes: ``POST
 delete custom models. They go through a separate, writable engine used by nothing else, so
 every report keeps its read-only engine. The retry's producer connects lazily, on the first
 retry (most API processes never retry anything).
+
+Rendered reports are kept in ``app.state.reports`` under the projection version they were
+built from (``services.api.cache``), one cache per app start.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from services.api.db import make_read_engine
+from services.api.cache import CachedReports, ReportCache
+from services.api.db import make_read_engine, make_statement_engine
 from services.api.errors import install_errors
 from services.api.routes import accounts, dead_letters, deals, health, models, reports
 from services.core.db.engine import make_engine, make_sessionmaker
@@ -41,6 +45,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = sessions
         app.state.keys = KeyStore(sessions, ttl_s=settings.api_key_cache_s)
+        statements = make_statement_engine(settings.database_url)
+        app.state.reports = CachedReports(statements, sessions, ReportCache())
         # Neither connects here: the engine on first use, the producer on the first retry.
         admin_engine = make_engine(settings.database_url)
         app.state.admin_sessions = make_sessionmaker(admin_engine)
@@ -51,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await run_in_threadpool(publisher.close)
             admin_engine.dispose()
+            statements.dispose()
             engine.dispose()
 
     app = FastAPI(

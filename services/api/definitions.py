@@ -18,6 +18,9 @@ Decisions:
   partial credits.
 - ``DELETE`` removes the row, its credits and its deal attributions in one transaction. (A
   worker that is still crediting the model must notice that it is gone.)
+- ``PUT`` and ``DELETE`` change what reports show (the model list, a model's credits), so
+  they give the projection a new version in their transaction, like every other writer: no
+  report cached before them is served after them (``services.api.cache``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from services.core.db.schema import (
     DealAttributionRow,
     ModelFitRow,
 )
+from services.core.db.version import bump_projection_version
 from services.domain import InvalidModelDefinition, make_positional_model
 from services.domain.datadriven import DATA_DRIVEN
 
@@ -116,6 +120,7 @@ def define_model(
         try:
             with sessions.begin() as session:
                 created = _upsert(session, model_id, params, body.description)
+                bump_projection_version(session)
             break
         except IntegrityError:
             # A concurrent PUT created the same id first: the second attempt updates it.
@@ -167,3 +172,4 @@ def delete_model(sessions: sessionmaker[Session], model_id: str) -> None:
         session.execute(delete(CreditRow).where(CreditRow.model_id == model_id))
         session.execute(delete(DealAttributionRow).where(DealAttributionRow.model_id == model_id))
         session.delete(row)
+        bump_projection_version(session)

@@ -1,21 +1,27 @@
 """Request dependencies as ``Annotated`` aliases: settings, a session, the caller, the query.
 
-The engines, session factories, key store and publisher live on ``app.state`` (created in the
-lifespan); nothing here is global. FastAPI caches a dependency per request, so one request uses
-one session, hence one database snapshot (see ``services.api.db``). The admin session factory
-is the only writable one; only the admin writes (dead-letter retry, model fits and
-definitions) use it.
+The engines, session factories, key store, publisher and cached reports live on ``app.state``
+(created in ``create_app`` and its lifespan); nothing here is global. FastAPI caches a
+dependency per request, so one request uses one session, hence one database snapshot (see
+``services.api.db``). The admin session factory is the only writable one; only the admin
+writes (dead-letter retry, model fits and definitions) use it. The cached reports resolve
+their model parameters with the pure ``requested_*`` functions inside their one database trip
+(``services.api.cache.CachedReports``).
+
+Dependencies that do no I/O are ``async``: FastAPI runs them on the event loop, where a sync
+one would cost a hop to the thread pool on every request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.api import queries
+from services.api.cache import CachedReports
 from services.api.errors import UnknownModel
 from services.api.params import Period, ReportFormat, negotiate, parse_model_list, parse_period
 from services.core.auth import Principal
@@ -26,7 +32,7 @@ from services.core.settings import Settings
 DEFAULT_MODEL = "linear"
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -63,12 +69,12 @@ def require_admin(
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]
 
 
-def _admin_sessions(request: Request) -> sessionmaker[Session]:
+async def _admin_sessions(request: Request) -> sessionmaker[Session]:
     sessions: sessionmaker[Session] = request.app.state.admin_sessions
     return sessions
 
 
-def _publisher(request: Request) -> Publisher:
+async def _publisher(request: Request) -> Publisher:
     publisher: Publisher = request.app.state.publisher
     return publisher
 
@@ -77,7 +83,7 @@ AdminSessionsDep = Annotated[sessionmaker[Session], Depends(_admin_sessions)]
 PublisherDep = Annotated[Publisher, Depends(_publisher)]
 
 
-def _period(
+async def _period(
     start: Annotated[
         str | None,
         Query(
@@ -98,64 +104,54 @@ def _period(
 PeriodDep = Annotated[Period, Depends(_period)]
 
 
-def _format(accept: Annotated[str | None, Header(include_in_schema=False)] = None) -> ReportFormat:
+async def _format(
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> ReportFormat:
     return negotiate(accept)
 
 
 FormatDep = Annotated[ReportFormat, Depends(_format)]
 
 
-def _model(
-    session: SessionDep,
-    model: Annotated[str, Query(description="attribution model id")] = DEFAULT_MODEL,
-) -> str:
-    known = queries.model_ids(session)
-    model = model or DEFAULT_MODEL  # an empty value is an absent one, as for from/to
-    if model not in known:
-        raise UnknownModel("query.model", [model], known)
-    return model
+ModelQuery = Annotated[str, Query(description="attribution model id")]
+ModelsQuery = Annotated[
+    str | None, Query(description="comma-separated model ids; absent: every model")
+]
+BaseQuery = Annotated[str, Query(description="the model revenue moves from")]
+OtherQuery = Annotated[str, Query(description="the model revenue moves to")]
 
 
-ModelDep = Annotated[str, Depends(_model)]
-
-
-def _models(
-    session: SessionDep,
-    models: Annotated[
-        str | None, Query(description="comma-separated model ids; absent: every model")
-    ] = None,
-) -> list[str]:
-    known = queries.model_ids(session)
-    requested = parse_model_list(models)
-    unknown = [m for m in requested if m not in known]
-    if unknown:
-        raise UnknownModel("query.models", unknown, known)
-    return requested or known
-
-
-ModelsDep = Annotated[list[str], Depends(_models)]
-
-
-def _known(session: Session, field: str, model: str) -> str:
-    known = queries.model_ids(session)
+def known_model(known: Sequence[str], field: str, model: str) -> str:
+    """Return ``model`` if it is one of ``known``, else raise UnknownModel naming ``field``."""
     if model not in known:
         raise UnknownModel(field, [model], known)
     return model
 
 
-def _base(
-    session: SessionDep,
-    base: Annotated[str, Query(description="the model revenue moves from")],
-) -> str:
-    return _known(session, "query.base", base)
+def requested_model(known: Sequence[str], model: str) -> str:
+    """Resolve the ``model`` parameter: an empty value is the default, as for from/to."""
+    return known_model(known, "query.model", model or DEFAULT_MODEL)
 
 
-def _other(
-    session: SessionDep,
-    other: Annotated[str, Query(description="the model revenue moves to")],
-) -> str:
-    return _known(session, "query.other", other)
+def requested_models(known: Sequence[str], models: str | None) -> tuple[str, ...]:
+    """Resolve the ``models`` parameter: the listed models, in order, or every model."""
+    requested = parse_model_list(models)
+    unknown = [m for m in requested if m not in known]
+    if unknown:
+        raise UnknownModel("query.models", unknown, known)
+    return tuple(requested or known)
 
 
-BaseModelDep = Annotated[str, Depends(_base)]
-OtherModelDep = Annotated[str, Depends(_other)]
+def _model(session: SessionDep, model: ModelQuery = DEFAULT_MODEL) -> str:
+    return requested_model(queries.model_ids(session), model)
+
+
+ModelDep = Annotated[str, Depends(_model)]
+
+
+async def _reports(request: Request) -> CachedReports:
+    reports: CachedReports = request.app.state.reports
+    return reports
+
+
+CachedReportsDep = Annotated[CachedReports, Depends(_reports)]

@@ -44,7 +44,9 @@ def compare_diff(
     rows = [r for r in grouped if r.revenue[0] or r.revenue[1]]
     key = (lambda r: r.campaign_id) if group_by == "campaign" else (lambda r: r.channel)
     rows.sort(key=lambda r: (-abs(r.revenue[1] - r.revenue[0]), key(r) is None, key(r) or ""))
-    attributed = queries.deal_attribution_sums(session, [base], period).get(base, (0, 0))[0]
+    models = list(dict.fromkeys([base, other]))
+    sums = queries.deal_attribution_sums(session, models, period)
+    base_attributed = sums.get(base, queries.NO_DEALS).attributed
 
     moves = [
         DiffChannelRowOut(
@@ -52,7 +54,7 @@ def compare_diff(
             base_revenue=format_minor(r.revenue[0], currency),
             other_revenue=format_minor(r.revenue[1], currency),
             moved=format_minor(r.revenue[1] - r.revenue[0], currency),
-            moved_share=ratio(r.revenue[1] - r.revenue[0], attributed),
+            moved_share=ratio(r.revenue[1] - r.revenue[0], base_attributed),
         )
         for r in rows
     ]
@@ -79,5 +81,5 @@ def compare_diff(
             other_revenue=format_minor(other_total, currency),
             moved=format_minor(other_total - base_total, currency),
         ),
-        snapshots=snapshots.used_by_reports(session, list(dict.fromkeys([base, other])), period),
+        snapshots=snapshots.used_by_reports(session, models, sums),
     )

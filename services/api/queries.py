@@ -1,7 +1,8 @@
 """The reports' SQL: every sum, count and group-by runs in the database.
 
 Reads only the report projection (``credits``, ``deal_attributions``), derived state (``deals``,
-``campaigns``, ``campaign_cost_days``, ``touches``) and ``attribution_models``; never writes.
+``campaigns``, ``campaign_cost_days``, ``touches``), ``attribution_models`` and the projection
+version (``system_state``); never writes.
 Functions return integers of minor units and plain floats; formatting is the caller's job.
 
 Range rules: a credit or deal attribution counts when ``start_at <= closed_at < end_at``; a
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     ColumnElement,
     Float,
     Select,
@@ -36,8 +38,10 @@ from services.core.db.schema import (
     CreditRow,
     DealAttributionRow,
     DealRow,
+    SystemStateRow,
     TouchRow,
 )
+from services.core.db.version import PROJECTION_VERSION_KEY, projection_version
 
 WON = "won"
 CONVERTED = "converted"
@@ -54,6 +58,18 @@ class GroupRow:
     revenue: tuple[int, ...]
     deals: tuple[float, ...]
     cost: int
+
+
+@dataclass(frozen=True)
+class AttributionSums:
+    """One model's sums over the deals closed in a range, and the newest fit behind them."""
+
+    attributed: int
+    unattributed: int
+    fit_id: int | None
+
+
+NO_DEALS = AttributionSums(0, 0, None)  # a model with no deal in range
 
 
 @dataclass(frozen=True)
@@ -118,26 +134,67 @@ def model_ids(session: Session) -> list[str]:
     return list(session.scalars(stmt))
 
 
-def _per_campaign(model_list: Sequence[str], period: Period) -> Select[Any]:
-    """Select per campaign: ``r<i>``/``d<i>`` revenue and deals under model i, and ``cost``."""
+def version_and_models_statement() -> Select[str, str]:
+    """Select the projection version beside each model id, in display order (one statement)."""
+    version = (
+        select(SystemStateRow.value)
+        .where(SystemStateRow.key == PROJECTION_VERSION_KEY)
+        .scalar_subquery()
+    )
+    return select(func.coalesce(version, "0"), AttributionModelRow.model_id).order_by(
+        AttributionModelRow.position, AttributionModelRow.model_id
+    )
+
+
+def version_and_model_ids(session: Session) -> tuple[str, list[str]]:
+    """Return the projection version and every model id in display order, in one statement."""
+    # Core on the session's connection: same transaction, same snapshot, less work than the ORM.
+    rows = session.connection().execute(version_and_models_statement()).all()
+    if not rows:
+        return projection_version(session), []
+    return rows[0][0], [model_id for _, model_id in rows]
+
+
+def _credited(model_list: Sequence[str], period: Period) -> CTE:
+    """Per campaign: ``r<i>``/``d<i>`` revenue and deals under model i, as a CTE.
+
+    A CTE because the report reads it twice (the campaign ids, then the sums): PostgreSQL
+    computes a CTE referenced twice once, where it would scan the credits twice for a
+    subquery.
+
+    The scan groups by (campaign, model), one pair of sums per row, and only its few result
+    rows (at most campaigns × models) are pivoted into columns: the same sums as one
+    ``CASE`` per model and row of the scan, which costs twice as much over millions of rows.
+    """
+    long = (
+        select(
+            CreditRow.campaign_id,
+            CreditRow.model_id,
+            func.sum(CreditRow.credit_minor).label("revenue"),
+            func.sum(CreditRow.weight).label("deals"),
+        )
+        .where(CreditRow.model_id.in_(model_list), *closed_in(CreditRow.closed_at, period))
+        .group_by(CreditRow.campaign_id, CreditRow.model_id)
+        .subquery("credited_by_model")
+    )
     sums: list[Any] = []
     for i, model_id in enumerate(model_list):
-        is_model = CreditRow.model_id == model_id
-        sums.append(func.sum(case((is_model, CreditRow.credit_minor), else_=0)).label(f"r{i}"))
-        sums.append(func.sum(case((is_model, CreditRow.weight), else_=0.0)).label(f"d{i}"))
-    credited = (
-        select(CreditRow.campaign_id, *sums)
-        .where(CreditRow.model_id.in_(model_list), *closed_in(CreditRow.closed_at, period))
-        .group_by(CreditRow.campaign_id)
-        .subquery("credited")
-    )
+        is_model = long.c.model_id == model_id
+        sums.append(func.sum(case((is_model, long.c.revenue), else_=0)).label(f"r{i}"))
+        sums.append(func.sum(case((is_model, long.c.deals), else_=0.0)).label(f"d{i}"))
+    return select(long.c.campaign_id, *sums).group_by(long.c.campaign_id).cte("credited")
+
+
+def _per_campaign(model_list: Sequence[str], period: Period) -> Select[Any]:
+    """Select per campaign: ``r<i>``/``d<i>`` revenue and deals under model i, and ``cost``."""
+    credited = _credited(model_list, period)
     spent = (
         select(
             CampaignCostDayRow.campaign_id, func.sum(CampaignCostDayRow.cost_minor).label("cost")
         )
         .where(*_days_in(period))
         .group_by(CampaignCostDayRow.campaign_id)
-        .subquery("spent")
+        .cte("spent")
     )
     ids = union(select(credited.c.campaign_id), select(spent.c.campaign_id)).subquery("ids")
     columns: list[Any] = [
@@ -207,16 +264,19 @@ def grouped_rows(
 
 def deal_attribution_sums(
     session: Session, model_list: Sequence[str], period: Period
-) -> dict[str, tuple[int, int]]:
-    """Return ``{model_id: (attributed_minor, unattributed_minor)}`` over deals closed in range.
+) -> dict[str, AttributionSums]:
+    """Return each model's attributed and unattributed sums over deals closed in range.
 
-    Models without a row in range are absent from the answer.
+    Also the newest ``fit_id`` among those deals (null but for data-driven models), so a
+    report names its snapshot without scanning the range again. Models without a row in
+    range are absent from the answer.
     """
     stmt = (
         select(
             DealAttributionRow.model_id,
             func.sum(DealAttributionRow.attributed_minor),
             func.sum(DealAttributionRow.unattributed_minor),
+            func.max(DealAttributionRow.fit_id),
         )
         .where(
             DealAttributionRow.model_id.in_(model_list),
@@ -225,8 +285,10 @@ def deal_attribution_sums(
         .group_by(DealAttributionRow.model_id)
     )
     return {
-        model_id: (int(attributed), int(unattributed))
-        for model_id, attributed, unattributed in session.execute(stmt)
+        model_id: AttributionSums(
+            int(attributed), int(unattributed), None if fit_id is None else int(fit_id)
+        )
+        for model_id, attributed, unattributed, fit_id in session.execute(stmt)
     }
 
 

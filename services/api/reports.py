@@ -5,7 +5,7 @@ Invariants kept here:
   (integers, summed before formatting, so the totals match the rows to the cent).
 - Every requested model appears in every compare row and total (zero when it has no credit).
 - A report over a data-driven model (markov, shapley) names the fit snapshot behind its credits
-  (``services.api.snapshots.used_by_report``): ``snapshot`` in ROI, ``snapshots`` in compare.
+  (``services.api.snapshots.used_by_reports``): ``snapshot`` in ROI, ``snapshots`` in compare.
 - Reconciliation takes attributed and unattributed from ``deal_attributions``, which the worker
   keeps so that, per model, attributed + unattributed = the converted amount of each deal.
 """
@@ -79,10 +79,12 @@ def roi_report(
         totals=RoiTotalsOut(
             revenue=format_minor(sum(r.revenue[0] for r in rows), currency),
             cost=format_minor(sum(r.cost for r in rows), currency),
-            unattributed_revenue=format_minor(sums.get(model_id, (0, 0))[1], currency),
+            unattributed_revenue=format_minor(
+                sums.get(model_id, queries.NO_DEALS).unattributed, currency
+            ),
         ),
     )
-    used = snapshots.used_by_reports(session, [model_id], period)
+    used = snapshots.used_by_reports(session, [model_id], sums)
     if model_id not in used:
         return report
     return RoiSnapshotReportOut(**dict(report), snapshot=used[model_id])
@@ -127,17 +129,20 @@ def compare_report(
         rows=out_rows,
         totals=CompareTotalsOut(
             revenue=per_model([sum(r.revenue[i] for r in rows) for i in range(len(model_ids))]),
-            unattributed_revenue=per_model([sums.get(m, (0, 0))[1] for m in model_ids]),
+            unattributed_revenue=per_model(
+                [sums.get(m, queries.NO_DEALS).unattributed for m in model_ids]
+            ),
             cost=format_minor(sum(r.cost for r in rows), currency),
         ),
-        snapshots=snapshots.used_by_reports(session, model_ids, period),
+        snapshots=snapshots.used_by_reports(session, model_ids, sums),
     )
 
 
-def reconciliation_report(session: Session, *, period: Period, currency: str) -> ReconciliationOut:
-    """Build the reconciliation of closed-won revenue against every model's attribution."""
+def reconciliation_report(
+    session: Session, *, model_ids: Sequence[str], period: Period, currency: str
+) -> ReconciliationOut:
+    """Build the reconciliation of closed-won revenue against each model's attribution."""
     won = queries.won_totals(session, period)
-    model_ids = queries.model_ids(session)
     sums = queries.deal_attribution_sums(session, model_ids, period)
     start, end = period.echo()
     return ReconciliationOut(
@@ -155,8 +160,8 @@ def reconciliation_report(session: Session, *, period: Period, currency: str) ->
         ),
         models={
             m: ModelReconciliationOut(
-                attributed=format_minor(sums.get(m, (0, 0))[0], currency),
-                unattributed=format_minor(sums.get(m, (0, 0))[1], currency),
+                attributed=format_minor(sums.get(m, queries.NO_DEALS).attributed, currency),
+                unattributed=format_minor(sums.get(m, queries.NO_DEALS).unattributed, currency),
             )
             for m in model_ids
         },

@@ -27,12 +27,11 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.api.formatting import rfc3339
-from services.api.params import Period
-from services.api.queries import closed_in
+from services.api.queries import AttributionSums
 from services.api.schemas import (
     FailedFitOut,
     FitRefOut,
@@ -42,7 +41,7 @@ from services.api.schemas import (
     SnapshotRefOut,
     TransitionOut,
 )
-from services.core.db.schema import DealAttributionRow, ModelFitRow
+from services.core.db.schema import ModelFitRow
 from services.domain.datadriven import DATA_DRIVEN
 
 DONE, REQUESTED, FAILED = "done", "requested", "failed"
@@ -138,22 +137,36 @@ def snapshot(row: ModelFitRow) -> SnapshotOut:
     )
 
 
-def used_by_report(session: Session, model_id: str, period: Period) -> SnapshotRefOut | None:
-    """Return the snapshot behind a data-driven model's credits in a period (see module doc)."""
-    fit_id = session.scalar(
-        select(func.max(DealAttributionRow.fit_id)).where(
-            DealAttributionRow.model_id == model_id,
-            *closed_in(DealAttributionRow.closed_at, period),
-        )
-    )
-    if fit_id is None:  # no credit in range comes from any snapshot (yet): say so, not guess
-        return None
-    row = session.get(ModelFitRow, fit_id)
-    return SnapshotRefOut(fit_id=int(fit_id), fitted_at=None) if row is None else ref(row)
-
-
 def used_by_reports(
-    session: Session, model_ids: Sequence[str], period: Period
+    session: Session, model_ids: Sequence[str], sums: Mapping[str, AttributionSums]
 ) -> dict[str, SnapshotRefOut | None]:
-    """Return ``used_by_report`` for each data-driven model among ``model_ids``."""
-    return {m: used_by_report(session, m, period) for m in model_ids if m in DATA_DRIVEN}
+    """Return the snapshot behind each data-driven model's credits in a report's range.
+
+    ``sums`` is ``queries.deal_attribution_sums`` over the same range, which carries each
+    model's newest ``fit_id`` (see module doc); the fits are then read in one query.
+    """
+    fit_ids = {
+        m: sums[m].fit_id for m in model_ids if m in DATA_DRIVEN and m in sums and sums[m].fit_id
+    }
+    rows = (
+        {
+            row.id: row
+            for row in session.scalars(
+                select(ModelFitRow).where(ModelFitRow.id.in_(fit_ids.values()))
+            )
+        }
+        if fit_ids
+        else {}
+    )
+    out: dict[str, SnapshotRefOut | None] = {}
+    for model_id in model_ids:
+        if model_id not in DATA_DRIVEN:
+            continue
+        fit_id = fit_ids.get(model_id)
+        if fit_id is None:  # no credit in range comes from any snapshot (yet): say so, not guess
+            out[model_id] = None
+        elif fit_id in rows:
+            out[model_id] = ref(rows[fit_id])
+        else:
+            out[model_id] = SnapshotRefOut(fit_id=fit_id, fitted_at=None)
+    return out

@@ -32,3 +32,17 @@ def test_bench_quick_runs_and_reports_figures() -> None:
     assert figures["worker"]["worker_events_per_s"] > 0
     assert figures["worker"]["credit_rows"] > 0
     assert figures["fit"]["ours_markov_s"] > 0 and figures["fit"]["ours_shapley_s"] > 0
+    webhooks = figures["webhooks"]
+    assert webhooks["webhook_requests_per_s"] > 0 and webhooks["noop_requests_per_s"] > 0
+    assert webhooks["ratio"] > 0
+    assert webhooks["ingest_memory"]["hwm_mib"] > 0
+    freshness = figures["freshness"]
+    assert freshness["freshness_all_probes"]["timeouts"] == 0
+    assert 0 < freshness["freshness_p50_ms"] <= freshness["freshness_p99_ms"]
+    assert freshness["background_events_posted"] > 0
+    assert freshness["ingest_memory"]["hwm_mib"] > 0 and freshness["worker_memory"]["hwm_mib"] > 0
+    reports = figures["reports"]
+    assert reports["roi_p95_ms"] > 0 and reports["compare_p95_ms"] > 0 and reports["api_rss_mb"] > 0
+    recompute = figures["recompute"]
+    assert recompute["ours_s"] > 0 and recompute["anchor_s"] > 0
+    assert all(size["agrees_within_rounding"] for size in recompute["sizes"])

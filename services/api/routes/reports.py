@@ -4,6 +4,11 @@ Shared rules (contract §6): ``from`` inclusive, ``to`` exclusive, UTC days, a d
 its ``closed_at`` and a cost by its days; money in the reporting currency as decimal strings.
 ``Accept: text/csv`` answers a CSV (see ``services.api.rendering``); anything but JSON or CSV
 is 406.
+
+ROI, compare, its diff and reconciliation depend on the projection alone, so their rendered
+bodies are cached per projection version (``services.api.cache.CachedReports``), after the
+key's scope and every parameter were checked. Leads depend on the clock and are built every
+time.
 """
 
 from __future__ import annotations
@@ -12,17 +17,23 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from sqlalchemy.orm import Session
 
 from services.api.deps import (
-    BaseModelDep,
+    DEFAULT_MODEL,
+    BaseQuery,
+    CachedReportsDep,
     FormatDep,
-    ModelDep,
-    ModelsDep,
-    OtherModelDep,
+    ModelQuery,
+    ModelsQuery,
+    OtherQuery,
     PeriodDep,
     ReadPrincipal,
     SessionDep,
     SettingsDep,
+    known_model,
+    requested_model,
+    requested_models,
 )
 from services.api.diff import compare_diff
 from services.api.rendering import render
@@ -48,13 +59,13 @@ GroupByQuery = Annotated[GroupBy, Query(description="campaign or channel")]
 
 
 @router.get("/roi", response_model=RoiReportOut, responses=_CSV)
-def roi(
+async def roi(
     _: ReadPrincipal,
     fmt: FormatDep,
-    session: SessionDep,
+    reports: CachedReportsDep,
     settings: SettingsDep,
     period: PeriodDep,
-    model: ModelDep,
+    model: ModelQuery = DEFAULT_MODEL,
     group_by: GroupByQuery = "campaign",
 ) -> Response:
     """Revenue, fractional deals, cost, ROI and ROAS per campaign or channel under one model.
@@ -65,24 +76,32 @@ def roi(
     For ``markov`` and ``shapley``, ``snapshot`` names the fit behind the credits (null before
     the first fit).
     """
-    body = roi_report(
-        session,
-        model_id=model,
-        period=period,
-        group_by=group_by,
-        currency=settings.reporting_currency,
+
+    def build(session: Session, model_id: str) -> Response:
+        body = roi_report(
+            session,
+            model_id=model_id,
+            period=period,
+            group_by=group_by,
+            currency=settings.reporting_currency,
+        )
+        return render(body, fmt, filename="roi.csv")
+
+    return await reports.answer(
+        ("roi", period, group_by, fmt),
+        resolve=lambda known: requested_model(known, model),
+        build=build,
     )
-    return render(body, fmt, filename="roi.csv")
 
 
 @router.get("/compare", response_model=CompareReportOut, responses=_CSV)
-def compare(
+async def compare(
     _: ReadPrincipal,
     fmt: FormatDep,
-    session: SessionDep,
+    reports: CachedReportsDep,
     settings: SettingsDep,
     period: PeriodDep,
-    models: ModelsDep,
+    models: ModelsQuery = None,
     group_by: GroupByQuery = "campaign",
 ) -> Response:
     """Revenue per campaign or channel under several models side by side (default: all).
@@ -91,19 +110,31 @@ def compare(
     Rows are ordered by the first model's revenue, descending, then id. ``snapshots`` names,
     per data-driven model compared, the fit behind its credits.
     """
-    body = compare_report(
-        session,
-        model_ids=models,
-        period=period,
-        group_by=group_by,
-        currency=settings.reporting_currency,
+
+    def build(session: Session, model_ids: tuple[str, ...]) -> Response:
+        body = compare_report(
+            session,
+            model_ids=model_ids,
+            period=period,
+            group_by=group_by,
+            currency=settings.reporting_currency,
+        )
+        return render(body, fmt, filename="compare.csv")
+
+    return await reports.answer(
+        ("compare", period, group_by, fmt),
+        resolve=lambda known: requested_models(known, models),
+        build=build,
     )
-    return render(body, fmt, filename="compare.csv")
 
 
 @router.get("/reconciliation", response_model=ReconciliationOut, responses=_CSV)
-def reconciliation(
-    _: ReadPrincipal, fmt: FormatDep, session: SessionDep, settings: SettingsDep, period: PeriodDep
+async def reconciliation(
+    _: ReadPrincipal,
+    fmt: FormatDep,
+    reports: CachedReportsDep,
+    settings: SettingsDep,
+    period: PeriodDep,
 ) -> Response:
     """Closed-won revenue against each model's attributed and unattributed revenue.
 
@@ -111,19 +142,27 @@ def reconciliation(
     attributed + unattributed equals it exactly. Won deals with no usable fx rate are left out
     of revenue and listed under ``unconverted`` with their original amounts per currency.
     """
-    body = reconciliation_report(session, period=period, currency=settings.reporting_currency)
-    return render(body, fmt, filename="reconciliation.csv")
+
+    def build(session: Session, model_ids: tuple[str, ...]) -> Response:
+        body = reconciliation_report(
+            session, model_ids=model_ids, period=period, currency=settings.reporting_currency
+        )
+        return render(body, fmt, filename="reconciliation.csv")
+
+    return await reports.answer(
+        ("reconciliation", period, fmt), resolve=lambda known: tuple(known), build=build
+    )
 
 
 @router.get("/compare/diff", response_model=CompareDiffOut, responses=_CSV)
-def compare_diff_report(
+async def compare_diff_report(
     _: ReadPrincipal,
     fmt: FormatDep,
-    session: SessionDep,
+    reports: CachedReportsDep,
     settings: SettingsDep,
     period: PeriodDep,
-    base: BaseModelDep,
-    other: OtherModelDep,
+    base: BaseQuery,
+    other: OtherQuery,
     group_by: GroupByQuery = "campaign",
 ) -> Response:
     """Per campaign or channel, the revenue ``other`` credits minus what ``base`` credits.
@@ -132,15 +171,22 @@ def compare_diff_report(
     divided by ``base``'s attributed closed-won revenue in the range (null when that is 0).
     Rows that either model credits, by |moved| descending, then id.
     """
-    body = compare_diff(
-        session,
-        base=base,
-        other=other,
-        period=period,
-        group_by=group_by,
-        currency=settings.reporting_currency,
-    )
-    return render(body, fmt, filename="compare-diff.csv")
+
+    def resolve(known: list[str]) -> tuple[str, str]:
+        return known_model(known, "query.base", base), known_model(known, "query.other", other)
+
+    def build(session: Session, pair: tuple[str, str]) -> Response:
+        body = compare_diff(
+            session,
+            base=pair[0],
+            other=pair[1],
+            period=period,
+            group_by=group_by,
+            currency=settings.reporting_currency,
+        )
+        return render(body, fmt, filename="compare-diff.csv")
+
+    return await reports.answer(("diff", period, group_by, fmt), resolve=resolve, build=build)
 
 
 @router.get(

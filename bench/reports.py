@@ -1,0 +1,498 @@
+"""Report latency and API memory: ``/v1/reports/roi`` and ``/compare`` under 32 clients.
+
+The projection the API reads (campaigns, costs, deals, touches, credits, deal attributions,
+the models and two fit snapshots) is written straight into a fresh PostgreSQL database with
+COPY, as the worker would leave it: N won deals closed over 2026, 40 campaigns over 8
+channels, 3-17 touches a deal (10 on average; 3 % of deals have none, so some revenue is
+unattributed), credits under all 12 models (the 10 built-ins, and markov and shapley frozen
+at a fit), each deal's credits summing to its amount per model (``split_cents``). The read API
+then runs as a real process (``closedloop api``) and wrk drives it over loopback with 32
+connections, cycling over a mix of realistic queries (periods, groupings, models).
+
+Figures per size and endpoint: the cost of a cache miss (each query of the mix once, one at
+a time, right after a projection version bump), wrk's p50/p95/p99 and requests/s in the
+steady state (the projection does not change during the run; full runs: the median of 3 at
+the headline size), the same while the version changes every ``seconds / 2`` s as under a
+busy worker (``_live``: the mix is rebuilt under load), and the API process's RSS (``VmRSS``,
+peak ``VmHWM``) after the load. Sizes: 1k, 10k and 100k won deals (about 10k, 100k and 1M
+touches); ``--quick``: 2,000 deals, one 3 s run each.
+
+Time decay weights are computed in floating point here (the domain's exact ``Decimal`` powers
+cost 1 ms a deal); they are still exact binary fractions split by ``split_cents``, so every
+deal still sums to the cent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import random
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from bench.common import make_key
+from services.attribution.registry import sync_builtin_models
+from services.core.broker import free_port, wait_for_port
+from services.core.db.engine import make_engine, make_sessionmaker
+from services.core.db.version import bump_projection_version
+from services.core.settings import Settings
+from services.domain import (
+    AttributionModel,
+    PositionalModel,
+    Touch,
+    assign_roles,
+    builtin_models,
+    model_weights,
+    role_labels,
+    split_cents,
+)
+from services.domain.datadriven import ChannelWeightModel
+from tests.support.infra import postgres_database
+from tests.support.processes import start_service, stop
+
+CHANNELS = (
+    "paid_search",
+    "paid_social",
+    "display",
+    "email",
+    "webinar",
+    "events",
+    "organic",
+    "referral",
+)
+CAMPAIGNS = [
+    (f"camp-{c}-{k}", f"{c.replace('_', ' ').title()} {k}", c) for c in CHANNELS for k in range(5)
+]
+# Campaign popularity falls off like Zipf's law: a few campaigns carry most touches.
+POPULARITY = [1 / (rank + 1) ** 0.8 for rank in range(len(CAMPAIGNS))]
+YEAR = datetime(2026, 1, 1, tzinfo=UTC)
+DATA_DRIVEN_WEIGHTS = {
+    "markov": {c: Fraction(20 + 7 * i, 100) for i, c in enumerate(CHANNELS)},
+    "shapley": {c: Fraction(40 - 3 * i, 100) for i, c in enumerate(CHANNELS)},
+}
+FIT_IDS = {"markov": 1, "shapley": 2}
+HALF_LIFE_DAYS = 7.0
+CHUNK = 2_000  # deals per COPY transaction (one per pool task)
+SIZES = (1_000, 10_000, 100_000)  # won deals: about 10k, 100k and 1M touches
+
+# The query mix: periods a finance user asks for, both groupings, several models.
+PERIODS = [
+    "",
+    "&from=2026-01-01&to=2027-01-01",
+    "&from=2026-01-01&to=2026-04-01",
+    "&from=2026-04-01&to=2026-07-01",
+    "&from=2026-10-01&to=2027-01-01",
+    "&from=2026-06-01&to=2026-07-01",
+    "&from=2026-11-15&to=2026-12-15",
+]
+ROI_MODELS = ["linear", "w_shaped", "time_decay", "markov"]
+COMPARE_MODELS = ["", "&models=first_touch,last_touch,linear", "&models=linear,markov,shapley"]
+
+
+def query_mix(endpoint: str) -> list[str]:
+    """Return the distinct request paths the load cycles over for one endpoint."""
+    rng = random.Random(endpoint)
+    picks = []
+    for i, period in enumerate(PERIODS):
+        for group_by in ("campaign", "channel"):
+            if endpoint == "roi":
+                model = f"model={ROI_MODELS[(i + len(picks)) % len(ROI_MODELS)]}"
+            else:
+                model = COMPARE_MODELS[(i + len(picks)) % len(COMPARE_MODELS)].lstrip("&")
+            picks.append(f"/v1/reports/{endpoint}?{model}{period}&group_by={group_by}")
+    rng.shuffle(picks)
+    return picks
+
+
+# --- the projection -------------------------------------------------------------------------
+
+
+def _models() -> list[AttributionModel]:
+    models: list[AttributionModel] = list(builtin_models(half_life_days=HALF_LIFE_DAYS))
+    for model_id, weights in DATA_DRIVEN_WEIGHTS.items():
+        models.append(ChannelWeightModel(model_id, FIT_IDS[model_id], weights))
+    return models
+
+
+def _ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _decay(journey: list[Touch], closed_at: datetime) -> tuple[list[Fraction], list[float]]:
+    raw = [
+        2 ** (-(closed_at - t.occurred_at).total_seconds() / 86_400 / HALF_LIFE_DAYS)
+        for t in journey
+    ]
+    total = sum(raw)
+    return [Fraction(r) for r in raw], [r / total for r in raw]
+
+
+class _Writer:
+    """Deals of an ``n``-deal projection as COPY text, table by table."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.models = _models()
+        self.positional: dict[Any, tuple[list[Fraction], list[float]]] = {}
+        self.lines: dict[str, list[str]] = {
+            "deals": [],
+            "touches": [],
+            "credits": [],
+            "deal_attributions": [],
+        }
+
+    def _weights(
+        self,
+        model: AttributionModel,
+        journey: list[Touch],
+        roles: list[frozenset[str]],
+        closed: datetime,
+    ) -> tuple[list[Fraction], list[float]]:
+        """Return the exact weights (normalised or not) and the normalised floats."""
+        if model.model_id == "time_decay":
+            return _decay(journey, closed)
+        key = (model.model_id, tuple(roles) if isinstance(model, PositionalModel) else None)
+        if key[1] is None or key not in self.positional:  # positional: depends on roles only
+            exact = model_weights(model, journey, roles, closed_at=closed)
+            if key[1] is None:
+                return exact, [float(w) for w in exact]
+            self.positional[key] = exact, [float(w) for w in exact]
+        return self.positional[key]
+
+    def deal(self, i: int, rng: random.Random) -> None:
+        """Add deal ``i``: its row, its journey's touches, its credits under every model."""
+        deal_id, account = f"D{i:07d}", f"A{i:07d}"
+        closed = YEAR + timedelta(days=365 * (i + rng.random()) / self.n)
+        amount = max(1, int(rng.lognormvariate(math.log(2_000_000), 0.8)))
+        span = timedelta(days=rng.uniform(20, 120))
+        start, created = closed - span, closed - span * rng.uniform(0.3, 0.6)
+        count = 0 if rng.random() < 0.03 else rng.randint(3, 17)
+        times = sorted(start + span * rng.random() for _ in range(count))
+        picks = rng.choices(CAMPAIGNS, weights=POPULARITY, k=count)
+        journey = [
+            Touch(f"T{i:07d}-{k:02d}", t, c[0], c[2], lead_created=k == min(1, count - 1))
+            for k, (t, c) in enumerate(zip(times, picks, strict=True))
+        ]
+        closed_text = _ts(closed)
+        self.lines["deals"].append(
+            f"{deal_id}\t{account}\twon\tclosed_won\t{amount}\tUSD\t{_ts(created)}\t{closed_text}"
+            f"\t\\N\t{amount}\t\\N\t\\N\tconverted\t{count}\n"
+        )
+        self.lines["touches"] += [
+            f"{t.event_id}\t{_ts(t.occurred_at)}\t{t.campaign_id}\tC{i:07d}\t{account}"
+            f"\tpage_view\t{'t' if t.lead_created else 'f'}\n"
+            for t in journey
+        ]
+        roles = assign_roles(journey, created_at=created) if journey else []
+        labels = [",".join(role_labels(r)) for r in roles]
+        for model in self.models:
+            fit = str(FIT_IDS[model.model_id]) if model.model_id in FIT_IDS else "\\N"
+            if not journey:
+                self.lines["deal_attributions"].append(
+                    f"{model.model_id}\t{deal_id}\t{closed_text}\t{amount}\t0\t{amount}\t{fit}\n"
+                )
+                continue
+            exact, floats = self._weights(model, journey, roles, closed)
+            cents = split_cents(amount, exact)
+            self.lines["credits"] += [
+                f"{model.model_id}\t{deal_id}\t{t.event_id}\t{k}\t{t.campaign_id}\t{labels[k]}"
+                f"\t{w!r}\t{c}\t{closed_text}\n"
+                for k, (t, w, c) in enumerate(zip(journey, floats, cents, strict=True))
+            ]
+            self.lines["deal_attributions"].append(
+                f"{model.model_id}\t{deal_id}\t{closed_text}\t{amount}\t{amount}\t0\t{fit}\n"
+            )
+
+
+_COLUMNS = {
+    "deals": "deal_id, account_id, status, stage, amount_minor, currency, created_at, closed_at, "
+    "lost_at, reporting_minor, fx_rate, fx_rate_date, conversion, journey_touches",
+    "touches": "event_id, occurred_at, campaign_id, contact_id, account_id, touch_type, "
+    "lead_created",
+    "credits": "model_id, deal_id, touch_event_id, position, campaign_id, roles, weight, "
+    "credit_minor, closed_at",
+    "deal_attributions": "model_id, deal_id, closed_at, amount_minor, attributed_minor, "
+    "unattributed_minor, fit_id",
+}
+
+
+def _copy_chunk(task: tuple[str, int, int, int, int]) -> int:
+    """Generate and COPY deals ``[lo, hi)``; return the credit rows written."""
+    dsn, n, seed, lo, hi = task
+    writer = _Writer(n)
+    for i in range(lo, hi):
+        writer.deal(i, random.Random(seed * 10_000_019 + i))
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        for table, lines in writer.lines.items():
+            with cur.copy(f"COPY {table} ({_COLUMNS[table]}) FROM STDIN") as copy:
+                copy.write("".join(lines))
+    return len(writer.lines["credits"])
+
+
+def _static_rows(url: str, days: int) -> None:
+    """Write models, fit snapshots, campaigns and a year of daily costs."""
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as session, session.begin():
+        sync_builtin_models(session, Settings(_env_file=None, half_life_days=HALF_LIFE_DAYS))
+    engine.dispose()
+    fitted = YEAR - timedelta(days=1)
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        for model_id, weights in DATA_DRIVEN_WEIGHTS.items():
+            key = "removal_effects" if model_id == "markov" else "values"
+            results = {key: {c: str(w) for c, w in weights.items()}, "exact": True}
+            cur.execute(
+                "INSERT INTO model_fits (id, model_id, status, requested_at, fitted_at, params, "
+                "inputs, results) VALUES (%s, %s, 'done', %s, %s, '{}', '{}', %s)",
+                (FIT_IDS[model_id], model_id, fitted, fitted, json.dumps(results)),
+            )
+        cur.executemany(
+            "INSERT INTO campaigns (campaign_id, name, channel, is_sales_sourced) "
+            "VALUES (%s, %s, %s, %s)",
+            [(cid, name, channel, channel == "referral") for cid, name, channel in CAMPAIGNS],
+        )
+        costs, cost_days = [], []
+        for rank, (cid, _, _) in enumerate(CAMPAIGNS):
+            per_day = int(days * 90_000 * POPULARITY[rank])  # about a third of the revenue
+            for month in range(12):
+                first = YEAR.date().replace(month=month + 1)
+                last = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+                span = (last - first).days
+                event = f"cost-{cid}-{month + 1:02d}"
+                total, end = per_day * span, last - timedelta(days=1)
+                costs.append(f"{event}\t{cid}\t{total}\tUSD\t{first}\t{end}\t{total}\n")
+                cost_days += [
+                    f"{event}\t{first + timedelta(days=d)}\t{cid}\t{per_day}\n" for d in range(span)
+                ]
+        with cur.copy(
+            "COPY campaign_costs (event_id, campaign_id, amount_minor, currency, period_start, "
+            "period_end, reporting_minor) FROM STDIN"
+        ) as copy:
+            copy.write("".join(costs))
+        with cur.copy(
+            "COPY campaign_cost_days (cost_event_id, day, campaign_id, cost_minor) FROM STDIN"
+        ) as copy:
+            copy.write("".join(cost_days))
+
+
+BIG_TABLES = ("credits", "deal_attributions", "touches")
+
+
+def _secondary_indexes(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """Return (name, definition) of the big tables' indexes other than their primary keys."""
+    return conn.execute(
+        "SELECT i.indexname, i.indexdef FROM pg_indexes i JOIN pg_class c ON c.relname = "
+        "i.indexname JOIN pg_index x ON x.indexrelid = c.oid WHERE i.tablename = ANY(%s) "
+        "AND NOT x.indisprimary",
+        (list(BIG_TABLES),),
+    ).fetchall()
+
+
+def populate(url: str, *, deals: int, seed: int = 7) -> dict[str, Any]:
+    """Fill a migrated database with the projection of ``deals`` won deals; return counts.
+
+    The big tables' secondary indexes are dropped for the load and rebuilt after it from
+    their own definitions (a bulk build is several times faster than index maintenance row by
+    row), so the schema ends exactly as migrated.
+    """
+    started = time.perf_counter()
+    _static_rows(url, deals // 365 + 1)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        indexes = _secondary_indexes(conn)
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+    tasks = [(dsn, deals, seed, lo, min(deals, lo + CHUNK)) for lo in range(0, deals, CHUNK)]
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        credits = sum(pool.imap_unordered(_copy_chunk, tasks))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _, definition in indexes:
+            conn.execute(definition)
+        # Autovacuum would get there on its own; now, so every run starts from the same state.
+        conn.execute("VACUUM ANALYZE")
+        touches = conn.execute("SELECT count(*) FROM touches").fetchone()
+    return {
+        "won_deals": deals,
+        "touches": touches[0] if touches else 0,
+        "credit_rows": credits,
+        "load_s": round(time.perf_counter() - started, 1),
+    }
+
+
+# --- the load -------------------------------------------------------------------------------
+
+_LUA = """
+local paths = {%(paths)s}
+local headers = {["Authorization"] = "Bearer %(key)s"}
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("offset", counter * 7)
+end
+function request()
+  offset = offset + 1
+  return wrk.format("GET", paths[(offset %% #paths) + 1], headers)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "FIGURES {\\"p50_ms\\": %%.3f, \\"p95_ms\\": %%.3f, \\"p99_ms\\": %%.3f, \\"max_ms\\": %%.3f, "
+    .. "\\"requests\\": %%d, \\"duration_s\\": %%.3f, \\"errors\\": %%d}\\n",
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000, summary.requests, summary.duration / 1e6,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def wrk(
+    base: str, paths: list[str], key: str, *, seconds: int, connections: int = 32
+) -> dict[str, Any]:
+    """Run wrk (2 threads) over ``paths`` for ``seconds``; return its latency figures and rate."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(_LUA % {"paths": ", ".join(json.dumps(p) for p in paths), "key": key})
+        script.flush()
+        done = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "10s",
+                "--latency",
+                "-s",
+                script.name,
+                base,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("FIGURES "))
+    figures: dict[str, Any] = json.loads(line.removeprefix("FIGURES "))
+    if figures["errors"]:
+        raise RuntimeError(f"wrk saw {figures['errors']} errors:\n{done.stdout}")
+    figures["requests_per_s"] = round(figures["requests"] / figures["duration_s"], 1)
+    return figures
+
+
+def miss_ms(client: httpx.Client, sessions: Any, paths: list[str]) -> dict[str, float]:
+    """Time each path once, one at a time, after a projection version bump: p50/max.
+
+    Nothing of the new version is cached, and the paths are distinct, so every request builds
+    its report; it leaves them all cached (the load that follows measures the steady state).
+    """
+    with sessions() as session, session.begin():
+        bump_projection_version(session)
+    times = []
+    for path in paths:
+        started = time.perf_counter()
+        client.get(path).raise_for_status()
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1)}
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Return a process's resident set and its peak, in MB, from ``/proc/<pid>/status``."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = round(int(value.split()[0]) / 1024, 1)
+    return {"rss_mb": fields["VmRSS"], "peak_rss_mb": fields["VmHWM"]}
+
+
+@contextmanager
+def bumping(sessions: Any, every_s: float) -> Iterator[None]:
+    """Give the projection a new version every ``every_s`` seconds, as a busy worker does."""
+    stopped = threading.Event()
+
+    def loop() -> None:
+        while not stopped.wait(every_s):
+            with sessions() as session, session.begin():
+                bump_projection_version(session)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stopped.set()
+        thread.join()
+
+
+FIGURES = ("p50_ms", "p95_ms", "p99_ms", "requests_per_s")
+
+
+def exercise(db: str, *, seconds: int, runs: int) -> dict[str, Any]:
+    """Start the API on a populated database, load each endpoint; return the figures.
+
+    Per endpoint: ``<endpoint>_miss`` (each query of the mix built once, one at a time),
+    ``<endpoint>`` (steady state, the median of ``runs`` wrk runs) and ``<endpoint>_live``
+    (one run while the version changes every ``seconds / 2`` s, so the mix is rebuilt twice
+    under load).
+    """
+    key = make_key(db, ["read"])
+    port = free_port()
+    out: dict[str, Any] = {}
+    engine = make_engine(db)
+    sessions = make_sessionmaker(engine)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"CLOSEDLOOP_DATABASE_URL": db, "CLOSEDLOOP_API_PORT": str(port)}
+        proc = start_service("api", env, Path(tmp) / "api.log")
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_port(port, timeout_s=60)
+            headers = {"Authorization": f"Bearer {key}"}
+            with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
+                for endpoint in ("roi", "compare"):
+                    paths = query_mix(endpoint)
+                    out[f"{endpoint}_miss"] = miss_ms(client, sessions, paths)
+                    load = [wrk(base, paths, key, seconds=seconds) for _ in range(runs)]
+                    out[endpoint] = {f: statistics.median(r[f] for r in load) for f in FIGURES}
+                    out[endpoint] |= {"runs": load, "distinct_queries": len(paths)}
+                    with bumping(sessions, seconds / 2):
+                        live = wrk(base, paths, key, seconds=seconds)
+                    out[f"{endpoint}_live"] = {f: live[f] for f in FIGURES}
+            out["api_memory"] = memory_mb(proc.pid)
+        finally:
+            stop(proc)
+            engine.dispose()
+    return out
+
+
+def measure(deals: int, *, seconds: int, runs: int) -> dict[str, Any]:
+    """Build a projection of ``deals`` won deals in a fresh database; return its figures."""
+    with postgres_database("closedloop_bench") as db:
+        out = populate(db, deals=deals)
+        return out | exercise(db, seconds=seconds, runs=runs)
+
+
+def run(*, quick: bool) -> dict[str, Any]:
+    """Measure report latency and API memory; full: 1k/10k/100k won deals, headline 100k."""
+    if quick:
+        sizes = {2_000: measure(2_000, seconds=3, runs=1)}
+    else:
+        sizes = {n: measure(n, seconds=10, runs=3 if n == 100_000 else 1) for n in SIZES}
+    headline = sizes[max(sizes)]
+    return {
+        "headline_won_deals": max(sizes),
+        "roi_p95_ms": headline["roi"]["p95_ms"],
+        "compare_p95_ms": headline["compare"]["p95_ms"],
+        "api_rss_mb": headline["api_memory"]["rss_mb"],
+        "sizes": {str(n): figures for n, figures in sizes.items()},
+    }
