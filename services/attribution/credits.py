@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, func, or_, select, union
@@ -30,10 +31,10 @@ from services.core.events import DealEvent
 from services.core.settings import Settings
 from services.domain import (
     AttributionModel,
-    attribute_all,
     role_labels,
     select_journey,
 )
+from services.domain.attribute import deal_credits
 from services.domain.state import STATUS_WON, DealState, Rate, convert_won_deal, fold_deal
 
 
@@ -123,6 +124,12 @@ def _deals_touched(session: Session, impact: Impact, *, lookback: timedelta) -> 
     return found
 
 
+@lru_cache(maxsize=64)
+def _labels(roles: frozenset[str]) -> str:
+    """The stored form of a touch's roles (at most 16 distinct sets)."""
+    return ",".join(role_labels(roles))
+
+
 def _deal_row(deal: DealState) -> dict[str, object]:
     return {
         "deal_id": deal.deal_id,
@@ -206,16 +213,18 @@ def recompute_deals(
             lookback=lookback,
         )
         row["journey_touches"] = len(journey)
-        credits = attribute_all(
+        result = deal_credits(
             journey,
             amount_minor=conv.amount_minor,
             created_at=deal.journey_start,
             closed_at=deal.closed_at,
             models=models,
         )
+        labels = [_labels(roles) for roles in result.roles]
         for model in models:
-            lines = credits.get(model.model_id, [])
-            attributed = sum(line.credit_minor for line in lines)
+            amounts = result.credits.get(model.model_id, [])
+            weights = result.weights.get(model.model_id, [])
+            attributed = sum(amounts)
             summary_rows.append(
                 {
                     "model_id": model.model_id,
@@ -231,15 +240,15 @@ def recompute_deals(
                 {
                     "model_id": model.model_id,
                     "deal_id": deal.deal_id,
-                    "touch_event_id": line.touch.event_id,
-                    "position": line.position,
-                    "campaign_id": line.touch.campaign_id,
-                    "roles": ",".join(role_labels(line.roles)),
-                    "weight": float(line.weight),
-                    "credit_minor": line.credit_minor,
+                    "touch_event_id": touch.event_id,
+                    "position": position,
+                    "campaign_id": touch.campaign_id,
+                    "roles": labels[position],
+                    "weight": weights[position],
+                    "credit_minor": amounts[position],
                     "closed_at": deal.closed_at,
                 }
-                for line in lines
+                for position, touch in enumerate(journey)
             ]
     upsert(session, DealRow, deal_rows)
     for table, rows in (

@@ -27,6 +27,8 @@ from functools import lru_cache
 from operator import sub
 
 _TABLE_LIMIT = 1_024  # largest total whose splits of every remainder IntegerWeights keeps
+_ROW_BUDGET = 250_000  # remainder splits kept by all of them together (about 30 MB)
+_ROWS_KEPT = [0]  # how many are kept (a pure cache: dropping rows changes no result)
 PACKED_LIMIT = 2**64  # amounts below this split on packed 64-bit fields
 _UNIT = 2.0**-53  # unit roundoff of a float
 _EXACT_FLOAT_INT = 2**53  # every int below this is exactly a float
@@ -106,7 +108,7 @@ def split_certified(
     relative = 2.0 * (2.0 * rel_error + 5.0 * _UNIT + (count + 1) * abs_error / total)
     bound = amount_minor * relative + 1e-300
     shares = list(map((amount_minor / total).__mul__, raw))
-    credits = list(map(int, shares))
+    credits = list(map(math.floor, shares))
     fractions = list(map(sub, shares, credits))  # exact in floats
     # A share within the bound of an integer has an uncertain floor. A true share is > 0,
     # so a share below the bound with floor 0 is still certainly floored to 0.
@@ -148,6 +150,11 @@ def _unpacker(count: int) -> Callable[[bytes], tuple[int, ...]]:
     return struct.Struct(f"<{count}Q").unpack
 
 
+def forget_rows() -> None:
+    """Reset the budget of kept remainder splits (after their tables have been dropped)."""
+    _ROWS_KEPT[0] = 0
+
+
 class IntegerWeights:
     """Exact weights ``numerators[i] / total`` (``total`` their sum > 0), ready to split by.
 
@@ -156,8 +163,7 @@ class IntegerWeights:
     ``r``), so the split of each ``r < total`` is computed once and kept. Each credit is at
     most ``A``, so for ``A < 2**64`` the whole split is one integer operation on packed
     64-bit fields (``pack``): ``q * pack(numerators) + pack(split of r)``, with no carry
-    between fields. A recompute adds the packed splits of several models, shifted apart,
-    and unpacks them all at once.
+    between fields, and one unpacking.
     """
 
     __slots__ = (
@@ -171,6 +177,9 @@ class IntegerWeights:
         "unpacker",
         "_fractions",
         "_one",
+        "_magic",
+        "_low",
+        "_ones",
     )
 
     def __init__(self, numerators: tuple[int, ...], total: int) -> None:
@@ -189,6 +198,13 @@ class IntegerWeights:
         self.simple = self._one >= 0 or len(set(numerators)) == 1
         # rows[r]: the packed split of r, filled by ``row`` (a table only for small totals).
         self.rows: list[int | None] | None = [None] * total if total <= _TABLE_LIMIT else None
+        # For ``_packed_row``, with total <= 2**10: floor(x / total) = floor(x * magic / 2**32)
+        # for x < 2**20, as x * magic / 2**32 exceeds x / total by less than x / 2**32 <
+        # 2**-12 < 1 / total, too little to cross an integer; x * magic < 2**53 fits a field.
+        # low masks each field's low 32 bits; ones sums the fields.
+        self._magic = -(-(2**32) // total)
+        self._low = sum((2**32 - 1) << (64 * i) for i in range(len(numerators)))
+        self._ones = sum(1 << (64 * i) for i in range(len(numerators)))
 
     def fractions(self) -> tuple[Fraction, ...]:
         """Return the normalised weights as exact fractions."""
@@ -203,8 +219,26 @@ class IntegerWeights:
             return pack(split_numerators(rest, self.numerators, self.total))
         row = rows[rest]
         if row is None:
-            row = rows[rest] = pack(split_numerators(rest, self.numerators, self.total))
+            row = self._packed_row(rest)
+            if _ROWS_KEPT[0] < _ROW_BUDGET:  # bounds the memory all tables take together
+                _ROWS_KEPT[0] += 1
+                rows[rest] = row
         return row
+
+    def _packed_row(self, rest: int) -> int:
+        """``pack(split_numerators(rest, ...))`` for a small total, field-wise on packed ints."""
+        count = len(self.numerators)
+        products = rest * self.packed  # rest * n_i < total**2 <= 2**20 in every field
+        floors = ((products * self._magic) >> 32) & self._low  # floor(rest * n_i / total)
+        # Field count-1 of floors * ones is the sum of all fields (< 2**64: no carry).
+        leftover = rest - (((floors * self._ones) >> (64 * (count - 1))) & (2**64 - 1))
+        if leftover:
+            packed_remainders = products - floors * self.total  # rest * n_i mod total
+            remainders = self.unpacker(packed_remainders.to_bytes(self.nbytes, "little"))
+            # A stable reverse sort: equal remainders keep index order (ties to the earlier).
+            for index in sorted(range(count), key=remainders.__getitem__, reverse=True)[:leftover]:
+                floors += 1 << (64 * index)
+        return floors
 
     def packed_split(self, amount_minor: int) -> int:
         """Return the split of ``0 <= amount_minor < 2**64``, packed (see ``pack``)."""

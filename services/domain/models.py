@@ -16,6 +16,13 @@ Invariants:
   (to the microsecond) before ``closed_at``, computed with 50-digit decimals, converted
   exactly to ``Fraction`` and normalised exactly.
 - Model weights are exact: built from decimal strings or fractions, never floats.
+
+For a recompute: a positional model's weights depend only on the journey's shape, so
+``positional_plan`` keeps them per (model, shape) as integers over a common total
+(``IntegerWeights``); ``time_decay_approximation`` gives the time-decay weights in floats
+with a proven error bound, for ``split_certified`` to decide the exact split from. The
+caches are bounded and hold values only; dropping them (``clear_plan_caches``) changes no
+result.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from math import exp2
 from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeAlias
 
-from .allocation import IntegerWeights
+from .allocation import IntegerWeights, forget_rows
 from .journey import ROLE_MIDDLE, ROLES, Shape, Touch, shape_roles
 
 if TYPE_CHECKING:
@@ -296,6 +303,7 @@ def clear_plan_caches() -> None:
     """
     _SHARED_PLANS.clear()
     _PLANS_BY_WEIGHTS.clear()
+    forget_rows()
     for model in BUILTIN_POSITIONAL.values():
         model._plans.clear()
     shape_roles.cache_clear()

@@ -170,7 +170,11 @@ def test_plan_equals_exact_positional_weights(
 
 @PROPS
 @given(
-    numerators=st.lists(st.integers(0, 2000), min_size=1, max_size=30).filter(any),
+    numerators=st.one_of(
+        st.lists(st.integers(0, 2000), min_size=1, max_size=30),
+        st.lists(st.integers(0, 60), min_size=1, max_size=30),  # totals with a table
+        st.lists(st.sampled_from([0, 1, 2, 3, 1023]), min_size=1, max_size=3),
+    ).filter(any),
     amounts=st.lists(AMOUNTS, min_size=1, max_size=8),
 )
 def test_integer_weights_split_equals_split_cents(
@@ -181,6 +185,10 @@ def test_integer_weights_split_equals_split_cents(
     for amount in amounts:
         assert weights.split(amount) == split_cents(amount, exact)
         assert split_numerators(amount, numerators, sum(numerators)) == split_cents(amount, exact)
+    if weights.rows is not None:  # every remainder's packed split, from the table
+        for rest in range(weights.total):
+            exact_rest = split_cents(rest, exact)
+            assert unpack(weights.row(rest), len(numerators)) == exact_rest
 
 
 def test_shape_matches_assign_roles_and_caches_change_nothing() -> None:
