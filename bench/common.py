@@ -46,13 +46,20 @@ def timer() -> Iterator[Callable[[], float]]:
     yield lambda: time.perf_counter() - start
 
 
-def peak_rss_bytes(pid: int) -> int:
-    """Return a process's peak resident set size (``VmHWM``), or 0 once it has gone."""
+def memory_kib(pid: int) -> dict[str, int]:
+    """Return a process's ``VmRSS`` and peak ``VmHWM`` in KiB (empty once it has gone)."""
     try:
         with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
+            lines = status.read().splitlines()
     except OSError:
-        pass
-    return 0
+        return {}
+    return {
+        name: int(rest.split()[0])
+        for name, _, rest in (line.partition(":") for line in lines)
+        if name in ("VmRSS", "VmHWM")
+    }
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """Return a process's peak resident set size (``VmHWM``), or 0 once it has gone."""
+    return memory_kib(pid).get("VmHWM", 0) * 1024

@@ -43,7 +43,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.common import make_key
+from bench.common import make_key, memory_kib
 from services.attribution.registry import sync_builtin_models
 from services.core.broker import free_port, wait_for_port
 from services.core.db.engine import make_engine, make_sessionmaker
@@ -408,12 +408,8 @@ def miss_ms(client: httpx.Client, sessions: Any, paths: list[str]) -> dict[str, 
 
 def memory_mb(pid: int) -> dict[str, float]:
     """Return a process's resident set and its peak, in MB, from ``/proc/<pid>/status``."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = round(int(value.split()[0]) / 1024, 1)
-    return {"rss_mb": fields["VmRSS"], "peak_rss_mb": fields["VmHWM"]}
+    kib = memory_kib(pid)
+    return {"rss_mb": round(kib["VmRSS"] / 1024, 1), "peak_rss_mb": round(kib["VmHWM"] / 1024, 1)}
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import simulated_events
+from bench.common import memory_kib, simulated_events
 from services.core.broker import free_port, wait_for_port
 from services.core.db.migrate import upgrade
 from services.ingest.routes.webhooks import SIGNATURE_HEADER, sign
@@ -76,15 +76,7 @@ class MemoryWatch:
 
     def status(self) -> dict[str, int]:
         """Return VmRSS and VmHWM of the process now (KiB); empty once it is gone."""
-        try:
-            lines = Path(f"/proc/{self.pid}/status").read_text().splitlines()
-        except OSError:
-            return {}
-        return {
-            name: int(rest.split()[0])
-            for name, _, rest in (line.partition(":") for line in lines)
-            if name in ("VmRSS", "VmHWM")
-        }
+        return memory_kib(self.pid)
 
     def sample(self) -> None:
         """Take one sample now."""

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from services.attribution.worker import Worker
 from services.core.db.engine import make_engine, make_sessionmaker
@@ -30,6 +31,17 @@ def publish(bootstrap: str, topic: str, payloads: list[bytes], keys: list[bytes]
         producer.send(topic, key=key, value=value)
     producer.flush(10)
     producer.close()
+
+
+def linear_by_campaign(session: Session) -> dict[str, int]:
+    """The linear model's credits summed per campaign."""
+    return dict(
+        session.execute(
+            select(CreditRow.campaign_id, func.sum(CreditRow.credit_minor))
+            .where(CreditRow.model_id == "linear")
+            .group_by(CreditRow.campaign_id)
+        ).all()
+    )
 
 
 def test_worker_consumes_projects_and_commits(broker: str, db_url: str) -> None:
@@ -63,13 +75,7 @@ def test_worker_consumes_projects_and_commits(broker: str, db_url: str) -> None:
     assert [v for v, _ in copied] == [b"{not json"]
     assert b"undecodable" in copied[0][1]["error"]
     with sessions() as session:
-        linear = dict(
-            session.execute(
-                select(CreditRow.campaign_id, func.sum(CreditRow.credit_minor))
-                .where(CreditRow.model_id == "linear")
-                .group_by(CreditRow.campaign_id)
-            ).all()
-        )
+        linear = linear_by_campaign(session)
         assert linear == {"ads": 33334, "mail": 33333, "web": 33333}
         db_offsets = {
             r.partition: r.next_offset for r in session.scalars(select(ConsumerOffsetRow))
@@ -111,13 +117,7 @@ def test_batch_records_give_the_same_projection_and_keep_their_invalid_items(
         assert (dead.partition, dead.offset) == (0, 0)
         assert orjson.loads(dead.raw) == [bad]
         assert dead.error.startswith("undecodable") and "occurred_at" in dead.error
-        linear = dict(
-            session.execute(
-                select(CreditRow.campaign_id, func.sum(CreditRow.credit_minor))
-                .where(CreditRow.model_id == "linear")
-                .group_by(CreditRow.campaign_id)
-            ).all()
-        )
+        linear = linear_by_campaign(session)
         assert linear == {"ads": 33334, "mail": 33333, "web": 33333}
         offsets = session.scalars(select(ConsumerOffsetRow.next_offset)).all()
         assert offsets == [2]
@@ -231,13 +231,7 @@ def crash_between_commits(broker: str, pg_url: str) -> None:
     Worker(settings).run(idle_exit_s=3)
 
     with sessions() as session:
-        linear = dict(
-            session.execute(
-                select(CreditRow.campaign_id, func.sum(CreditRow.credit_minor))
-                .where(CreditRow.model_id == "linear")
-                .group_by(CreditRow.campaign_id)
-            ).all()
-        )
+        linear = linear_by_campaign(session)
         assert linear == {"ads": 33334, "mail": 33333, "web": 33333}
         assert session.scalar(select(func.count()).select_from(EventRow)) == len(events)
         assert session.scalar(offset_in_db) == len(events)
