@@ -9,7 +9,8 @@ Layers:
   credits in reporting-currency minor units. For every (model, deal):
   sum(credits.credit_minor) = deal_attributions.attributed_minor, and
   attributed_minor + unattributed_minor = deal's converted amount.
-- ``consumer_offsets``, ``dead_letters``, ``api_keys``, ``attribution_models`` are plumbing.
+- ``consumer_offsets``, ``dead_letters``, ``event_conflicts``, ``api_keys``, ``audit_log``,
+  ``attribution_models`` are plumbing.
 Money columns end in ``_minor`` and are integers of minor units.
 """
 
@@ -202,8 +203,10 @@ class AttributionModelRow(Base):
 class ModelFitRow(Base):
     """A versioned fit of a data-driven model (markov, shapley): its inputs and its results.
 
-    ``status`` is requested (by the API or the schedule), done, or failed. The latest done fit
-    of a model is the one its credits use; ``deal_attributions.fit_id`` says which.
+    ``status`` is requested (by the API or the schedule), applying (fitted; its credits are
+    being written, ``progress_done`` of ``progress_total`` deals so far), done (every credit
+    of the model uses it), or failed. The latest done fit is the model's current snapshot;
+    ``deal_attributions.fit_id`` says which snapshot each deal's credits used.
     """
 
     __tablename__ = "model_fits"
@@ -217,6 +220,9 @@ class ModelFitRow(Base):
     inputs: Mapped[str] = mapped_column(Text, default="{}")
     results: Mapped[str] = mapped_column(Text, default="{}")
     error: Mapped[str | None] = mapped_column(Text)
+    # While ``status`` is applying: deals whose credits already use this snapshot, of all.
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class CreditRow(Base):
@@ -306,3 +312,45 @@ class ApiKeyRow(Base):
     scopes: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditLogRow(Base):
+    """One admin action (key created or revoked, model defined, fit requested, ...), kept forever.
+
+    ``key_id``/``key_name`` say who (null for the CLI, which acts as the machine's operator);
+    ``detail`` is a JSON object with what changed.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    key_id: Mapped[int | None] = mapped_column(Integer)
+    key_name: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class EventConflictRow(Base):
+    """A later copy of a stored ``event_id`` with different content (contract §1).
+
+    The stored event stays; each distinct conflicting payload is recorded once (a replayed
+    batch adds nothing), with where it first arrived and how many copies of it arrived.
+    """
+
+    __tablename__ = "event_conflicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ID, index=True)
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    stored_payload: Mapped[str] = mapped_column(Text)
+    kafka_partition: Mapped[int | None] = mapped_column(Integer)
+    kafka_offset: Mapped[int | None] = mapped_column(BigInteger)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    copies: Mapped[int] = mapped_column(Integer, default=1)
+
+    __table_args__ = (UniqueConstraint("event_id", "payload_sha256"),)
