@@ -5,15 +5,17 @@ from __future__ import annotations
 import uvicorn
 
 from services.api.app import create_app
+from services.core.logs import configure_logging, uvicorn_log_options
 from services.core.settings import Settings
 
 
 def run(settings: Settings) -> None:
     """Serve the read API on ``settings.api_host:settings.api_port`` until stopped."""
+    configure_logging(verbose=settings.verbose, process="api")
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
         proxy_headers=False,
-        log_level="info",
+        **uvicorn_log_options(verbose=settings.verbose),  # type: ignore[arg-type]
     )

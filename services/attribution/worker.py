@@ -42,6 +42,7 @@ from services.attribution.registry import sync_builtin_models
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.schema import ConsumerOffsetRow
 from services.core.kafka import ensure_topics, make_consumer, make_producer
+from services.core.logs import configure_logging
 from services.core.settings import Settings
 
 log = logging.getLogger("closedloop.worker")
@@ -82,6 +83,7 @@ class Worker:
         self._scheduled_at = time.monotonic()
         self._maintenance = _Maintenance(self._maintain)
         self.events_applied = 0
+        self._activity = _ActivityLog(every_s=0.0 if settings.verbose else 2.0)
 
     def stop(self, *_: Any) -> None:
         """Ask the loop to finish the current batch and exit."""
@@ -260,6 +262,7 @@ class Worker:
                     records = {tp: recs for tp, recs in records.items() if tp not in moved}
                 self._maintenance.check()
                 if not records:
+                    self._activity.flush()
                     if not self.consumer.assignment():
                         idle_since = time.monotonic()  # still joining the group: not idle
                     elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
@@ -295,6 +298,7 @@ class Worker:
                     self._commit(chunk)
                     self.batches += 1
                     self.events_applied += applied.result.stored
+                    self._activity.note(applied)
                     if max_batches is not None and self.batches >= max_batches:
                         return
         finally:
@@ -302,6 +306,42 @@ class Worker:
             self.consumer.close()
             if self._dead_producer is not None:
                 self._dead_producer.close(timeout=5)
+
+
+class _ActivityLog:
+    """One log line per applied batch, or per ``every_s`` of batches when they come fast."""
+
+    def __init__(self, *, every_s: float) -> None:
+        self._every_s = every_s
+        self._since = time.monotonic()
+        self._batches = self._received = self._stored = self._deals = self._dead = 0
+
+    def note(self, applied: AppliedBatch) -> None:
+        """Count a committed batch; log the counts when ``every_s`` has passed."""
+        self._batches += 1
+        self._received += applied.result.received
+        self._stored += applied.result.stored
+        self._deals += applied.result.deals_recomputed
+        self._dead += len(applied.dead)
+        if time.monotonic() - self._since >= self._every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Log the counts not yet logged (the loop calls this when it goes idle)."""
+        if not self._batches:
+            return
+        log.info(
+            "applied %d batch%s: %d events, %d new, %d duplicates, %d deals recomputed%s",
+            self._batches,
+            "" if self._batches == 1 else "es",
+            self._received,
+            self._stored,
+            self._received - self._stored,
+            self._deals,
+            f", {self._dead} dead letters" if self._dead else "",
+        )
+        self._since = time.monotonic()
+        self._batches = self._received = self._stored = self._deals = self._dead = 0
 
 
 class _Maintenance(threading.Thread):
@@ -376,7 +416,7 @@ def _log_progress(done: int, total: int) -> None:
 
 def run(settings: Settings) -> None:
     """Run a worker process until SIGTERM/SIGINT."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(verbose=settings.verbose, process="worker")
     worker = Worker(settings)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)

@@ -29,11 +29,14 @@ def settings() -> Settings:
 def up(
     demo: bool = typer.Option(True, help="Post a simulated CRM history once ready."),
     demo_deals: int = typer.Option(300, help="Deals in the simulated history."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show every library's logs and each HTTP request."
+    ),
 ) -> None:
     """Run the whole pipeline on embedded defaults: bundled broker, SQLite, ingest, worker, API."""
     from services.cli.stack import run_stack
 
-    run_stack(settings(), demo=demo, demo_deals=demo_deals, console=console)
+    run_stack(settings(), demo=demo, demo_deals=demo_deals, console=console, verbose=verbose)
 
 
 @app.command()

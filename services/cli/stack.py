@@ -74,9 +74,13 @@ def _stop(procs: list[subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None
             proc.kill()
 
 
-def run_stack(settings: Settings, *, demo: bool, demo_deals: int, console: Console) -> None:
+def run_stack(
+    settings: Settings, *, demo: bool, demo_deals: int, console: Console, verbose: bool = False
+) -> None:
     """Run broker, ingest, worker and API until Ctrl-C; optionally post a demo history."""
     env = dict(os.environ)
+    if verbose:
+        env["CLOSEDLOOP_VERBOSE"] = "1"
     procs: list[subprocess.Popen[bytes]] = []
     broker = None
     if not any(env.get(name) for name in _KAFKA_ENV):
@@ -91,9 +95,7 @@ def run_stack(settings: Settings, *, demo: bool, demo_deals: int, console: Conso
     try:
         key = _migrate_and_key(settings)
         for command in ("worker", "ingest", "api"):
-            procs.append(
-                subprocess.Popen([sys.executable, "-m", "services.cli.main", command], env=env)
-            )
+            procs.append(subprocess.Popen([sys.executable, "-m", "services", command], env=env))
         for port in (settings.ingest_port, settings.api_port):
             wait_for_port(port, timeout_s=60)
         ingest_url = f"http://{settings.ingest_host}:{settings.ingest_port}"
@@ -103,7 +105,8 @@ def run_stack(settings: Settings, *, demo: bool, demo_deals: int, console: Conso
             f"  ingest  {ingest_url}/v1/events   (docs {ingest_url}/docs)\n"
             f"  api     {api_url}/v1/reports/roi  (docs {api_url}/docs)\n"
             f"  database {settings.database_url}\n"
-            f"  dev API key (scopes ingest,read,admin; shown once):\n  {key}\n"
+            f"  dev API key (scopes ingest,read,admin; shown once):\n  {key}\n",
+            soft_wrap=True,  # URLs and the key must stay copyable, whatever the terminal width
         )
         if demo:
             from services.simulate import generate, post_events, shuffle_with_duplicates
@@ -114,7 +117,11 @@ def run_stack(settings: Settings, *, demo: bool, demo_deals: int, console: Conso
             post_events(arrivals, url=ingest_url, api_key=key)
             console.print(f"demo: posted {len(arrivals)} events ({len(events)} distinct)")
             _request_fits_when_consumed(settings, distinct=len(events), console=console)
-        console.print("Press Ctrl-C to stop.")
+        console.print(
+            "Press Ctrl-C to stop. The worker logs each batch it applies and each fit"
+            + ("." if verbose else " (closedloop up --verbose for everything)."),
+            soft_wrap=True,
+        )
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         dead = [p.args[-1] for p in procs if p.poll() is not None]  # type: ignore[index]

@@ -56,6 +56,10 @@ def start_bundled_broker(port: int) -> subprocess.Popen[bytes]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own process group: Ctrl-C in a terminal signals the whole foreground group, and
+        # the broker must outlive the services that are still committing and leaving their
+        # consumer group; ``closedloop up`` stops it last.
+        process_group=0,
     )
     try:
         wait_for_port(port)

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     kafka_request_timeout_ms: int = 10000
     publish_timeout_s: float = 10.0
 
+    # Every library's INFO log and the HTTP access log (``closedloop up --verbose``).
+    verbose: bool = False
+
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8001
     # Processes serving ingest on its port (each validates and publishes on its own core).

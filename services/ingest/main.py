@@ -8,6 +8,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from services.core.logs import configure_logging, uvicorn_log_options
 from services.core.settings import Settings
 from services.ingest.app import create_app
 
@@ -17,7 +18,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "host": settings.ingest_host,
         "port": settings.ingest_port,
-        "log_level": "info",
+        **uvicorn_log_options(verbose=settings.verbose),
         "timeout_graceful_shutdown": max(int(settings.publish_timeout_s) + 1, 5),
     }
 
@@ -30,6 +31,7 @@ def run(settings: Settings) -> None:
     core. The processes rebuild their settings from the environment, so ``settings`` is
     exported to it first.
     """
+    configure_logging(verbose=settings.verbose, process="ingest")
     if settings.ingest_workers <= 1:
         uvicorn.run(create_app(settings), **uvicorn_options(settings))
         return
@@ -50,4 +52,6 @@ def run(settings: Settings) -> None:
 
 def app_from_environment() -> FastAPI:
     """Build the ingest app from the environment (each worker process calls this)."""
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(verbose=settings.verbose, process="ingest")
+    return create_app(settings)
