@@ -110,8 +110,10 @@ def _reconciliation(body: ReconciliationOut) -> Table:
         "to",
         "closed_won_revenue",
         "won_deals",
+        "status",
         "attributed",
         "unattributed",
+        "pending",
         "unconverted_count",
     ]
     rows = [
@@ -122,8 +124,10 @@ def _reconciliation(body: ReconciliationOut) -> Table:
             body.to,
             body.closed_won_revenue,
             body.won_deals,
+            m.status,
             m.attributed,
             m.unattributed,
+            m.pending,
             body.unconverted.count,
         ]
         for model_id, m in body.models.items()

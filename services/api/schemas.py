@@ -13,6 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 GroupBy = Literal["campaign", "channel"]
+# A model's credits over a report's range: all computed, or some won revenue not credited yet.
+ModelStatus = Annotated[
+    Literal["ready", "pending"],
+    Field(description="pending: some won revenue is not credited by this model yet"),
+]
 
 
 class _Out(BaseModel):
@@ -62,10 +67,12 @@ class RoiTotalsOut(_Out):
     revenue: str
     cost: str
     unattributed_revenue: str
+    pending_revenue: str = Field(description="won revenue in range the model has not credited yet")
 
 
 class RoiReportOut(_Out):
     model: str
+    status: ModelStatus
     from_: str | None = Field(alias="from")
     to: str | None
     currency: str
@@ -91,6 +98,7 @@ class CompareChannelRowOut(_Out):
 class CompareTotalsOut(_Out):
     revenue: dict[str, str]
     unattributed_revenue: dict[str, str]
+    pending_revenue: dict[str, str]
     cost: str
 
 
@@ -102,6 +110,7 @@ class RoiSnapshotReportOut(RoiReportOut):
 
 class CompareReportOut(_Out):
     models: list[str]
+    status: dict[str, ModelStatus]
     from_: str | None = Field(alias="from")
     to: str | None
     currency: str
@@ -119,8 +128,10 @@ class UnconvertedOut(_Out):
 
 
 class ModelReconciliationOut(_Out):
+    status: ModelStatus
     attributed: str
     unattributed: str
+    pending: str
 
 
 class ReconciliationOut(_Out):
@@ -160,6 +171,9 @@ class JourneyTouchOut(_Out):
 class DealAttributionOut(_Out):
     deal: DealOut
     model: str
+    status: ModelStatus = Field(
+        description="pending: the deal is won and converted but this model has not credited it yet"
+    )
     unattributed: bool
     journey: list[JourneyTouchOut]
 
@@ -307,6 +321,7 @@ class DiffTotalsOut(_Out):
 class CompareDiffOut(_Out):
     base: str
     other: str
+    status: dict[str, ModelStatus]
     from_: str | None = Field(alias="from")
     to: str | None
     currency: str
