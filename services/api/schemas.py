@@ -362,3 +362,20 @@ class LeadsOut(_Out):
     limit: int
     snapshot: SnapshotRefOut
     rows: list[LeadOut]
+
+
+class AuditEntryOut(_Out):
+    id: int
+    at: str
+    key_id: int | None = Field(description="the API key that acted; null for the CLI")
+    key_name: str = Field(description="the key's name, or cli")
+    action: str = Field(description="e.g. key.create, key.revoke, model.define, model.fit")
+    target: str = Field(description="what was acted on, e.g. model:halves, key:3")
+    detail: dict[str, Any]
+
+
+class AuditLogOut(_Out):
+    entries: list[AuditEntryOut]
+    next_before_id: int | None = Field(
+        description="pass as before_id for the next (older) page; null: last page"
+    )

@@ -74,7 +74,7 @@ def get_model(model_id: str, _: ReadPrincipal, session: SessionDep) -> ModelDeta
     responses={**_ADMIN, 422: {"description": "not a data-driven model"}},
 )
 def fit(
-    model_id: str, _: AdminPrincipal, sessions: AdminSessionsDep, settings: SettingsDep
+    model_id: str, principal: AdminPrincipal, sessions: AdminSessionsDep, settings: SettingsDep
 ) -> FitRequestOut:
     """Queue a refit of ``markov`` or ``shapley`` on all decided deals (202).
 
@@ -82,7 +82,11 @@ def fit(
     ``GET /v1/models/{model_id}``. While a fit is queued, asking again answers that one.
     """
     return request_fit(
-        sessions, model_id, markov_order=settings.markov_order, now=datetime.now(UTC)
+        sessions,
+        model_id,
+        principal=principal,
+        markov_order=settings.markov_order,
+        now=datetime.now(UTC),
     )
 
 
@@ -99,7 +103,7 @@ def put_model(
     model_id: str,
     body: ModelDefinitionIn,
     response: Response,
-    _: AdminPrincipal,
+    principal: AdminPrincipal,
     sessions: AdminSessionsDep,
 ) -> ModelDetailOut:
     """Define (201) or redefine (200) a custom positional model by its role weights.
@@ -109,7 +113,7 @@ def put_model(
     credits are then computed for every deal in the background: ``status`` is computing,
     with ``progress``, until it is ready.
     """
-    detail, created = define_model(sessions, model_id, body)
+    detail, created = define_model(sessions, model_id, body, principal=principal)
     response.status_code = 201 if created else 200
     return detail
 
@@ -123,7 +127,7 @@ def put_model(
         409: {"description": "a built-in model"},
     },
 )
-def remove_model(model_id: str, _: AdminPrincipal, sessions: AdminSessionsDep) -> Response:
+def remove_model(model_id: str, principal: AdminPrincipal, sessions: AdminSessionsDep) -> Response:
     """Delete a custom model together with its credits (204)."""
-    delete_model(sessions, model_id)
+    delete_model(sessions, model_id, principal=principal)
     return Response(status_code=204)
