@@ -32,6 +32,7 @@ from services.api.errors import install_errors
 from services.api.routes import accounts, audit, dead_letters, deals, health, models, reports
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.http import HttpMetrics, KeyStore
+from services.core.openapi import install_openapi
 from services.core.publisher import Publisher
 from services.core.settings import Settings
 
@@ -81,4 +82,5 @@ def create_app(settings: Settings) -> FastAPI:
         audit.router,
     ):
         app.include_router(router)
+    install_openapi(app)
     return app

@@ -10,7 +10,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+from services.domain.models import WEIGHT_KEYS
 
 GroupBy = Literal["campaign", "channel"]
 # A model's credits over a report's range: all computed, or some won revenue not credited yet.
@@ -281,7 +290,10 @@ def _weight_text(text: str) -> str:
 
 
 WeightText = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=60), AfterValidator(_weight_text)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=60),
+    AfterValidator(_weight_text),
+    WithJsonSchema({"type": "string", "maxLength": 60, "pattern": f"^{_WEIGHT.pattern}$"}),
 ]
 
 
@@ -290,7 +302,10 @@ class ModelDefinitionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    weights: dict[str, WeightText]
+    weights: dict[str, WeightText] = Field(
+        description="role -> weight; at least one weight above 0, none negative",
+        json_schema_extra={"propertyNames": {"enum": list(WEIGHT_KEYS)}, "minProperties": 1},
+    )
     description: str = Field(default="", max_length=2000)
 
 

@@ -260,7 +260,14 @@ def test_admin_actions_are_audited_and_listed(admin_api: AdminApi) -> None:
 
     assert api.get("/v1/admin/audit").status_code == 401
     assert api.get("/v1/admin/audit", headers=admin_api.read).status_code == 403
-    for params in ({"limit": 0}, {"limit": 501}, {"before_id": 0}, {"before_id": 2**31}):
+    for params in (
+        {"limit": 0},
+        {"limit": 501},
+        {"before_id": 0},
+        {"before_id": 2**31},
+        {"action": "key\x00.create"},  # found by schemathesis: a 500 on PostgreSQL
+        {"action": "Key Create"},
+    ):
         refused = api.get("/v1/admin/audit", params=params, headers=admin)
         assert refused.status_code == 422, params
         assert refused.headers["content-type"] == "application/problem+json"

@@ -34,7 +34,9 @@ def index(
         int | None, Query(ge=1, le=MAX_ID, description="the previous page's next_before_id")
     ] = None,
     action: Annotated[
-        str | None, Query(max_length=100, description="only this action, e.g. key.revoke")
+        str | None,
+        # A pattern, not just a length: text PostgreSQL cannot even compare (NUL) is refused.
+        Query(pattern=r"^[a-z0-9_.-]{1,100}$", description="only this action, e.g. key.revoke"),
     ] = None,
 ) -> Response:
     """Admin actions, newest first: when, by which key (or ``cli``), what, on what, detail.

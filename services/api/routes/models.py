@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 
 from services.api import queries
 from services.api.catalogue import model_detail
-from services.api.definitions import define_model, delete_model, request_fit
+from services.api.definitions import MODEL_ID, define_model, delete_model, request_fit
 from services.api.deps import (
     AdminPrincipal,
     AdminSessionsDep,
@@ -30,8 +30,13 @@ from services.api.schemas import (
     ModelOut,
     ModelsOut,
 )
+from services.domain.datadriven import DATA_DRIVEN
 
 router = APIRouter(prefix="/v1", tags=["models"])
+
+# Documentation only: the routes check these themselves, answering 422 (or 409) in their words.
+FittableId = Annotated[str, Path(json_schema_extra={"enum": list(DATA_DRIVEN)})]
+CustomModelId = Annotated[str, Path(json_schema_extra={"pattern": f"^{MODEL_ID.pattern}$"})]
 
 _ADMIN: dict[int | str, dict[str, Any]] = {
     401: {"description": "no or unknown API key"},
@@ -74,7 +79,10 @@ def get_model(model_id: str, _: ReadPrincipal, session: SessionDep) -> ModelDeta
     responses={**_ADMIN, 422: {"description": "not a data-driven model"}},
 )
 def fit(
-    model_id: str, principal: AdminPrincipal, sessions: AdminSessionsDep, settings: SettingsDep
+    model_id: FittableId,
+    principal: AdminPrincipal,
+    sessions: AdminSessionsDep,
+    settings: SettingsDep,
 ) -> FitRequestOut:
     """Queue a refit of ``markov`` or ``shapley`` on all decided deals (202).
 
@@ -100,7 +108,7 @@ def fit(
     },
 )
 def put_model(
-    model_id: str,
+    model_id: CustomModelId,
     body: ModelDefinitionIn,
     response: Response,
     principal: AdminPrincipal,

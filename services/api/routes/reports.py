@@ -45,6 +45,7 @@ from services.api.schemas import (
     LeadsOut,
     ReconciliationOut,
     RoiReportOut,
+    RoiSnapshotReportOut,
 )
 from services.api.scoring import leads as leads_report
 
@@ -58,7 +59,7 @@ _CSV: dict[int | str, dict[str, Any]] = {
 GroupByQuery = Annotated[GroupBy, Query(description="campaign or channel")]
 
 
-@router.get("/roi", response_model=RoiReportOut, responses=_CSV)
+@router.get("/roi", response_model=RoiReportOut | RoiSnapshotReportOut, responses=_CSV)
 async def roi(
     _: ReadPrincipal,
     fmt: FormatDep,
