@@ -271,3 +271,17 @@ def test_admin_actions_are_audited_and_listed(admin_api: AdminApi) -> None:
         refused = api.get("/v1/admin/audit", params=params, headers=admin)
         assert refused.status_code == 422, params
         assert refused.headers["content-type"] == "application/problem+json"
+
+
+def test_the_dev_key_of_up_is_audited_too(sqlite_url: str) -> None:
+    from services.cli.stack import _migrate_and_key
+
+    secret = _migrate_and_key(Settings(_env_file=None, database_url=sqlite_url))
+    run = Cli(sqlite_url, CliRunner())
+    assert [(k["name"], k["scopes"], k["state"]) for k in run.key_list()] == [
+        ("dev (closedloop up)", "ingest,read,admin", "active")
+    ]
+    assert run.key_list()[0]["prefix"] == secret[:10] + "…"
+    assert [(a.key_name, a.action, a.target) for a in run.audit()] == [
+        ("cli", "key.create", "key:1")
+    ]
