@@ -32,7 +32,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.api import queries
+from services.api.definitions import COMPUTING
 from services.api.params import Period
+from services.api.snapshots import DONE
 from services.core.db.schema import AttributionModelRow, ModelFitRow
 from services.domain.datadriven import DATA_DRIVEN
 
@@ -83,7 +85,7 @@ def unready_models(session: Session, model_ids: Sequence[str]) -> set[str]:
         set(
             session.scalars(
                 select(ModelFitRow.model_id)
-                .where(ModelFitRow.model_id.in_(data_driven), ModelFitRow.status == "done")
+                .where(ModelFitRow.model_id.in_(data_driven), ModelFitRow.status == DONE)
                 .distinct()
             )
         )
@@ -95,7 +97,7 @@ def unready_models(session: Session, model_ids: Sequence[str]) -> set[str]:
             select(AttributionModelRow.model_id).where(
                 AttributionModelRow.model_id.in_(model_ids),
                 AttributionModelRow.builtin.is_(False),
-                AttributionModelRow.status == "computing",
+                AttributionModelRow.status == COMPUTING,
             )
         )
     )
