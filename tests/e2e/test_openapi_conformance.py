@@ -115,6 +115,7 @@ def fuzz(services: dict[str, Any], name: str, tmp_path: Path, *, phases: str) ->
         capture_output=True,
         text=True,
         timeout=240,
+        cwd=tmp_path,  # its cache directory (.schemathesis) goes there, not into the checkout
     )
     reports = list(tmp_path.glob("*.json"))
     assert reports, done.stdout + done.stderr
