@@ -4,12 +4,13 @@
 session factories, the API key store and the publisher on ``app.state`` and closes them on
 shutdown; routes reach them through ``services.api.deps``. Every request reads one snapshot and
 rolls back. Every route but the health probes and ``/metrics`` needs a bearer key: ``read`` for
-the reports, ``admin`` for ``/v1/admin`` and the model writes.
+the reports, ``admin`` for ``/v1/admin`` (dead letters, the audit log) and the model writes.
 
 The exceptions to "the API is read-only" are admin writes: ``POST
 /v1/admin/dead-letters/{id}/retry`` re-publishes a dead letter and marks its ``retried_at``;
 ``POST /v1/models/{id}/fit``, ``PUT`` and ``DELETE /v1/models/{id}`` queue fits and define or
-delete custom models. They go through a separate, writable engine used by nothing else, so
+delete custom models. Each records itself in the audit log (``services.core.audit``) in its
+own transaction. They go through a separate, writable engine used by nothing else, so
 every report keeps its read-only engine. The retry's producer connects lazily, on the first
 retry (most API processes never retry anything).
 
@@ -28,9 +29,10 @@ from starlette.concurrency import run_in_threadpool
 from services.api.cache import CachedReports, ReportCache
 from services.api.db import make_read_engine, make_statement_engine
 from services.api.errors import install_errors
-from services.api.routes import accounts, dead_letters, deals, health, models, reports
+from services.api.routes import accounts, audit, dead_letters, deals, health, models, reports
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.http import HttpMetrics, KeyStore
+from services.core.openapi import install_openapi
 from services.core.publisher import Publisher
 from services.core.settings import Settings
 
@@ -77,6 +79,8 @@ def create_app(settings: Settings) -> FastAPI:
         deals.router,
         accounts.router,
         dead_letters.router,
+        audit.router,
     ):
         app.include_router(router)
+    install_openapi(app)
     return app

@@ -8,8 +8,8 @@ topic, partition, offset, raw bytes and error) and goes on. After a fix, an admi
   published.
 - Valid events are published, canonically encoded, to the events topic, and
   only after the broker acknowledged it (acks=all, bounded by ``publish_timeout_s``) is the row
-  marked ``retried_at``. That mark is the read API's only write, and it commits here, in one
-  short transaction of its own (no transaction stays open while the broker is waited for).
+  marked ``retried_at``, with an audit row (``dead_letter.retry``). Both commit here, in one
+  short transaction of their own (no transaction stays open while the broker is waited for).
 
 A double retry is harmless: the worker stores events idempotently (an ``event_id`` it already
 has is ignored), so a second copy of the event on the topic changes nothing. That is why a
@@ -31,6 +31,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.api.errors import AlreadyRetried, DeadLetterNotFound, StillInvalid
 from services.api.formatting import rfc3339
 from services.api.schemas import DeadLetterOut, DeadLetterRetryOut, DeadLettersOut
+from services.core.audit import record_audit
+from services.core.auth import Principal
 from services.core.db.schema import DeadLetterRow
 from services.core.events import EVENT_ADAPTER, EVENT_TYPES, Event
 from services.core.http import validation_errors
@@ -123,6 +125,7 @@ def retry_dead_letter(
     publisher: Publisher,
     dead_letter_id: int,
     *,
+    principal: Principal,
     force: bool = False,
 ) -> DeadLetterRetryOut:
     """Re-validate a dead letter, publish it, and mark it retried once the broker acknowledged."""
@@ -134,11 +137,14 @@ def retry_dead_letter(
         raise AlreadyRetried(dead_letter_id, row.retried_at)
     events = revalidate(dead_letter_id, row.raw)
     publisher.publish(events)  # raises BrokerUnavailable: nothing is marked
+    now = datetime.now(UTC)
     with sessions.begin() as session:
         session.execute(
-            update(DeadLetterRow)
-            .where(DeadLetterRow.id == dead_letter_id)
-            .values(retried_at=datetime.now(UTC))
+            update(DeadLetterRow).where(DeadLetterRow.id == dead_letter_id).values(retried_at=now)
+        )
+        detail = {"event_ids": [e.event_id for e in events], "force": force}
+        record_audit(
+            session, principal, "dead_letter.retry", f"dead_letter:{dead_letter_id}", detail, at=now
         )
     return DeadLetterRetryOut(
         id=dead_letter_id,

@@ -18,6 +18,10 @@ Decisions:
   partial credits.
 - ``DELETE`` removes the row, its credits and its deal attributions in one transaction. (A
   worker that is still crediting the model must notice that it is gone.)
+- Every call records who did what in the audit log (``services.core.audit``), in its own
+  transaction: ``model.fit`` (with the fit id, and whether it was newly queued),
+  ``model.define`` (the weights, description, and whether it was created) and
+  ``model.delete``.
 - ``PUT`` and ``DELETE`` change what reports show (the model list, a model's credits), so
   they give the projection a new version in their transaction, like every other writer: no
   report cached before them is served after them (``services.api.cache``).
@@ -37,6 +41,8 @@ from services.api import catalogue, snapshots
 from services.api.errors import BuiltinModel, InvalidQuery, ModelNotFound
 from services.api.formatting import rfc3339
 from services.api.schemas import FitRequestOut, ModelDefinitionIn, ModelDetailOut
+from services.core.audit import record_audit
+from services.core.auth import Principal
 from services.core.db.schema import (
     AttributionModelRow,
     CreditRow,
@@ -58,7 +64,12 @@ def _fit_params(model_id: str, markov_order: int) -> dict[str, object]:
 
 
 def request_fit(
-    sessions: sessionmaker[Session], model_id: str, *, markov_order: int, now: datetime
+    sessions: sessionmaker[Session],
+    model_id: str,
+    *,
+    principal: Principal,
+    markov_order: int,
+    now: datetime,
 ) -> FitRequestOut:
     """Queue a fit of a data-driven model, or return the one already queued."""
     if model_id not in DATA_DRIVEN:
@@ -75,6 +86,7 @@ def request_fit(
             .with_for_update()
         )
         row = snapshots.pending(session, model_id)
+        queued = row is None
         if row is None:
             row = ModelFitRow(
                 model_id=model_id,
@@ -86,6 +98,8 @@ def request_fit(
             )
             session.add(row)
             session.flush()
+        detail = {"fit_id": row.id, "queued": queued}
+        record_audit(session, principal, "model.fit", f"model:{model_id}", detail, at=now)
         return FitRequestOut(
             fit_id=row.id,
             model_id=model_id,
@@ -100,7 +114,7 @@ def _check_changeable(model_id: str) -> None:
 
 
 def define_model(
-    sessions: sessionmaker[Session], model_id: str, body: ModelDefinitionIn
+    sessions: sessionmaker[Session], model_id: str, body: ModelDefinitionIn, *, principal: Principal
 ) -> tuple[ModelDetailOut, bool]:
     """Create or replace a custom positional model; return it and whether it was created."""
     _check_changeable(model_id)
@@ -121,6 +135,8 @@ def define_model(
             with sessions.begin() as session:
                 created = _upsert(session, model_id, params, body.description)
                 bump_projection_version(session)
+                detail = {"weights": params, "description": body.description, "created": created}
+                record_audit(session, principal, "model.define", f"model:{model_id}", detail)
             break
         except IntegrityError:
             # A concurrent PUT created the same id first: the second attempt updates it.
@@ -160,7 +176,7 @@ def _upsert(session: Session, model_id: str, params: dict[str, str], description
     return False
 
 
-def delete_model(sessions: sessionmaker[Session], model_id: str) -> None:
+def delete_model(sessions: sessionmaker[Session], model_id: str, *, principal: Principal) -> None:
     """Delete a custom model with its credits and deal attributions, in one transaction."""
     _check_changeable(model_id)
     with sessions.begin() as session:
@@ -171,5 +187,7 @@ def delete_model(sessions: sessionmaker[Session], model_id: str) -> None:
             raise BuiltinModel(model_id)
         session.execute(delete(CreditRow).where(CreditRow.model_id == model_id))
         session.execute(delete(DealAttributionRow).where(DealAttributionRow.model_id == model_id))
+        detail = {"weights": json.loads(row.params or "{}"), "description": row.description}
         session.delete(row)
         bump_projection_version(session)
+        record_audit(session, principal, "model.delete", f"model:{model_id}", detail)

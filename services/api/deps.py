@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.api import queries
@@ -47,23 +48,30 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionDep = Annotated[Session, Depends(_session)]
 
 
-def require_read(
-    request: Request,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Principal:
+# Declares the bearer scheme on every route that needs a key (the OpenAPI ``security``); it
+# does not refuse anything itself (``auto_error=False``): ``authorize`` does, as problem+json.
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key: scope `read` for reports and models, `admin` for admin routes",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _header(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    return None if credentials is None else f"Bearer {credentials.credentials}"
+
+
+def require_read(request: Request, credentials: Credentials) -> Principal:
     """Return the caller's principal if its bearer key holds the ``read`` scope."""
-    return authorize(request.app.state.keys, authorization, "read")
+    return authorize(request.app.state.keys, _header(credentials), "read")
 
 
 ReadPrincipal = Annotated[Principal, Depends(require_read)]
 
 
-def require_admin(
-    request: Request,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Principal:
+def require_admin(request: Request, credentials: Credentials) -> Principal:
     """Return the caller's principal if its bearer key holds the ``admin`` scope."""
-    return authorize(request.app.state.keys, authorization, "admin")
+    return authorize(request.app.state.keys, _header(credentials), "admin")
 
 
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]

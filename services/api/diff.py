@@ -10,6 +10,8 @@ Decisions where the contract is silent:
   total, 0 when both models credit the same deals.
 - Order: the size of the move, |moved|, descending, then campaign id (channel, a null channel
   last), by code point.
+- ``status`` says, per model, whether it has credited all won revenue in the range
+  (``services.api.readiness``): a move against a pending model is not a real move yet.
 - The sums run in SQL (``queries.grouped_rows``); only the few aggregated rows are sorted here.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from services.api import queries, snapshots
+from services.api import queries, readiness, snapshots
 from services.api.formatting import ratio
 from services.api.params import Period
 from services.api.schemas import (
@@ -46,6 +48,8 @@ def compare_diff(
     rows.sort(key=lambda r: (-abs(r.revenue[1] - r.revenue[0]), key(r) is None, key(r) or ""))
     models = list(dict.fromkeys([base, other]))
     sums = queries.deal_attribution_sums(session, models, period)
+    won = queries.converted_won(session, period)
+    states = readiness.model_states(session, models, period, sums=sums, won=won)
     base_attributed = sums.get(base, queries.NO_DEALS).attributed
 
     moves = [
@@ -71,6 +75,7 @@ def compare_diff(
     return CompareDiffOut(
         base=base,
         other=other,
+        status={m: states[m].status for m in models},
         from_=start,
         to=end,
         currency=currency,

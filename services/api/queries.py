@@ -26,6 +26,7 @@ from sqlalchemy import (
     cast,
     func,
     select,
+    true,
     union,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -67,15 +68,23 @@ class AttributionSums:
     attributed: int
     unattributed: int
     fit_id: int | None
+    deals: int = 0  # how many deal attribution rows the sums are over
 
 
 NO_DEALS = AttributionSums(0, 0, None)  # a model with no deal in range
 
 
 @dataclass(frozen=True)
+class ConvertedWon:
+    """The won deals closed in a range whose amount converted into the reporting currency."""
+
+    deals: int
+    revenue_minor: int
+
+
+@dataclass(frozen=True)
 class WonTotals:
-    won_deals: int
-    closed_won_minor: int
+    converted: ConvertedWon
     unconverted_count: int
     unconverted_by_currency: dict[str, int]
 
@@ -268,8 +277,8 @@ def deal_attribution_sums(
     """Return each model's attributed and unattributed sums over deals closed in range.
 
     Also the newest ``fit_id`` among those deals (null but for data-driven models), so a
-    report names its snapshot without scanning the range again. Models without a row in
-    range are absent from the answer.
+    report names its snapshot without scanning the range again, and the number of rows
+    (``services.api.readiness`` uses it). Models without a row in range are absent.
     """
     stmt = (
         select(
@@ -277,6 +286,7 @@ def deal_attribution_sums(
             func.sum(DealAttributionRow.attributed_minor),
             func.sum(DealAttributionRow.unattributed_minor),
             func.max(DealAttributionRow.fit_id),
+            func.count(),
         )
         .where(
             DealAttributionRow.model_id.in_(model_list),
@@ -286,20 +296,60 @@ def deal_attribution_sums(
     )
     return {
         model_id: AttributionSums(
-            int(attributed), int(unattributed), None if fit_id is None else int(fit_id)
+            int(attributed), int(unattributed), None if fit_id is None else int(fit_id), int(n)
         )
-        for model_id, attributed, unattributed, fit_id in session.execute(stmt)
+        for model_id, attributed, unattributed, fit_id, n in session.execute(stmt)
     }
+
+
+def _won_in(period: Period) -> list[ColumnElement[bool]]:
+    return [DealRow.status == WON, *closed_in(DealRow.closed_at, period)]
+
+
+def converted_won(session: Session, period: Period) -> ConvertedWon:
+    """Return how many won deals closed in range converted, and their converted amounts' sum."""
+    count, total = session.execute(
+        select(func.count(), func.coalesce(func.sum(DealRow.reporting_minor), 0)).where(
+            *_won_in(period), DealRow.conversion == CONVERTED
+        )
+    ).one()
+    return ConvertedWon(int(count), int(total or 0))
+
+
+def uncredited(session: Session, model_list: Sequence[str], period: Period) -> dict[str, int]:
+    """Per model: the converted amounts of won deals closed in range it has no row for.
+
+    An anti-join of the won and converted deals against the model's ``deal_attributions``;
+    models missing no deal are absent from the answer.
+    """
+    if not model_list:
+        return {}
+    has_row = (
+        select(DealAttributionRow.deal_id)
+        .where(
+            DealAttributionRow.model_id == AttributionModelRow.model_id,
+            DealAttributionRow.deal_id == DealRow.deal_id,
+        )
+        .exists()
+    )
+    stmt = (
+        select(AttributionModelRow.model_id, func.sum(DealRow.reporting_minor))
+        .select_from(AttributionModelRow)
+        .join(DealRow, true())
+        .where(
+            AttributionModelRow.model_id.in_(model_list),
+            *_won_in(period),
+            DealRow.conversion == CONVERTED,
+            ~has_row,
+        )
+        .group_by(AttributionModelRow.model_id)
+    )
+    return {model_id: int(total or 0) for model_id, total in session.execute(stmt)}
 
 
 def won_totals(session: Session, period: Period) -> WonTotals:
     """Return the won deals closed in range: converted count and sum, unconverted per currency."""
-    in_range = and_(DealRow.status == WON, *closed_in(DealRow.closed_at, period))
-    count, total = session.execute(
-        select(func.count(), func.coalesce(func.sum(DealRow.reporting_minor), 0)).where(
-            in_range, DealRow.conversion == CONVERTED
-        )
-    ).one()
+    in_range = and_(*_won_in(period))
     per_currency = session.execute(
         select(DealRow.currency, func.count(), func.coalesce(func.sum(DealRow.amount_minor), 0))
         .where(in_range, DealRow.conversion == UNCONVERTED)
@@ -307,8 +357,7 @@ def won_totals(session: Session, period: Period) -> WonTotals:
         .order_by(DealRow.currency)
     ).all()
     return WonTotals(
-        won_deals=int(count),
-        closed_won_minor=int(total or 0),
+        converted=converted_won(session, period),
         unconverted_count=sum(int(n or 0) for _, n, _ in per_currency),
         # A won deal that never carried an amount has no currency: counted, with no amount.
         unconverted_by_currency={cur: int(amount or 0) for cur, _, amount in per_currency if cur},

@@ -3,8 +3,9 @@
 CSV decisions: a header row, then the JSON report's rows with the same fields in the same order
 (totals are left out: a CSV is one table). Compare flattens ``revenue`` into one
 ``revenue_<model>`` column per model; reconciliation is one row per model; a deal's attribution
-is one row per journey touch, with its ``roles`` comma-joined; dead letters are one row each
-(``next_after_id`` is left out, like totals); a compare diff is its rows; leads are one row per
+is one row per journey touch, with its ``roles`` comma-joined; dead letters and audit entries
+are one row each (``next_after_id`` / ``next_before_id`` are left out, like totals; an entry's
+``detail`` is its JSON text); a compare diff is its rows; leads are one row per
 account (the snapshot is left out). Empty cells are nulls. Text that a
 spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` not followed by a number) is
 prefixed with ``'`` (OWASP CSV injection advice); money and numbers are written as they are.
@@ -19,11 +20,13 @@ from collections.abc import Iterable, Sequence
 from functools import singledispatch
 from typing import Any
 
+import orjson
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from services.api.params import ReportFormat
 from services.api.schemas import (
+    AuditLogOut,
     CompareDiffOut,
     CompareReportOut,
     DeadLettersOut,
@@ -110,8 +113,10 @@ def _reconciliation(body: ReconciliationOut) -> Table:
         "to",
         "closed_won_revenue",
         "won_deals",
+        "status",
         "attributed",
         "unattributed",
+        "pending",
         "unconverted_count",
     ]
     rows = [
@@ -122,8 +127,10 @@ def _reconciliation(body: ReconciliationOut) -> Table:
             body.to,
             body.closed_won_revenue,
             body.won_deals,
+            m.status,
             m.attributed,
             m.unattributed,
+            m.pending,
             body.unconverted.count,
         ]
         for model_id, m in body.models.items()
@@ -200,3 +207,14 @@ _LEAD_FIELDS = ["account_id", "probability", "touches", "last_touch_at", "state"
 @table.register
 def _leads(body: LeadsOut) -> Table:
     return _LEAD_FIELDS, [[getattr(row, k) for k in _LEAD_FIELDS] for row in body.rows]
+
+
+_AUDIT_FIELDS = ["id", "at", "key_id", "key_name", "action", "target"]
+
+
+@table.register
+def _audit(body: AuditLogOut) -> Table:
+    return _AUDIT_FIELDS + ["detail"], [
+        [getattr(e, k) for k in _AUDIT_FIELDS] + [orjson.dumps(e.detail).decode()]
+        for e in body.entries
+    ]

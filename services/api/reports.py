@@ -7,7 +7,12 @@ Invariants kept here:
 - A report over a data-driven model (markov, shapley) names the fit snapshot behind its credits
   (``services.api.snapshots.used_by_reports``): ``snapshot`` in ROI, ``snapshots`` in compare.
 - Reconciliation takes attributed and unattributed from ``deal_attributions``, which the worker
-  keeps so that, per model, attributed + unattributed = the converted amount of each deal.
+  keeps so that, per model, attributed + unattributed = the converted amount of each deal it
+  has credited; ``pending`` is the won revenue a model has not credited yet, so attributed +
+  unattributed + pending = closed-won revenue for every model (``services.api.readiness``).
+- A model that has not credited everything yet is ``status: pending`` in every report (ROI's
+  ``status``, compare's and the diff's ``status`` per model), with its pending revenue in ROI's
+  and compare's ``totals.pending_revenue``: revenue is never silently missing.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from services.api import queries, snapshots
+from services.api import queries, readiness, snapshots
 from services.api.errors import DealNotFound
 from services.api.formatting import ratio, rfc3339
 from services.api.params import Period
@@ -41,12 +46,23 @@ from services.api.schemas import (
 from services.core.money import format_minor
 
 
+def _states(
+    session: Session,
+    model_ids: Sequence[str],
+    period: Period,
+    sums: dict[str, queries.AttributionSums],
+) -> dict[str, readiness.ModelState]:
+    won = queries.converted_won(session, period)
+    return readiness.model_states(session, model_ids, period, sums=sums, won=won)
+
+
 def roi_report(
     session: Session, *, model_id: str, period: Period, group_by: GroupBy, currency: str
 ) -> RoiReportOut:
     """Build the ROI report of one model over a period."""
     rows = queries.grouped_rows(session, [model_id], period, group_by=group_by)
     sums = queries.deal_attribution_sums(session, [model_id], period)
+    state = _states(session, [model_id], period, sums)[model_id]
     out_rows: list[RoiCampaignRowOut] | list[RoiChannelRowOut]
     common = [
         {
@@ -71,6 +87,7 @@ def roi_report(
     start, end = period.echo()
     report = RoiReportOut(
         model=model_id,
+        status=state.status,
         from_=start,
         to=end,
         currency=currency,
@@ -82,6 +99,7 @@ def roi_report(
             unattributed_revenue=format_minor(
                 sums.get(model_id, queries.NO_DEALS).unattributed, currency
             ),
+            pending_revenue=format_minor(state.pending_minor, currency),
         ),
     )
     used = snapshots.used_by_reports(session, [model_id], sums)
@@ -96,6 +114,7 @@ def compare_report(
     """Build the side-by-side revenue of several models over a period."""
     rows = queries.grouped_rows(session, model_ids, period, group_by=group_by)
     sums = queries.deal_attribution_sums(session, model_ids, period)
+    states = _states(session, model_ids, period, sums)
 
     def per_model(values: Sequence[int]) -> dict[str, str]:
         return {m: format_minor(v, currency) for m, v in zip(model_ids, values, strict=True)}
@@ -122,6 +141,7 @@ def compare_report(
     start, end = period.echo()
     return CompareReportOut(
         models=list(model_ids),
+        status={m: states[m].status for m in model_ids},
         from_=start,
         to=end,
         currency=currency,
@@ -132,6 +152,7 @@ def compare_report(
             unattributed_revenue=per_model(
                 [sums.get(m, queries.NO_DEALS).unattributed for m in model_ids]
             ),
+            pending_revenue=per_model([states[m].pending_minor for m in model_ids]),
             cost=format_minor(sum(r.cost for r in rows), currency),
         ),
         snapshots=snapshots.used_by_reports(session, model_ids, sums),
@@ -144,13 +165,14 @@ def reconciliation_report(
     """Build the reconciliation of closed-won revenue against each model's attribution."""
     won = queries.won_totals(session, period)
     sums = queries.deal_attribution_sums(session, model_ids, period)
+    states = readiness.model_states(session, model_ids, period, sums=sums, won=won.converted)
     start, end = period.echo()
     return ReconciliationOut(
         currency=currency,
         from_=start,
         to=end,
-        closed_won_revenue=format_minor(won.closed_won_minor, currency),
-        won_deals=won.won_deals,
+        closed_won_revenue=format_minor(won.converted.revenue_minor, currency),
+        won_deals=won.converted.deals,
         unconverted=UnconvertedOut(
             count=won.unconverted_count,
             amounts={
@@ -160,8 +182,10 @@ def reconciliation_report(
         ),
         models={
             m: ModelReconciliationOut(
+                status=states[m].status,
                 attributed=format_minor(sums.get(m, queries.NO_DEALS).attributed, currency),
                 unattributed=format_minor(sums.get(m, queries.NO_DEALS).unattributed, currency),
+                pending=format_minor(states[m].pending_minor, currency),
             )
             for m in model_ids
         },
@@ -184,6 +208,10 @@ def deal_attribution(
         else None
     )
     reporting = None if row.reporting_minor is None else format_minor(row.reporting_minor, currency)
+    credited = queries.has_attribution(session, model_id, deal_id)
+    # A won and converted deal without the model's row: the model has not credited it yet.
+    uncredited = row.status == queries.WON and row.conversion == queries.CONVERTED and not credited
+    pending = uncredited or bool(readiness.unready_models(session, [model_id]))
     return DealAttributionOut(
         deal=DealOut(
             deal_id=row.deal_id,
@@ -199,7 +227,8 @@ def deal_attribution(
             conversion=row.conversion,
         ),
         model=model_id,
-        unattributed=not touches and queries.has_attribution(session, model_id, deal_id),
+        status=readiness.PENDING if pending else readiness.READY,
+        unattributed=not touches and credited,
         journey=[
             JourneyTouchOut(
                 event_id=t.event_id,

@@ -10,9 +10,23 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+from services.domain.models import WEIGHT_KEYS
 
 GroupBy = Literal["campaign", "channel"]
+# A model's credits over a report's range: all computed, or some won revenue not credited yet.
+ModelStatus = Annotated[
+    Literal["ready", "pending"],
+    Field(description="pending: some won revenue is not credited by this model yet"),
+]
 
 
 class _Out(BaseModel):
@@ -62,10 +76,12 @@ class RoiTotalsOut(_Out):
     revenue: str
     cost: str
     unattributed_revenue: str
+    pending_revenue: str = Field(description="won revenue in range the model has not credited yet")
 
 
 class RoiReportOut(_Out):
     model: str
+    status: ModelStatus
     from_: str | None = Field(alias="from")
     to: str | None
     currency: str
@@ -91,6 +107,7 @@ class CompareChannelRowOut(_Out):
 class CompareTotalsOut(_Out):
     revenue: dict[str, str]
     unattributed_revenue: dict[str, str]
+    pending_revenue: dict[str, str]
     cost: str
 
 
@@ -102,6 +119,7 @@ class RoiSnapshotReportOut(RoiReportOut):
 
 class CompareReportOut(_Out):
     models: list[str]
+    status: dict[str, ModelStatus]
     from_: str | None = Field(alias="from")
     to: str | None
     currency: str
@@ -119,8 +137,10 @@ class UnconvertedOut(_Out):
 
 
 class ModelReconciliationOut(_Out):
+    status: ModelStatus
     attributed: str
     unattributed: str
+    pending: str
 
 
 class ReconciliationOut(_Out):
@@ -160,6 +180,9 @@ class JourneyTouchOut(_Out):
 class DealAttributionOut(_Out):
     deal: DealOut
     model: str
+    status: ModelStatus = Field(
+        description="pending: the deal is won and converted but this model has not credited it yet"
+    )
     unattributed: bool
     journey: list[JourneyTouchOut]
 
@@ -267,7 +290,10 @@ def _weight_text(text: str) -> str:
 
 
 WeightText = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=60), AfterValidator(_weight_text)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=60),
+    AfterValidator(_weight_text),
+    WithJsonSchema({"type": "string", "maxLength": 60, "pattern": f"^{_WEIGHT.pattern}$"}),
 ]
 
 
@@ -276,7 +302,10 @@ class ModelDefinitionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    weights: dict[str, WeightText]
+    weights: dict[str, WeightText] = Field(
+        description="role -> weight; at least one weight above 0, none negative",
+        json_schema_extra={"propertyNames": {"enum": list(WEIGHT_KEYS)}, "minProperties": 1},
+    )
     description: str = Field(default="", max_length=2000)
 
 
@@ -307,6 +336,7 @@ class DiffTotalsOut(_Out):
 class CompareDiffOut(_Out):
     base: str
     other: str
+    status: dict[str, ModelStatus]
     from_: str | None = Field(alias="from")
     to: str | None
     currency: str
@@ -347,3 +377,20 @@ class LeadsOut(_Out):
     limit: int
     snapshot: SnapshotRefOut
     rows: list[LeadOut]
+
+
+class AuditEntryOut(_Out):
+    id: int
+    at: str
+    key_id: int | None = Field(description="the API key that acted; null for the CLI")
+    key_name: str = Field(description="the key's name, or cli")
+    action: str = Field(description="e.g. key.create, key.revoke, model.define, model.fit")
+    target: str = Field(description="what was acted on, e.g. model:halves, key:3")
+    detail: dict[str, Any]
+
+
+class AuditLogOut(_Out):
+    entries: list[AuditEntryOut]
+    next_before_id: int | None = Field(
+        description="pass as before_id for the next (older) page; null: last page"
+    )

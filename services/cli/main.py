@@ -15,7 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-keys_app = typer.Typer(help="Create and list API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console()
 
@@ -83,36 +83,32 @@ def migrate() -> None:
 def keys_create(
     name: str = typer.Option(..., help="Who the key is for."),
     scopes: str = typer.Option("read", help="Comma-separated: ingest, read, admin."),
+    expires: str | None = typer.Option(
+        None,
+        help="When the key stops working: a duration (90d, 12h), a date (2027-01-01, UTC "
+        "midnight) or a time with an offset. Default: never.",
+    ),
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
-    from services.core.auth import UnknownScope, create_key, parse_scopes
-    from services.core.db.engine import make_engine, make_sessionmaker
+    from services.cli.keys import create
 
-    try:
-        scope_list = parse_scopes(scopes)
-    except UnknownScope as exc:
-        raise typer.BadParameter(str(exc), param_hint="--scopes") from None
-    engine = make_engine(settings().database_url)
-    with make_sessionmaker(engine)() as session, session.begin():
-        secret = create_key(session, name=name, scopes=scope_list)
-    engine.dispose()
-    typer.echo(secret)
+    create(settings(), name=name, scopes=scopes, expires=expires)
 
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """List API keys (names, prefixes and scopes; never the secrets)."""
-    from sqlalchemy import select
+    """List API keys: id, name, prefix, scopes, created, expires, state (never the secrets)."""
+    from services.cli.keys import show
 
-    from services.core.db.engine import make_engine, make_sessionmaker
-    from services.core.db.schema import ApiKeyRow
+    show(settings())
 
-    engine = make_engine(settings().database_url)
-    with make_sessionmaker(engine)() as session:
-        for row in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id)):
-            state = "revoked" if row.revoked_at else "active"
-            typer.echo(f"{row.id}\t{row.name}\t{row.key_prefix}…\t{row.scopes}\t{state}")
-    engine.dispose()
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int = typer.Argument(..., help="The key's id (see keys list).")) -> None:
+    """Revoke a key: the services refuse it within seconds (their key cache's lifetime)."""
+    from services.cli.keys import revoke
+
+    revoke(settings(), key_id)
 
 
 @app.command()
@@ -142,6 +138,7 @@ def fit(
     from rich.table import Table
 
     from services.attribution.fitting import request_fit, run_requested_fits
+    from services.core.audit import record_audit
     from services.core.db.engine import make_engine, make_sessionmaker
     from services.core.db.schema import ModelFitRow
     from services.domain.datadriven import DATA_DRIVEN, channel_weights
@@ -155,7 +152,8 @@ def fit(
     sessions = make_sessionmaker(engine)
     with sessions() as session, session.begin():
         for model_id in chosen:
-            request_fit(session, model_id, now=datetime.now(UTC))
+            fit_id = request_fit(session, model_id, now=datetime.now(UTC))
+            record_audit(session, None, "model.fit", f"model:{model_id}", {"fit_id": fit_id})
     done = run_requested_fits(sessions, cfg)
     with sessions() as session:
         for fit_id in done:

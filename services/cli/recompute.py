@@ -1,4 +1,4 @@
-"""``closedloop recompute``: the rebuild with a progress bar."""
+"""``closedloop recompute``: the rebuild with a progress bar, recorded in the audit log."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from services.attribution.recompute import recompute
+from services.core.audit import record_audit
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.settings import Settings
 
@@ -37,6 +38,9 @@ def recompute_with_progress(
                 batch=batch,
                 progress=lambda n, total: bar.update(task, completed=n, total=total),
             )
+        with make_sessionmaker(engine).begin() as session:
+            detail = {"deals": done, "only_deals": deal_ids, "only_models": model_ids}
+            record_audit(session, None, "projection.recompute", "projection", detail)
     finally:
         engine.dispose()
     return done

@@ -25,17 +25,21 @@ _KAFKA_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS")
 
 def _migrate_and_key(settings: Settings) -> str:
     from services.attribution.registry import sync_builtin_models
-    from services.core.auth import create_key
+    from services.core.audit import record_audit
+    from services.core.auth import issue_key
     from services.core.db.engine import make_engine, make_sessionmaker
     from services.core.db.migrate import upgrade
 
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
+    name, scopes = "dev (closedloop up)", ["ingest", "read", "admin"]
     with make_sessionmaker(engine)() as session, session.begin():
         sync_builtin_models(session, settings)
-        key = create_key(session, name="dev (closedloop up)", scopes=["ingest", "read", "admin"])
+        key = issue_key(session, name=name, scopes=scopes)
+        detail = {"name": name, "scopes": scopes, "expires_at": "-"}
+        record_audit(session, None, "key.create", f"key:{key.key_id}", detail)
     engine.dispose()
-    return key
+    return key.secret
 
 
 def _request_fits_when_consumed(settings: Settings, *, distinct: int, console: Console) -> None:

@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     # One transaction takes about this many bytes of record values (~2,000 events).
     worker_batch_bytes: int = Field(default=750_000, ge=1)
     worker_poll_timeout_ms: int = 500
-    api_key_cache_s: float = 5.0
+    # How long a service trusts a key lookup: a revoked or expired key stops working within
+    # this many seconds (bounded, so "within seconds" stays true whatever is configured).
+    api_key_cache_s: float = Field(default=5.0, ge=0.0, le=5.0)
     # Shared secret of the generic signed-JSON webhook (HMAC-SHA256 of the raw body).
     webhook_secret_generic: str | None = None
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.http import HttpMetrics, KeyStore, install_problem_handlers
+from services.core.openapi import add_components, install_openapi
 from services.core.settings import Settings
 from services.ingest.errors import install_ingest_handlers
 from services.ingest.metrics import IngestMetrics
@@ -69,22 +68,11 @@ def create_app(settings: Settings, *, webhook_secrets: dict[str, str] | None = N
     app.include_router(events.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
-    _describe_event_bodies(app, settings.max_batch_events)
+    # The routes read raw bytes, so FastAPI cannot infer the event schemas: add them.
+    install_openapi(
+        app,
+        extra=lambda schema: add_components(
+            schema, event_body_components(settings.max_batch_events)
+        ),
+    )
     return app
-
-
-def _describe_event_bodies(app: FastAPI, max_events: int) -> None:
-    """Add the event schemas to OpenAPI: the routes read raw bytes, so FastAPI cannot infer them."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                event_body_components(max_events)
-            )
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -265,6 +265,18 @@ def test_retry_republishes_only_a_valid_event_once(
     assert_problem(retry(2**31 - 1), 404)
     assert_problem(retry(2**31), 422)  # beyond the id column: invalid, not a database error
 
+    # Each re-publication is in the audit log, newest first; refused retries are not.
+    audit = client.get("/v1/admin/audit", params={"action": "dead_letter.retry"}, headers=admin)
+    mine = [
+        (e["key_name"], e["detail"])
+        for e in audit.json()["entries"]
+        if e["target"] in {f"dead_letter:{i}" for i in (not_json, valid, half)}
+    ]
+    assert mine == [
+        ("admin-test", {"event_ids": [event.event_id], "force": True}),
+        ("admin-test", {"event_ids": [event.event_id], "force": False}),
+    ]
+
 
 def test_retry_of_a_batch_records_dead_letter_republishes_all_or_nothing(
     client: TestClient, keys: dict[str, str], settings: Settings, pg_url: str, broker: str

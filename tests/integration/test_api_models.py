@@ -558,6 +558,8 @@ def test_reports_name_the_snapshot_behind_their_credits(api: Api) -> None:
     markov1 = {"fit_id": api.fits["markov1"], "fitted_at": "2024-03-01T00:00:00Z"}
     assert roi["snapshot"] == markov1
     assert roi["totals"]["revenue"] == "1000.00"
+    # D2 ($500.00, March) has no markov credit yet: pending, and the report says so.
+    assert (roi["status"], roi["totals"]["pending_revenue"]) == ("pending", "500.00")
     # Shapley has a fit but no credits from it yet: its numbers come from no snapshot.
     assert api.json("/v1/reports/roi", model="shapley")["snapshot"] is None
     assert "snapshot" not in api.json("/v1/reports/roi", model="linear")
@@ -590,6 +592,7 @@ def test_compare_diff(api: Api) -> None:
     assert body == {
         "base": "first_touch",
         "other": "linear",
+        "status": {"first_touch": "ready", "linear": "ready"},
         "from": "2024-03-01",
         "to": "2024-04-01",
         "currency": "USD",
@@ -636,6 +639,7 @@ def test_compare_diff(api: Api) -> None:
         ("webinar", "-83.33", -0.0556),
         ("email", "-33.34", -0.0222),
     ]
+    assert by_channel["status"] == {"linear": "ready", "markov": "pending"}
     assert by_channel["snapshots"] == {
         "markov": {"fit_id": api.fits["markov1"], "fitted_at": "2024-03-01T00:00:00Z"}
     }

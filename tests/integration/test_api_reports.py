@@ -330,6 +330,7 @@ def test_roi_by_campaign_in_january(api: Api) -> None:
     # t1+t3 = 333.34+333.33 and 2/3 of the deal; its cost days inside are 01-30 and 01-31.
     assert body == {
         "model": "linear",
+        "status": "ready",
         "from": "2024-01-01",
         "to": "2024-02-01",
         "currency": "USD",
@@ -366,7 +367,12 @@ def test_roi_by_campaign_in_january(api: Api) -> None:
                 "roas": 0.0,
             },
         ],
-        "totals": {"revenue": "1000.00", "cost": "900.00", "unattributed_revenue": "0.00"},
+        "totals": {
+            "revenue": "1000.00",
+            "cost": "900.00",
+            "unattributed_revenue": "0.00",
+            "pending_revenue": "0.00",
+        },
     }
 
 
@@ -410,6 +416,7 @@ def test_roi_unbounded_by_campaign_and_channel(api: Api) -> None:
         "revenue": "1570.00",
         "cost": "1400.00",
         "unattributed_revenue": "200.00",
+        "pending_revenue": "0.00",
     }
 
     by_channel = api.json("/v1/reports/roi", group_by="channel")
@@ -466,6 +473,7 @@ def test_roi_range_boundaries(api: Api) -> None:
         "revenue": "500.00",
         "cost": "500.00",
         "unattributed_revenue": "200.00",
+        "pending_revenue": "0.00",
     }
     # Only `to`: everything closed before 2024-01-01 (D6), cost days before it (none).
     before = api.json("/v1/reports/roi", to="2024-01-01")
@@ -520,8 +528,10 @@ def test_compare(api: Api) -> None:
     assert body["totals"] == {
         "revenue": {"first_touch": "1570.00", "linear": "1570.00"},
         "unattributed_revenue": {"first_touch": "200.00", "linear": "200.00"},
+        "pending_revenue": {"first_touch": "0.00", "linear": "0.00"},
         "cost": "1400.00",
     }
+    assert body["status"] == {"first_touch": "ready", "linear": "ready"}
 
     by_channel = api.json(
         "/v1/reports/compare", models="linear,first_touch,linear", group_by="channel", **JAN
@@ -551,15 +561,26 @@ def test_reconciliation_identity(api: Api) -> None:
         "won_deals": 4,
         "unconverted": {"count": 1, "amounts": {"EUR": "1234.56"}},
         "models": {
-            "first_touch": {"attributed": "1570.00", "unattributed": "200.00"},
-            "linear": {"attributed": "1570.00", "unattributed": "200.00"},
+            "first_touch": {
+                "status": "ready",
+                "attributed": "1570.00",
+                "unattributed": "200.00",
+                "pending": "0.00",
+            },
+            "linear": {
+                "status": "ready",
+                "attributed": "1570.00",
+                "unattributed": "200.00",
+                "pending": "0.00",
+            },
         },
     }
     for period in ({}, JAN, FEB, {"from": "2024-01-31"}):
         report = api.json("/v1/reports/reconciliation", **period)
         total = to_cents(report["closed_won_revenue"])
         for model in report["models"].values():
-            assert to_cents(model["attributed"]) + to_cents(model["unattributed"]) == total
+            parts = (model["attributed"], model["unattributed"], model["pending"])
+            assert sum(map(to_cents, parts)) == total
     january = api.json("/v1/reports/reconciliation", **JAN)
     assert (january["closed_won_revenue"], january["won_deals"], january["unconverted"]) == (
         "1000.00",
@@ -567,7 +588,12 @@ def test_reconciliation_identity(api: Api) -> None:
         {"count": 1, "amounts": {"EUR": "1234.56"}},
     )
     february = api.json("/v1/reports/reconciliation", **FEB)
-    assert february["models"]["linear"] == {"attributed": "500.00", "unattributed": "200.00"}
+    assert february["models"]["linear"] == {
+        "status": "ready",
+        "attributed": "500.00",
+        "unattributed": "200.00",
+        "pending": "0.00",
+    }
     assert february["unconverted"] == {"count": 0, "amounts": {}}
 
 

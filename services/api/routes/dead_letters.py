@@ -81,7 +81,7 @@ def index(
     },
 )
 def retry(
-    _: AdminPrincipal,
+    principal: AdminPrincipal,
     sessions: AdminSessionsDep,
     publisher: PublisherDep,
     dead_letter_id: Annotated[int, Path(ge=1, le=MAX_ID)],
@@ -92,4 +92,4 @@ def retry(
     Answers 202 once the broker acknowledged the event, and marks the dead letter retried.
     Retrying twice is harmless: the worker ignores an ``event_id`` it has already stored.
     """
-    return retry_dead_letter(sessions, publisher, dead_letter_id, force=force)
+    return retry_dead_letter(sessions, publisher, dead_letter_id, principal=principal, force=force)

@@ -33,7 +33,9 @@ def attribution(
 
     A won and converted deal lists its credited touches; with an empty journey it has
     ``unattributed: true``. An open, lost or unconverted deal answers its state with an
-    empty journey (nothing was credited).
+    empty journey (nothing was credited). ``status`` is ``pending`` when the model has not
+    credited this won deal yet, or has not credited everything yet (a data-driven model
+    before its first fit, a custom model being computed), else ``ready``.
     """
     body = deal_attribution(
         session, deal_id=deal_id, model_id=model, currency=settings.reporting_currency

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 
 from services.api import queries
 from services.api.catalogue import model_detail
-from services.api.definitions import define_model, delete_model, request_fit
+from services.api.definitions import MODEL_ID, define_model, delete_model, request_fit
 from services.api.deps import (
     AdminPrincipal,
     AdminSessionsDep,
@@ -30,8 +30,13 @@ from services.api.schemas import (
     ModelOut,
     ModelsOut,
 )
+from services.domain.datadriven import DATA_DRIVEN
 
 router = APIRouter(prefix="/v1", tags=["models"])
+
+# Documentation only: the routes check these themselves, answering 422 (or 409) in their words.
+FittableId = Annotated[str, Path(json_schema_extra={"enum": list(DATA_DRIVEN)})]
+CustomModelId = Annotated[str, Path(json_schema_extra={"pattern": f"^{MODEL_ID.pattern}$"})]
 
 _ADMIN: dict[int | str, dict[str, Any]] = {
     401: {"description": "no or unknown API key"},
@@ -74,7 +79,10 @@ def get_model(model_id: str, _: ReadPrincipal, session: SessionDep) -> ModelDeta
     responses={**_ADMIN, 422: {"description": "not a data-driven model"}},
 )
 def fit(
-    model_id: str, _: AdminPrincipal, sessions: AdminSessionsDep, settings: SettingsDep
+    model_id: FittableId,
+    principal: AdminPrincipal,
+    sessions: AdminSessionsDep,
+    settings: SettingsDep,
 ) -> FitRequestOut:
     """Queue a refit of ``markov`` or ``shapley`` on all decided deals (202).
 
@@ -82,7 +90,11 @@ def fit(
     ``GET /v1/models/{model_id}``. While a fit is queued, asking again answers that one.
     """
     return request_fit(
-        sessions, model_id, markov_order=settings.markov_order, now=datetime.now(UTC)
+        sessions,
+        model_id,
+        principal=principal,
+        markov_order=settings.markov_order,
+        now=datetime.now(UTC),
     )
 
 
@@ -96,10 +108,10 @@ def fit(
     },
 )
 def put_model(
-    model_id: str,
+    model_id: CustomModelId,
     body: ModelDefinitionIn,
     response: Response,
-    _: AdminPrincipal,
+    principal: AdminPrincipal,
     sessions: AdminSessionsDep,
 ) -> ModelDetailOut:
     """Define (201) or redefine (200) a custom positional model by its role weights.
@@ -109,7 +121,7 @@ def put_model(
     credits are then computed for every deal in the background: ``status`` is computing,
     with ``progress``, until it is ready.
     """
-    detail, created = define_model(sessions, model_id, body)
+    detail, created = define_model(sessions, model_id, body, principal=principal)
     response.status_code = 201 if created else 200
     return detail
 
@@ -123,7 +135,7 @@ def put_model(
         409: {"description": "a built-in model"},
     },
 )
-def remove_model(model_id: str, _: AdminPrincipal, sessions: AdminSessionsDep) -> Response:
+def remove_model(model_id: str, principal: AdminPrincipal, sessions: AdminSessionsDep) -> Response:
     """Delete a custom model together with its credits (204)."""
-    delete_model(sessions, model_id)
+    delete_model(sessions, model_id, principal=principal)
     return Response(status_code=204)

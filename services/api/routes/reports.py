@@ -45,6 +45,7 @@ from services.api.schemas import (
     LeadsOut,
     ReconciliationOut,
     RoiReportOut,
+    RoiSnapshotReportOut,
 )
 from services.api.scoring import leads as leads_report
 
@@ -58,7 +59,7 @@ _CSV: dict[int | str, dict[str, Any]] = {
 GroupByQuery = Annotated[GroupBy, Query(description="campaign or channel")]
 
 
-@router.get("/roi", response_model=RoiReportOut, responses=_CSV)
+@router.get("/roi", response_model=RoiReportOut | RoiSnapshotReportOut, responses=_CSV)
 async def roi(
     _: ReadPrincipal,
     fmt: FormatDep,
@@ -72,9 +73,11 @@ async def roi(
 
     Rows are the campaigns (channels) with a credit or a cost day in the range, by revenue
     descending, then id. A credited campaign with no ``campaign.upserted`` yet has a null name
-    and channel. ``totals.unattributed_revenue`` is the won revenue in range no touch earned.
-    For ``markov`` and ``shapley``, ``snapshot`` names the fit behind the credits (null before
-    the first fit).
+    and channel. ``totals.unattributed_revenue`` is the won revenue in range no touch earned;
+    ``totals.pending_revenue`` the won revenue the model has not credited yet, and ``status``
+    is ``pending`` while it has not credited everything (a data-driven model before its first
+    fit, a custom model being computed), else ``ready``. For ``markov`` and ``shapley``,
+    ``snapshot`` names the fit behind the credits (null before the first fit).
     """
 
     def build(session: Session, model_id: str) -> Response:
@@ -107,8 +110,10 @@ async def compare(
     """Revenue per campaign or channel under several models side by side (default: all).
 
     Every requested model is a key of every row's ``revenue`` (zero when it credits nothing).
-    Rows are ordered by the first model's revenue, descending, then id. ``snapshots`` names,
-    per data-driven model compared, the fit behind its credits.
+    Rows are ordered by the first model's revenue, descending, then id. ``status`` and
+    ``totals.pending_revenue`` say, per model, whether it has credited all won revenue and
+    what it has not yet (as in ROI). ``snapshots`` names, per data-driven model compared, the
+    fit behind its credits.
     """
 
     def build(session: Session, model_ids: tuple[str, ...]) -> Response:
@@ -136,11 +141,14 @@ async def reconciliation(
     settings: SettingsDep,
     period: PeriodDep,
 ) -> Response:
-    """Closed-won revenue against each model's attributed and unattributed revenue.
+    """Closed-won revenue against each model's attributed, unattributed and pending revenue.
 
     ``closed_won_revenue`` sums the converted amounts of deals won in range; per model,
-    attributed + unattributed equals it exactly. Won deals with no usable fx rate are left out
-    of revenue and listed under ``unconverted`` with their original amounts per currency.
+    attributed + unattributed + pending equals it exactly, at every moment. ``pending`` is
+    what the model has not credited yet (``status`` is then ``pending``: a data-driven model
+    before its first fit, a custom model being computed), else 0 and ``ready``. Won deals
+    with no usable fx rate are left out of revenue and listed under ``unconverted`` with their
+    original amounts per currency.
     """
 
     def build(session: Session, model_ids: tuple[str, ...]) -> Response:
