@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from services.attribution.inputs import history_of
 from services.core.db.schema import (
     CampaignCostDayRow,
     CampaignRow,
@@ -82,7 +83,7 @@ def expected_credits(
 ) -> dict[tuple[str, str, str], int]:
     """(model, deal, touch) -> credit, from the pure domain over the whole history."""
     outcomes = attribute_history(
-        EVENT_LIST_ADAPTER.validate_python(events),
+        history_of(EVENT_LIST_ADAPTER.validate_python(events)),
         models=builtin_models(half_life_days=settings.half_life_days),
         reporting_currency=settings.reporting_currency,
         lookback=timedelta(days=settings.lookback_days),
