@@ -24,7 +24,7 @@ from services.attribution.registry import latest_fits
 from services.core.db.schema import DealContactRow, DealRow, ModelFitRow
 from services.core.db.version import bump_projection_version
 from services.core.settings import Settings
-from services.domain import select_journey
+from services.domain import journey_channels, select_journey
 from services.domain.datadriven import DATA_DRIVEN, markov_to_json, shapley_to_json
 from services.domain.markov import fit_markov
 from services.domain.paths import Path
@@ -99,7 +99,7 @@ def collect_paths(session: Session, settings: Settings) -> tuple[list[Path], dic
             won, lost = won + converted, lost + (not converted)
             paths.append(
                 Path(
-                    tuple(t.channel or "(unknown)" for t in journey),
+                    journey_channels(journey),
                     converted,
                     value=(values[state.deal_id] or 0) if converted else 0,
                 )
