@@ -7,7 +7,8 @@ A snapshot row is written by the worker: ``params`` / ``inputs`` / ``results`` a
 Decisions:
 - "The latest snapshot" of a model is its done fit with the highest id (fits are numbered in
   the order they were requested, the order the worker performs them), as the worker's own
-  ``latest_fits`` picks it for credits.
+  ``latest_fits`` picks it. A newer fit still ``applying`` is not a snapshot yet (the worker
+  already credits new deals with it, to finish applying it).
 - The table is the removal effects (markov) or Shapley values (shapley) as floats, each with
   its ``share``: the value divided by the sum of all values (the exact fractions are divided,
   then rounded to a float; 0 for every channel when they sum to 0), sorted by value

@@ -176,8 +176,9 @@ def due_models(
 ) -> list[str]:
     """Return the data-driven models to fit now.
 
-    A model never fitted is due as soon as a decided deal exists: until its first fit its
-    revenue is pending, so that fit does not wait for the schedule. On ``schedule``, a model
+    A model never fitted (no fit of any status) is due as soon as a decided deal exists: until
+    its first fit its revenue is pending, so that fit does not wait for the schedule (a failed
+    one is retried on the schedule, not at every pass). On ``schedule``, a model
     is also due when its fit in force is older than ``fit_interval_s`` and more decided deals
     exist than it learned from (and no fit of it is already queued or being applied).
     """
