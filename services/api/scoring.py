@@ -42,6 +42,7 @@ from services.api.errors import AccountNotFound, NoFit
 from services.api.formatting import rfc3339
 from services.api.schemas import AccountScoreOut, LeadOut, LeadsOut, ScoreTouchOut
 from services.core.db.schema import CampaignRow, ContactRow, DealRow, ModelFitRow, TouchRow
+from services.domain import UNKNOWN_CHANNEL
 from services.domain.datadriven import markov_from_json
 from services.domain.markov import (
     MarkovFit,
@@ -50,8 +51,6 @@ from services.domain.markov import (
     score_contributions,
     state_label,
 )
-
-UNKNOWN_CHANNEL = "(unknown)"
 
 
 @dataclass(frozen=True)

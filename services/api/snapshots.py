@@ -7,17 +7,20 @@ A snapshot row is written by the worker: ``params`` / ``inputs`` / ``results`` a
 Decisions:
 - "The latest snapshot" of a model is its done fit with the highest id (fits are numbered in
   the order they were requested, the order the worker performs them), as the worker's own
-  ``latest_fits`` picks it for credits.
+  ``latest_fits`` picks it. A newer fit still ``applying`` is not a snapshot yet (the worker
+  already credits new deals with it, to finish applying it).
 - The table is the removal effects (markov) or Shapley values (shapley) as floats, each with
   its ``share``: the value divided by the sum of all values (the exact fractions are divided,
   then rounded to a float; 0 for every channel when they sum to 0), sorted by value
   descending, then channel. The transition summary is cut to its first ``TRANSITION_ROWS``
   rows (``transitions_total`` counts all of them).
 - Reports name the snapshot behind their credits: the newest ``deal_attributions.fit_id``
-  among the model's deals closed in the range. While the worker re-credits after a new fit,
-  some deals may still carry the previous snapshot for a moment. With no deal in the range
-  credited from a snapshot (never fitted, or not yet re-credited), the report says null
-  rather than name a fit its numbers do not come from.
+  among the model's deals closed in the range. Only a done fit is named: while a new fit is
+  applying (its credits replacing the current snapshot's, chunk by chunk; it becomes done
+  when all are), reports name the current snapshot, the latest done fit, and some deals may
+  already carry the new one for a moment. With no deal in the range credited from a snapshot
+  (never fitted, or not yet re-credited), or no done fit yet, the report says null rather
+  than name a fit its numbers do not come from.
 """
 
 from __future__ import annotations
@@ -163,7 +166,10 @@ def used_by_reports(
         if model_id not in DATA_DRIVEN:
             continue
         fit_id = fit_ids.get(model_id)
-        if fit_id is None:  # no credit in range comes from any snapshot (yet): say so, not guess
+        if fit_id in rows and rows[fit_id].status != DONE:  # still applying: not current yet
+            current = latest_done(session, model_id)
+            out[model_id] = None if current is None else ref(current)
+        elif fit_id is None:  # no credit in range comes from any snapshot (yet): say so
             out[model_id] = None
         elif fit_id in rows:
             out[model_id] = ref(rows[fit_id])

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, func, or_, select, union
 from sqlalchemy.orm import Session
 
+from services.attribution.inputs import deal_change
 from services.attribution.journeys import journey_candidates
 from services.attribution.state_store import Impact, Span, load_events, load_rates
 from services.core.db.schema import (
@@ -27,7 +28,6 @@ from services.core.db.schema import (
     EventRow,
 )
 from services.core.db.upsert import among, insert_new, upsert
-from services.core.events import DealEvent
 from services.core.settings import Settings
 from services.domain import (
     AttributionModel,
@@ -35,6 +35,7 @@ from services.domain import (
     select_journey,
 )
 from services.domain.attribute import deal_credits
+from services.domain.inputs import DealChange
 from services.domain.state import STATUS_WON, DealState, Rate, convert_won_deal, fold_deal
 
 
@@ -163,11 +164,11 @@ def recompute_deals(
     deal_ids = sorted(set(deal_ids))
     if not deal_ids:
         return 0
-    by_deal: dict[str, list[DealEvent]] = {d: [] for d in deal_ids}
+    by_deal: dict[str, list[DealChange]] = {d: [] for d in deal_ids}
     for event in load_events(
         session, among(session, EventRow.deal_id, deal_ids), EventRow.type.like("deal.%")
     ):
-        by_deal[event.deal_id].append(event)  # type: ignore[union-attr,arg-type]
+        by_deal[event.deal_id].append(deal_change(event))  # type: ignore[union-attr,arg-type]
     deals = [fold_deal(d, events) for d, events in by_deal.items() if events]
     reporting = settings.reporting_currency
     rates: list[Rate] = load_rates(session, {d.currency for d in deals if d.currency}, reporting)

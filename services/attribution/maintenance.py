@@ -1,8 +1,10 @@
-"""Model upkeep the worker does between batches: scheduled and requested fits, custom models.
+"""Model upkeep the worker does between batches: fits (first, scheduled, requested, being
+applied) and custom models.
 
 Each step is idempotent and commits on its own; the worker calls ``maintain_models`` every few
-seconds, so a fit requested through the API, or a custom model defined with ``PUT``, is
-computed within seconds without a separate process.
+seconds, so a fit requested through the API, the first fit of a model once decided deals exist,
+or a custom model defined with ``PUT``, is computed within seconds without a separate process,
+and a fit whose credits an outage or a stop interrupted is finished at the next pass.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.fitting import due_models, request_fit, run_requested_fits
+from services.attribution.rebuild import CHUNK, Stop
 from services.attribution.recompute import Progress, UnknownModel, recompute
 from services.core.db.schema import AttributionModelRow, CreditRow, DealAttributionRow
 from services.core.db.version import bump_projection_version
@@ -25,15 +28,19 @@ def maintain_models(
     *,
     schedule: bool,
     progress: Progress | None = None,
+    stop: Stop | None = None,
+    chunk: int = CHUNK,
 ) -> None:
-    """Run queued fits (queueing due ones first when ``schedule``), then new custom models."""
+    """Queue due fits (first fits always, refits on ``schedule``), finish and run fits, then
+    compute new custom models. ``stop`` ends a fit's credits between chunks (resumed later).
+    """
     now = datetime.now(UTC)
-    if schedule:
-        with sessions() as session, session.begin():
-            for model_id in due_models(session, settings, now=now):
-                request_fit(session, model_id, now=now)
-    run_requested_fits(sessions, settings, progress=progress)
-    compute_custom_models(sessions, settings)
+    with sessions() as session, session.begin():
+        for model_id in due_models(session, settings, now=now, schedule=schedule):
+            request_fit(session, model_id, now=now)
+    run_requested_fits(sessions, settings, chunk=chunk, progress=progress, stop=stop)
+    if stop is None or not stop():
+        compute_custom_models(sessions, settings)
 
 
 def compute_custom_models(sessions: sessionmaker[Session], settings: Settings) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -15,6 +17,10 @@ from services.domain import (
     make_positional_model,
 )
 from services.domain.datadriven import DATA_DRIVEN, ChannelWeightModel, channel_weights
+
+# A fit's life (``model_fits.status``): requested -> applying (fitted, its credits being
+# written) -> done (every credit uses it) | failed.
+FIT_REQUESTED, FIT_APPLYING, FIT_DONE, FIT_FAILED = "requested", "applying", "done", "failed"
 
 DATA_DRIVEN_DESCRIPTIONS = {
     "markov": "First-order (or order-k) Markov chain over channels: removal effects, solved "
@@ -62,37 +68,50 @@ def sync_builtin_models(session: Session, settings: Settings) -> None:
     )
 
 
+def _newest_fit(session: Session, model_id: str, statuses: Sequence[str]) -> ModelFitRow | None:
+    return session.scalars(
+        select(ModelFitRow)
+        .where(ModelFitRow.model_id == model_id, ModelFitRow.status.in_(statuses))
+        .order_by(ModelFitRow.id.desc())
+        .limit(1)
+    ).first()
+
+
 def latest_fits(session: Session) -> dict[str, ModelFitRow]:
-    """Return the latest successful fit of each data-driven model."""
-    out: dict[str, ModelFitRow] = {}
-    for model_id in DATA_DRIVEN:
-        row = session.scalars(
-            select(ModelFitRow)
-            .where(ModelFitRow.model_id == model_id, ModelFitRow.status == "done")
-            .order_by(ModelFitRow.id.desc())
-            .limit(1)
-        ).first()
-        if row is not None:
-            out[model_id] = row
-    return out
+    """Return the latest done fit of each data-driven model: its current snapshot."""
+    fits = {m: _newest_fit(session, m, (FIT_DONE,)) for m in DATA_DRIVEN}
+    return {m: fit for m, fit in fits.items() if fit is not None}
+
+
+def fits_in_force(session: Session) -> dict[str, ModelFitRow]:
+    """Return the fit each data-driven model's credits are computed with: its newest fit
+    that is done or being applied.
+
+    While a new fit is applied, every deal credited (by a batch or by the rebuild) gets the
+    new fit, so the rebuild only ever shrinks the set of deals left to re-credit.
+    """
+    fits = {m: _newest_fit(session, m, (FIT_APPLYING, FIT_DONE)) for m in DATA_DRIVEN}
+    return {m: fit for m, fit in fits.items() if fit is not None}
+
+
+def fit_model(fit: ModelFitRow) -> ChannelWeightModel:
+    """Return a data-driven model frozen at the fit's snapshot."""
+    return ChannelWeightModel(
+        model_id=fit.model_id,
+        fit_id=fit.id,
+        channel_weights=channel_weights(fit.model_id, orjson.loads(fit.results)),
+        description=DATA_DRIVEN_DESCRIPTIONS[fit.model_id],
+    )
 
 
 def active_models(session: Session, settings: Settings) -> list[AttributionModel]:
     """Return every model whose credits the worker maintains.
 
-    The built-ins, the data-driven models that have a fit (frozen at their latest snapshot),
-    then the custom ones.
+    The built-ins, the data-driven models that have a fit (frozen at the fit in force, see
+    ``fits_in_force``), then the custom ones.
     """
     models: list[AttributionModel] = list(builtin_models(half_life_days=settings.half_life_days))
-    for model_id, fit in latest_fits(session).items():
-        models.append(
-            ChannelWeightModel(
-                model_id=model_id,
-                fit_id=fit.id,
-                channel_weights=channel_weights(model_id, orjson.loads(fit.results)),
-                description=DATA_DRIVEN_DESCRIPTIONS[model_id],
-            )
-        )
+    models += [fit_model(fit) for fit in fits_in_force(session).values()]
     custom = session.scalars(
         select(AttributionModelRow)
         .where(AttributionModelRow.builtin.is_(False), AttributionModelRow.kind == "positional")

@@ -121,7 +121,7 @@ class Worker:
                 backoff = min(backoff * 2, 30.0)
 
     def _maintain(self) -> None:
-        """One maintenance pass: schedule and run model fits, compute new custom models.
+        """One maintenance pass: queue, run and finish model fits, compute new custom models.
 
         Runs on the maintenance thread (see ``_Maintenance``); a database outage here is
         logged and retried on a later pass, never fatal.
@@ -133,7 +133,13 @@ class Worker:
         if schedule:
             self._scheduled_at = now
         try:
-            maintain_models(self.sessions, self.settings, schedule=schedule, progress=_log_progress)
+            maintain_models(
+                self.sessions,
+                self.settings,
+                schedule=schedule,
+                progress=_log_progress,
+                stop=self._maintenance.stopping,
+            )
         except DBAPIError as exc:
             if not is_transient(exc):
                 raise
@@ -375,8 +381,12 @@ class _Maintenance(threading.Thread):
         if self.error is not None:
             raise RuntimeError("model maintenance failed") from self.error
 
+    def stopping(self) -> bool:
+        """Return whether the pass should end early (a fit's credits resume at the next one)."""
+        return self._done.is_set()
+
     def finish(self) -> None:
-        """Stop after the current pass (a fit in progress is finished, not cut)."""
+        """Stop after the current pass, or a fit's current chunk of credits."""
         self._done.set()
         if self.is_alive():
             self.join()

@@ -1,34 +1,34 @@
 """Attribution of a whole event history at once: the pure specification of the worker's result.
 
-``attribute_history`` derives, from a set of canonical events in any order and with any
-duplicates, every deal's state, conversion, journey and credits under the given models. The
-worker reaches the same result incrementally, batch by batch, through the database; tests hold
-the two equal for arbitrary arrival orders.
+``attribute_history`` derives, from a history of events in any order and with any duplicates,
+every deal's state, conversion, journey and credits under the given models. The worker reaches
+the same result incrementally, batch by batch, through the database; tests hold the two equal
+for arbitrary arrival orders. The history holds the domain's inputs (``inputs``): canonical
+events are turned into it by ``services.attribution.inputs.history_of``.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from services.core.events import (
-    CampaignUpserted,
-    ContactMerged,
-    ContactUpserted,
-    DealEvent,
-    Event,
-    FxRate,
-    Touch,
-    sort_key,
+from .attribute import TouchCredit, attribute_all
+from .inputs import (
+    CampaignFacts,
+    ContactFacts,
+    DealChange,
+    MergeFacts,
+    RateFacts,
+    TouchFacts,
+    order_key,
 )
-from services.domain.attribute import TouchCredit, attribute_all
-from services.domain.journey import Touch as JourneyTouch
-from services.domain.journey import select_journey
-from services.domain.models import AttributionModel
-from services.domain.state import (
+from .journey import Touch as JourneyTouch
+from .journey import select_journey
+from .models import AttributionModel
+from .state import (
     DealState,
     Rate,
     convert_won_deal,
@@ -37,6 +37,18 @@ from services.domain.state import (
     fold_deal,
     resolve_merges,
 )
+
+
+@dataclass(frozen=True)
+class History:
+    """Every event of a history, by kind (duplicates allowed)."""
+
+    deals: Sequence[DealChange] = ()
+    campaigns: Sequence[CampaignFacts] = ()
+    contacts: Sequence[ContactFacts] = ()
+    merges: Sequence[MergeFacts] = ()
+    touches: Sequence[TouchFacts] = ()
+    rates: Sequence[RateFacts] = ()
 
 
 @dataclass(frozen=True)
@@ -49,48 +61,46 @@ class DealOutcome:
     credits: dict[str, list[TouchCredit]]
 
 
-def _latest_rates(events: Iterable[FxRate]) -> list[Rate]:
-    latest: dict[tuple[object, str, str], FxRate] = {}
-    for event in sorted(events, key=sort_key):
+def _latest_rates(events: Sequence[RateFacts]) -> list[Rate]:
+    latest: dict[tuple[object, str, str], RateFacts] = {}
+    for event in sorted(events, key=order_key):
         latest[(event.date, event.base, event.quote)] = event
     return [Rate(e.date, e.base, e.quote, Decimal(e.rate)) for e in latest.values()]
 
 
 def attribute_history(
-    events: Iterable[Event],
+    history: History,
     *,
     models: Sequence[AttributionModel],
     reporting_currency: str,
     lookback: timedelta,
 ) -> dict[str, DealOutcome]:
-    """Derive every deal's outcome from the events (order and duplicates do not matter)."""
-    unique = list({e.event_id: e for e in events}.values())
-    deal_events: dict[str, list[DealEvent]] = defaultdict(list)
-    campaign_events: dict[str, list[CampaignUpserted]] = defaultdict(list)
-    contact_events: dict[str, list[ContactUpserted]] = defaultdict(list)
-    for event in unique:
-        if isinstance(event, DealEvent):
-            deal_events[event.deal_id].append(event)
-        elif isinstance(event, CampaignUpserted):
-            campaign_events[event.campaign_id].append(event)
-        elif isinstance(event, ContactUpserted):
-            contact_events[event.contact_id].append(event)
+    """Derive every deal's outcome from the history (order and duplicates do not matter)."""
+    deal_changes: dict[str, list[DealChange]] = defaultdict(list)
+    for change in history.deals:
+        deal_changes[change.deal_id].append(change)
+    campaign_events: dict[str, list[CampaignFacts]] = defaultdict(list)
+    for campaign in history.campaigns:
+        campaign_events[campaign.campaign_id].append(campaign)
+    contact_events: dict[str, list[ContactFacts]] = defaultdict(list)
+    for contact in history.contacts:
+        contact_events[contact.contact_id].append(contact)
     channels = {
         cid: c.channel
         for cid, evs in campaign_events.items()
         if (c := fold_campaign(evs)) is not None
     }
     accounts = {cid: fold_contact(cid, evs).account_id for cid, evs in contact_events.items()}
-    roots = resolve_merges(e for e in unique if isinstance(e, ContactMerged))
+    roots = resolve_merges(history.merges)
 
     def root(contact: str) -> str:
         return roots.get(contact, contact)
 
-    rates = _latest_rates(e for e in unique if isinstance(e, FxRate))
-    touches = [t for t in unique if isinstance(t, Touch)]
+    rates = _latest_rates(list({r.event_id: r for r in history.rates}.values()))
+    touches = list({t.event_id: t for t in history.touches}.values())
     outcomes: dict[str, DealOutcome] = {}
-    for deal_id, evs in deal_events.items():
-        deal = fold_deal(deal_id, evs)
+    for deal_id, changes in deal_changes.items():
+        deal = fold_deal(deal_id, changes)
         outcomes[deal_id] = _outcome(
             deal,
             touches,
@@ -107,7 +117,7 @@ def attribute_history(
 
 def _outcome(
     deal: DealState,
-    touches: Sequence[Touch],
+    touches: Sequence[TouchFacts],
     *,
     channels: dict[str, str],
     accounts: dict[str, str | None],
@@ -123,7 +133,7 @@ def _outcome(
     assert deal.closed_at is not None and deal.journey_start is not None
     deal_roots = set(deal.contact_ids) | {root(c) for c in deal.contact_ids}
 
-    def belongs(touch: Touch) -> bool:
+    def belongs(touch: TouchFacts) -> bool:
         if deal.account_id is not None and touch.account_id == deal.account_id:
             return True
         if touch.contact_id is None:

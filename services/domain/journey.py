@@ -39,6 +39,11 @@ ROLES: tuple[str, ...] = (
     ROLE_LAST,
 )
 
+# The channel of a touch whose campaign has none (no ``campaign.upserted`` yet) in data-driven
+# models: the fit's paths and each deal's split read it through ``journey_channels`` alike, so
+# such touches earn the credit the fit gives them.
+UNKNOWN_CHANNEL = "(unknown)"
+
 
 @dataclass(frozen=True, slots=True)
 class Touch:
@@ -53,6 +58,11 @@ class Touch:
     def __post_init__(self) -> None:
         if self.occurred_at.tzinfo is None or self.occurred_at.utcoffset() is None:
             raise ValueError(f"touch {self.event_id!r}: occurred_at must be timezone-aware")
+
+
+def journey_channels(journey: Iterable[Touch]) -> tuple[str, ...]:
+    """Return the channel each touch counts under in data-driven models (contract §4)."""
+    return tuple(touch.channel or UNKNOWN_CHANNEL for touch in journey)
 
 
 def _sort_key(touch: Touch) -> tuple[datetime, str, str, str, bool]:

@@ -38,7 +38,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeAlias
 
 from .allocation import IntegerWeights, forget_rows
-from .journey import ROLE_MIDDLE, ROLES, Shape, Touch, shape_roles
+from .journey import ROLE_MIDDLE, ROLES, Shape, Touch, journey_channels, shape_roles
 
 if TYPE_CHECKING:
     from .datadriven import ChannelWeightModel
@@ -431,5 +431,5 @@ def model_weights(
     from .datadriven import ChannelWeightModel  # datadriven imports this module
 
     if isinstance(model, ChannelWeightModel):
-        return model.weights([touch.channel for touch in journey])
+        return model.weights(journey_channels(journey))
     raise TypeError(f"unsupported attribution model: {model!r}")

@@ -12,25 +12,25 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from services.core.events import (
-    CampaignUpserted,
-    ContactMerged,
-    ContactUpserted,
-    DealClosedLost,
-    DealClosedWon,
-    DealCreated,
-    DealEvent,
-    DealReopened,
-    sort_key,
+from .inputs import (
+    DEAL_CLOSED_LOST,
+    DEAL_CLOSED_WON,
+    DEAL_CREATED,
+    DEAL_REOPENED,
+    CampaignFacts,
+    ContactFacts,
+    DealChange,
+    MergeFacts,
+    order_key,
 )
-from services.core.money import exponent, to_minor
+from .money import exponent
 
 STATUS_OPEN, STATUS_WON, STATUS_LOST = "open", "won", "lost"
 
 
-def _ordered(events: Iterable[DealEvent]) -> list[DealEvent]:
-    unique = {e.event_id: e for e in events}
-    return sorted(unique.values(), key=sort_key)
+def _ordered(changes: Iterable[DealChange]) -> list[DealChange]:
+    unique = {c.event_id: c for c in changes}
+    return sorted(unique.values(), key=order_key)
 
 
 @dataclass(frozen=True)
@@ -54,42 +54,47 @@ class DealState:
         return self.created_at or self.closed_at
 
 
-def fold_deal(deal_id: str, events: Iterable[DealEvent]) -> DealState:
-    """Derive a deal's state from its events (any order, duplicates allowed).
+def fold_deal(deal_id: str, changes: Iterable[DealChange]) -> DealState:
+    """Derive a deal's state from its events' changes (any order, duplicates allowed).
 
     ``created_at`` is the earliest ``deal.created``; the status is that of the latest status
     event; every other field is the latest value carried by any event.
     """
-    values: dict[str, object] = {}
+    account_id: str | None = None
+    stage: str | None = None
+    currency: str | None = None
+    amount_minor: int | None = None
+    contact_ids: tuple[str, ...] = ()
     created_at: datetime | None = None
     status, status_at = STATUS_OPEN, None
-    for event in _ordered(events):
-        if isinstance(event, DealCreated) and created_at is None:
-            created_at = event.occurred_at
-        for name in ("account_id", "stage", "contact_ids"):
-            if event.carried(name) and getattr(event, name, None) is not None:
-                values[name] = getattr(event, name)
-        amount, currency = getattr(event, "amount", None), getattr(event, "currency", None)
-        if amount is not None and currency is not None:
-            values["amount_minor"], values["currency"] = to_minor(amount, currency), currency
-        if isinstance(event, DealClosedWon):
-            status, status_at = STATUS_WON, event.occurred_at
-        elif isinstance(event, DealClosedLost):
-            status, status_at = STATUS_LOST, event.occurred_at
-        elif isinstance(event, DealReopened):
+    for change in _ordered(changes):
+        if change.type == DEAL_CREATED and created_at is None:
+            created_at = change.occurred_at
+        if change.account_id is not None:
+            account_id = change.account_id
+        if change.stage is not None:
+            stage = change.stage
+        if change.contact_ids is not None:
+            contact_ids = change.contact_ids
+        if change.amount_minor is not None and change.currency is not None:
+            amount_minor, currency = change.amount_minor, change.currency
+        if change.type == DEAL_CLOSED_WON:
+            status, status_at = STATUS_WON, change.occurred_at
+        elif change.type == DEAL_CLOSED_LOST:
+            status, status_at = STATUS_LOST, change.occurred_at
+        elif change.type == DEAL_REOPENED:
             status, status_at = STATUS_OPEN, None
-    contact_ids = values.get("contact_ids") or []
     return DealState(
         deal_id=deal_id,
-        account_id=values.get("account_id"),  # type: ignore[arg-type]
+        account_id=account_id,
         status=status,
-        stage=values.get("stage"),  # type: ignore[arg-type]
-        amount_minor=values.get("amount_minor"),  # type: ignore[arg-type]
-        currency=values.get("currency"),  # type: ignore[arg-type]
+        stage=stage,
+        amount_minor=amount_minor,
+        currency=currency,
         created_at=created_at,
         closed_at=status_at if status == STATUS_WON else None,
         lost_at=status_at if status == STATUS_LOST else None,
-        contact_ids=tuple(dict.fromkeys(contact_ids)),  # type: ignore[call-overload]
+        contact_ids=tuple(dict.fromkeys(contact_ids)),
     )
 
 
@@ -100,31 +105,42 @@ class ContactState:
     lifecycle_stage: str | None = None
 
 
-def fold_contact(contact_id: str, events: Iterable[ContactUpserted]) -> ContactState:
-    """Derive a contact's account and lifecycle stage from its ``contact.upserted`` events."""
+def fold_contact(contact_id: str, events: Iterable[ContactFacts]) -> ContactState:
+    """Derive a contact's account and lifecycle stage from its ``contact.upserted`` events.
+
+    The account is the latest carried one (even null); the stage the latest non-null one.
+    """
     account_id: str | None = None
     stage: str | None = None
-    for event in sorted({e.event_id: e for e in events}.values(), key=sort_key):
+    for event in sorted({e.event_id: e for e in events}.values(), key=order_key):
         if event.carried("account_id"):
             account_id = event.account_id
-        if event.carried("lifecycle_stage") and event.lifecycle_stage is not None:
+        if event.lifecycle_stage is not None:
             stage = event.lifecycle_stage
     return ContactState(contact_id, account_id, stage)
 
 
-def fold_campaign(events: Iterable[CampaignUpserted]) -> CampaignUpserted | None:
+@dataclass(frozen=True)
+class CampaignState:
+    campaign_id: str
+    name: str
+    channel: str
+    is_sales_sourced: bool = False
+
+
+def fold_campaign(events: Iterable[CampaignFacts]) -> CampaignState | None:
     """Return the campaign's latest definition (name and channel are always carried)."""
-    ordered = sorted({e.event_id: e for e in events}.values(), key=sort_key)
+    ordered = sorted({e.event_id: e for e in events}.values(), key=order_key)
     if not ordered:
         return None
     latest = ordered[-1]
     sales = next(
         (e.is_sales_sourced for e in reversed(ordered) if e.carried("is_sales_sourced")), False
     )
-    return latest.model_copy(update={"is_sales_sourced": sales})
+    return CampaignState(latest.campaign_id, latest.name, latest.channel, sales)
 
 
-def resolve_merges(merges: Iterable[ContactMerged]) -> dict[str, str]:
+def resolve_merges(merges: Iterable[MergeFacts]) -> dict[str, str]:
     """Map every contact involved in a merge to its surviving root contact.
 
     Merges apply in (occurred_at, event_id) order. A contact is absorbed at most once (a later
@@ -138,7 +154,7 @@ def resolve_merges(merges: Iterable[ContactMerged]) -> dict[str, str]:
             contact = parent[contact]
         return contact
 
-    for merge in sorted({m.event_id: m for m in merges}.values(), key=sort_key):
+    for merge in sorted({m.event_id: m for m in merges}.values(), key=order_key):
         absorbed, survivor = merge.merged_contact_id, merge.contact_id
         if absorbed in parent or root(survivor) == absorbed:
             continue

@@ -139,3 +139,57 @@ def test_fit_command(loaded: tuple[Settings, object]) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "removal effect" in done.stdout and "snapshot" in done.stdout
+
+
+def test_touches_of_a_campaign_without_channel_earn_their_fitted_credit(db_url: str) -> None:
+    """Issue 9, item 4: the fit and the per-deal split read a channel-less touch alike.
+
+    Campaign X never got a ``campaign.upserted``. Paths: W1 [email, (unknown)] and
+    W2 [(unknown)] convert, L1 [email] does not. Markov, worked by hand: start -> email 2/3,
+    -> (unknown) 1/3; email -> (unknown) 1/2, -> null 1/2; (unknown) -> conversion 1. So
+    P(conv) = 2/3; without email 1/3, removal effect 1/2; without (unknown) 0, effect 1.
+    W1 (30001 cents) splits 1/3 : 2/3 -> 10000.33 and 20000.67 -> 10000 and 20001.
+    Shapley (conversions of journeys whose channel set is inside the coalition): v({u}) = 1,
+    v({e}) = 0, v({e,u}) = 2, so email 1/2 and (unknown) 3/2; W1 splits 1/4 : 3/4 ->
+    7500.25 and 22500.75 -> 7500 and 22501. W2's only touch gets all 10000 in both.
+    """
+    from tests.support import builders as b
+
+    settings = Settings(_env_file=None, database_url=db_url)
+    sessions = make_sessionmaker(make_engine(db_url))
+    history = b.events(
+        b.campaign("E", "email"),
+        b.deal_created("W1", "A1", "300.01", 0),
+        b.touch("t1", "E", 1, account="A1"),
+        b.touch("t2", "X", 2, account="A1"),
+        b.deal_status("W1", "closed_won", 10),
+        b.deal_created("W2", "A2", "100.00", 0),
+        b.touch("t3", "X", 1, account="A2"),
+        b.deal_status("W2", "closed_won", 10),
+        b.deal_created("L1", "A3", "50.00", 0),
+        b.touch("t4", "E", 1, account="A3"),
+        b.deal_status("L1", "closed_lost", 10),
+    )
+    with sessions() as session, session.begin():
+        sync_builtin_models(session, settings)
+        apply_events(session, history, settings=settings, now=NOW)
+        request_fit(session, "markov", now=NOW)
+        request_fit(session, "shapley", now=NOW)
+    run_requested_fits(sessions, settings)
+    with sessions() as session:
+        credits = {
+            (r.model_id, r.deal_id, r.touch_event_id): r.credit_minor
+            for r in session.scalars(
+                select(CreditRow).where(CreditRow.model_id.in_(["markov", "shapley"]))
+            )
+        }
+        markov = session.scalars(select(ModelFitRow).where(ModelFitRow.model_id == "markov")).one()
+    assert orjson.loads(markov.results)["removal_effects"] == {"email": "1/2", "(unknown)": "1"}
+    assert credits == {
+        ("markov", "W1", "t1"): 10000,
+        ("markov", "W1", "t2"): 20001,
+        ("markov", "W2", "t3"): 10000,
+        ("shapley", "W1", "t1"): 7500,
+        ("shapley", "W1", "t2"): 22501,
+        ("shapley", "W2", "t3"): 10000,
+    }
