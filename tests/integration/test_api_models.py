@@ -483,7 +483,7 @@ def test_custom_model_definition(api: Api) -> None:
     assert [m["id"] for m in api.json("/v1/models")["models"]][-1] == "halves"
     compare = api.json("/v1/reports/compare", **MARCH)
     assert compare["models"][-1] == "halves"
-    assert all(row["revenue"]["halves"] == "0.00" for row in compare["rows"])
+    assert compare["rows"] and all(row["revenue"]["halves"] == "0.00" for row in compare["rows"])
 
     # The worker finished; a new description alone keeps its credits (and status).
     set_progress(api, "halves", "ready", 2)
