@@ -204,6 +204,7 @@ def test_roi_matches_reference(
     body = stack["client"].get("/v1/reports/roi", params=params).json()
     revenue = expected_revenue(ref, model, start, end)
     cost = expected_cost(ref, start, end)
+    assert revenue and cost, "nothing to compare in this range"
     got_revenue = {r["campaign_id"]: r["revenue"] for r in body["rows"]}
     got_cost = {r["campaign_id"]: r["cost"] for r in body["rows"]}
     for campaign in set(revenue) | set(cost) | set(got_revenue):
@@ -228,6 +229,7 @@ def test_roi_by_channel_and_csv(stack: dict[str, Any]) -> None:
     ref: reference.Reference = stack["ref"]
     client: httpx.Client = stack["client"]
     by_campaign = expected_revenue(ref, "w_shaped")
+    assert by_campaign
     by_channel: dict[str, int] = defaultdict(int)
     for campaign, minor in by_campaign.items():
         by_channel[ref.campaigns[campaign]["channel"]] += minor
@@ -253,6 +255,7 @@ def test_compare_has_every_model(stack: dict[str, Any]) -> None:
     assert len(campaigns) == len(body["rows"])
     for model in reference.MODELS:
         expected = expected_revenue(ref, model)
+        assert expected, model
         got = {r["campaign_id"]: r["revenue"][model] for r in body["rows"]}
         for campaign in campaigns | set(expected):
             assert got.get(campaign) == cents(expected.get(campaign, 0)), (model, campaign)
@@ -264,6 +267,7 @@ def test_reconciliation_to_the_cent(stack: dict[str, Any]) -> None:
     body = stack["client"].get("/v1/reports/reconciliation").json()
     won = [d for d in ref.deals.values() if d.won and d.reporting_minor is not None]
     total = sum(d.reporting_minor or 0 for d in won)
+    assert won and total > 0
     assert body["closed_won_revenue"] == cents(total)
     assert body["won_deals"] == len(won)
     unconverted = [d for d in ref.deals.values() if d.unconverted]
@@ -324,6 +328,17 @@ def test_fit_on_request_then_snapshot_everywhere(stack: dict[str, Any]) -> None:
     roi = client.get("/v1/reports/roi", params={"model": "markov"}).json()
     assert roi["snapshot"]["fit_id"] == fit_id
     assert roi["totals"]["revenue"] == attributed
+    # The fit saw every decided deal: its removal effects and each campaign's markov revenue
+    # are the reference's (contract §4).
+    table = {row["channel"]: row["removal_effect"] for row in snapshot["table"]}
+    assert len(table) >= 5
+    assert table == pytest.approx({c: float(v) for c, v in ref.removal_effects.items()}, abs=1e-12)
+    expected = expected_revenue(ref, "markov")
+    got = {r["campaign_id"]: r["revenue"] for r in roi["rows"]}
+    assert len(expected) >= 10
+    assert {c: v for c, v in got.items() if v != "0.00"} == {
+        c: cents(v) for c, v in expected.items() if v
+    }
 
 
 def test_custom_model_lifecycle(stack: dict[str, Any]) -> None:
@@ -360,6 +375,7 @@ def test_custom_model_lifecycle(stack: dict[str, Any]) -> None:
                 fb += 1
         expected[first] += fa
         expected[last] += fb
+    assert expected
     compare = client.get("/v1/reports/compare", params={"models": "first_heavy,linear"}).json()
     got = {r["campaign_id"]: r["revenue"]["first_heavy"] for r in compare["rows"]}
     for campaign in set(got) | set(expected):

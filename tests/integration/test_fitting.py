@@ -1,19 +1,20 @@
 """Data-driven models through the database: paths from decided deals, versioned snapshots,
-credits per snapshot, the schedule, custom models computed in the background."""
+credits per snapshot (checked against the independent reference, tests/support/reference.py),
+the schedule, custom models computed in the background."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy import func, select
 
-from services.attribution.fitting import collect_paths, due_models, request_fit, run_requested_fits
+from services.attribution.fitting import due_models, request_fit, run_requested_fits
 from services.attribution.maintenance import compute_custom_models
 from services.attribution.projector import apply_events
 from services.attribution.registry import sync_builtin_models
@@ -26,22 +27,25 @@ from services.core.db.schema import (
 )
 from services.core.events import EVENT_LIST_ADAPTER
 from services.core.settings import Settings
-from services.domain.datadriven import channel_weights
-from services.domain.markov import fit_markov
 from services.domain.paths import split_by_channel
 from services.simulate import generate
 from tests.e2e.test_pipeline import START
 from tests.support.processes import ROOT, service_env
+from tests.support.streams import reference_for
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 9, 1, tzinfo=UTC)
+
+
+def history() -> list[dict[str, Any]]:
+    return generate(seed=8, deals=80, start=START, days=120)
 
 
 @pytest.fixture()
 def loaded(db_url: str) -> tuple[Settings, object]:
     settings = Settings(_env_file=None, database_url=db_url)
     sessions = make_sessionmaker(make_engine(db_url))
-    events = EVENT_LIST_ADAPTER.validate_python(generate(seed=8, deals=80, start=START, days=120))
+    events = EVENT_LIST_ADAPTER.validate_python(history())
     with sessions() as session, session.begin():
         sync_builtin_models(session, settings)
         apply_events(session, events, settings=settings, now=NOW)
@@ -56,33 +60,43 @@ def test_fit_snapshots_and_credits(loaded: tuple[Settings, object]) -> None:
         assert request_fit(session, "markov", now=NOW) == markov_id  # not queued twice
         request_fit(session, "shapley", now=NOW)
     assert len(run_requested_fits(sessions, settings)) == 2  # type: ignore[arg-type]
+    # Expected: the independent reference over the same events (tests/support/reference.py).
+    ref = reference_for(history(), settings)
+    won = sum(1 for _, converted in ref.paths if converted)
     with sessions() as session:  # type: ignore[operator]
-        paths, inputs = collect_paths(session, settings)
         fit = session.get(ModelFitRow, markov_id)
         assert fit is not None and fit.status == "done"
-        assert orjson.loads(fit.inputs) == inputs
-        assert inputs["won_deals"] > 0 and inputs["lost_deals"] > 0
-        effects = channel_weights("markov", orjson.loads(fit.results))
-        assert effects == dict(fit_markov(paths).removal_effects)
-        # Every won deal's markov credits: same journey as linear, split by removal effect.
+        inputs = orjson.loads(fit.inputs)
+        assert (inputs["won_deals"], inputs["lost_deals"]) == (won, len(ref.paths) - won)
+        assert won > 0 and len(ref.paths) > won
+        assert inputs["channels"] == sorted(ref.removal_effects)
+        results = orjson.loads(fit.results)
+        assert {c: Fraction(v) for c, v in results["removal_effects"].items()} == (
+            ref.removal_effects
+        )
+        assert Fraction(results["conversion_probability"]) == ref.conversion_probability
+        shapley = session.scalars(
+            select(ModelFitRow).where(ModelFitRow.model_id == "shapley")
+        ).one()
+        values = orjson.loads(shapley.results)["values"]
+        assert {c: Fraction(v) for c, v in values.items()} == ref.shapley_values
+        # Every won deal's markov and shapley credits, touch by touch, and its snapshot.
+        credits = {
+            (r.model_id, r.deal_id, r.touch_event_id): r.credit_minor
+            for r in session.scalars(
+                select(CreditRow).where(CreditRow.model_id.in_(["markov", "shapley"]))
+            )
+        }
+        expected = ref.credit_lines(["markov", "shapley"])
+        assert len({deal for _, deal, _ in expected}) > 20
+        assert credits == expected
         summaries = session.scalars(
             select(DealAttributionRow).where(DealAttributionRow.model_id == "markov")
         ).all()
-        assert summaries and all(s.fit_id == markov_id for s in summaries)
-        lines: dict[tuple[str, str], list[CreditRow]] = defaultdict(list)
-        for row in session.scalars(
-            select(CreditRow)
-            .where(CreditRow.model_id.in_(["markov", "linear"]))
-            .order_by(CreditRow.position)
-        ):
-            lines[(row.model_id, row.deal_id)].append(row)
-        for summary in summaries:
-            markov = lines[("markov", summary.deal_id)]
-            linear = lines[("linear", summary.deal_id)]
-            assert [r.touch_event_id for r in markov] == [r.touch_event_id for r in linear]
-            assert sum(r.credit_minor for r in markov) == summary.attributed_minor
-            if markov:
-                assert summary.attributed_minor == summary.amount_minor
+        assert {s.deal_id for s in summaries} == {
+            d.deal_id for d in ref.deals.values() if d.won and d.reporting_minor is not None
+        }
+        assert {s.fit_id for s in summaries} == {markov_id}
         # Nothing new decided: the schedule has nothing to do.
         assert due_models(session, settings, now=NOW + timedelta(hours=1)) == []
 

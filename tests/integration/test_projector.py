@@ -18,6 +18,7 @@ from services.core.db.schema import (
 )
 from services.core.settings import Settings
 from tests.support import builders as b
+from tests.support import reference
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -86,6 +87,11 @@ def test_replay_and_duplicates_change_nothing(db_url: str) -> None:
     events = scenario()
     apply(db_url, list(reversed(events)), settings)
     before = {m: credits(db_url, m) for m in ("linear", "w_shaped", "time_decay")}
+    # d1's journey is t1 (ads: first, lead), t2 (mail: opportunity), t3 (web: last).
+    assert before["linear"] == {"ads": 33334, "mail": 33333, "web": 33333}
+    assert before["w_shaped"] == {"ads": 60000, "mail": 30000, "web": 10000}  # .6 .3 .1
+    decay = reference.compute(events).deals["d1"].credits["time_decay"]
+    assert before["time_decay"] == decay and len(decay) == 3
     apply(db_url, events + events[:3], settings)
     assert {m: credits(db_url, m) for m in before} == before
     sessions = make_sessionmaker(make_engine(db_url))

@@ -28,6 +28,12 @@ Rules implemented (summary):
 8–11. Journeys, roles, the positional models and time decay, and exact largest-remainder
    credits, as in the contract §2–§3 (a touch is a *middle* touch for a model when it holds none
    of the roles the model weights).
+12. Data-driven models (contract §4, tests/support/reference_datadriven.py): ``markov`` and
+   ``shapley`` are fitted on the paths of every decided deal with a non-empty journey (won and
+   converted: conversion; lost, the journey ending at the loss: null), with a touch's channel
+   the final ``channel`` of its campaign, or ``(unknown)`` for a campaign never upserted (a
+   channel of its own, credited like any other). Each won, converted deal's amount is split
+   by the fit's channel weights as §4 says, then rounded like every other model.
 
 All joins of touches to contacts, accounts, merges, campaigns and rates use the FINAL state after
 all events, not the state as of the touch.
@@ -36,11 +42,14 @@ all events, not the state as of the touch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
 from typing import Any
+
+from tests.support import reference_datadriven as dd
 
 # --------------------------------------------------------------------------------------------
 # Models
@@ -58,6 +67,9 @@ MODELS: list[str] = [
     "inverse_j",
     "time_decay",
 ]
+DATA_DRIVEN: list[str] = ["markov", "shapley"]
+ALL_MODELS: list[str] = MODELS + DATA_DRIVEN
+UNKNOWN_CHANNEL = "(unknown)"  # the channel of a touch whose campaign was never upserted
 
 ROLES = ("first", "last", "lead_creation", "opportunity_creation")
 
@@ -167,9 +179,13 @@ class DealResult:
     currency: str | None
     amount_minor: int | None  # original amount in the deal's own currency
     reporting_minor: int | None  # None: not won, or won but unconverted
-    journey: list[str] = field(default_factory=list)  # touch event_ids, in order
-    credits: dict[str, dict[str, int]] = field(default_factory=dict)
+    lost_at: datetime | None = None  # aware UTC; set only when lost
+    # Touch event_ids in order: up to the win (won deals) or the loss (lost deals, §4).
+    journey: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)  # the journey's channels, in order
+    credits: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> campaign
     weights: dict[str, dict[str, Fraction]] = field(default_factory=dict)
+    touch_credits: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> touch
 
     @property
     def won(self) -> bool:
@@ -193,6 +209,20 @@ class Reference:
     deals: dict[str, DealResult]
     campaigns: dict[str, dict[str, Any]]
     cost_days: dict[tuple[str, date], int]
+    # The data-driven fit over every decided deal (contract §4).
+    paths: list[tuple[tuple[str, ...], bool]] = field(default_factory=list)
+    conversion_probability: Fraction = Fraction(0)
+    removal_effects: dict[str, Fraction] = field(default_factory=dict)
+    shapley_values: dict[str, Fraction] = field(default_factory=dict)
+
+    def credit_lines(self, models: list[str]) -> dict[tuple[str, str, str], int]:
+        """(model, deal, touch event_id) -> credit, for every credited touch of ``models``."""
+        return {
+            (model, deal_id, touch_id): credit
+            for deal_id, deal in self.deals.items()
+            for model in models
+            for touch_id, credit in deal.touch_credits.get(model, {}).items()
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,6 +251,7 @@ class _Deal:
     currency: str | None = None
     status: str = "open"
     closed_at: datetime | None = None
+    lost_at: datetime | None = None
 
 
 _UNSET = object()
@@ -424,11 +455,11 @@ def compute(
             if e.get("amount") is not None and e.get("currency") is not None:
                 d.amount, d.currency = e["amount"], e["currency"]
             if kind == "deal.closed_won":
-                d.status, d.closed_at = "won", occurred_at
+                d.status, d.closed_at, d.lost_at = "won", occurred_at, None
             elif kind == "deal.closed_lost":
-                d.status, d.closed_at = "lost", None
+                d.status, d.closed_at, d.lost_at = "lost", None, occurred_at
             elif kind == "deal.reopened":
-                d.status, d.closed_at = "open", None
+                d.status, d.closed_at, d.lost_at = "open", None, None
         elif kind == "fx.rate":
             fx.put(parse_date(e["date"]), e["base"], e["quote"], e["rate"])
 
@@ -455,10 +486,17 @@ def compute(
             day_key = (e["campaign_id"], start + timedelta(days=i))
             cost_days[day_key] = cost_days.get(day_key, 0) + base + (1 if i < extra else 0)
 
-    # Deals.
+    # Deals: their journeys, the positional models and time decay; then the data-driven fit
+    # over every decided deal, and its per-deal credits.
     touches.sort(key=lambda t: (t.occurred_at, t.event_id))
-    lookback = timedelta(days=lookback_days)
+    journeys = _Journeys(touches, root, effective_account, timedelta(days=lookback_days))
+
+    def channel_of(t: _Touch) -> str:
+        return campaigns.get(t.campaign_id, {}).get("channel") or UNKNOWN_CHANNEL
+
     results: dict[str, DealResult] = {}
+    paths: list[tuple[tuple[str, ...], bool]] = []
+    credited: list[tuple[DealResult, list[_Touch], int]] = []
     for deal_id, d in deals.items():
         amount_minor = (
             to_minor(d.amount, d.currency)
@@ -472,56 +510,111 @@ def compute(
             currency=d.currency,
             amount_minor=amount_minor,
             reporting_minor=None,
+            lost_at=d.lost_at,
         )
         results[deal_id] = result
-        if d.status != "won" or d.closed_at is None:
+        end = d.closed_at if d.status == "won" else d.lost_at
+        if end is None:  # open
             continue
-        closed_at = d.closed_at
-        created = d.created_at if d.created_at is not None else closed_at
-
-        account = d.account_id
-        deal_contacts = set(d.contact_ids or [])
-        contact_roots = {root(c) for c in deal_contacts} | deal_contacts
-
-        def belongs(
-            t: _Touch, account: str | None = account, contact_roots: set[str] = contact_roots
-        ) -> bool:
-            if account is not None and t.account_id == account:
-                return True
-            if t.contact_id is not None:
-                if account is not None and effective_account(t.contact_id) == account:
-                    return True
-                if root(t.contact_id) in contact_roots:
-                    return True
-            return False
-
-        journey = [
-            t for t in touches if created - lookback <= t.occurred_at <= closed_at and belongs(t)
-        ]
+        created = d.created_at if d.created_at is not None else end
+        journey = journeys.of(d, created, end)
         result.journey = [t.event_id for t in journey]
+        result.channels = [channel_of(t) for t in journey]
+        if d.status == "lost":
+            if journey:
+                paths.append((tuple(result.channels), False))
+            continue
 
         if amount_minor is None or d.currency is None:
             continue
-        converted = fx.convert(amount_minor, d.currency, reporting_currency, closed_at.date())
+        converted = fx.convert(amount_minor, d.currency, reporting_currency, end.date())
         result.reporting_minor = converted
         if converted is None or not journey:
             continue
-
+        paths.append((tuple(result.channels), True))
+        credited.append((result, journey, converted))
         roles = roles_of(journey, created)
         for model in MODELS:
             if model == "time_decay":
-                weights = time_decay_weights(journey, closed_at, half_life_days)
+                weights = time_decay_weights(journey, end, half_life_days)
             else:
                 weights = positional_weights(roles, POSITIONAL_WEIGHTS[model])
-            credits = split_minor(converted, weights)
-            by_campaign: dict[str, int] = {}
-            weight_by_campaign: dict[str, Fraction] = {}
-            for t, credit, w in zip(journey, credits, weights, strict=True):
-                by_campaign[t.campaign_id] = by_campaign.get(t.campaign_id, 0) + credit
-                weight_by_campaign[t.campaign_id] = (
-                    weight_by_campaign.get(t.campaign_id, Fraction(0)) + w
-                )
-            result.credits[model] = by_campaign
-            result.weights[model] = weight_by_campaign
+            _credit(result, model, journey, converted, weights)
 
-    return Reference(deals=results, campaigns=campaigns, cost_days=cost_days)
+    base, effects = dd.markov_removal_effects(paths)
+    shapley = dd.shapley_values(paths)
+    for result, journey, converted in credited:
+        for model, table in (("markov", effects), ("shapley", shapley)):
+            weights = dd.channel_weights(result.channels, table)
+            _credit(result, model, journey, converted, weights)
+
+    return Reference(
+        deals=results,
+        campaigns=campaigns,
+        cost_days=cost_days,
+        paths=paths,
+        conversion_probability=base,
+        removal_effects=effects,
+        shapley_values=shapley,
+    )
+
+
+def _credit(
+    result: DealResult, model: str, journey: list[_Touch], amount: int, weights: list[Fraction]
+) -> None:
+    """Record one model's credits of a deal: per touch, and summed per campaign."""
+    credits = split_minor(amount, weights)
+    by_campaign: dict[str, int] = {}
+    weight_by_campaign: dict[str, Fraction] = {}
+    for t, credit, w in zip(journey, credits, weights, strict=True):
+        by_campaign[t.campaign_id] = by_campaign.get(t.campaign_id, 0) + credit
+        weight_by_campaign[t.campaign_id] = weight_by_campaign.get(t.campaign_id, Fraction(0)) + w
+    result.credits[model] = by_campaign
+    result.weights[model] = weight_by_campaign
+    result.touch_credits[model] = {t.event_id: c for t, c in zip(journey, credits, strict=True)}
+
+
+class _Journeys:
+    """Touches indexed by what ties them to a deal (§2), so a journey reads only candidates.
+
+    A touch belongs to deal D (account A) when its own ``account_id`` is A, or its contact
+    (after merges) belongs to A by its latest ``contact.upserted``, or its contact's merge
+    root is (the root of) one of D's ``contact_ids``.
+    """
+
+    def __init__(
+        self,
+        touches: list[_Touch],
+        root: Callable[[str], str],
+        account_of: Callable[[str], str | None],
+        lookback: timedelta,
+    ) -> None:
+        self.root, self.lookback = root, lookback
+        self.by_account: dict[str, list[_Touch]] = {}
+        self.by_contact_account: dict[str, list[_Touch]] = {}
+        self.by_root: dict[str, list[_Touch]] = {}
+        for t in touches:
+            if t.account_id is not None:
+                self.by_account.setdefault(t.account_id, []).append(t)
+            if t.contact_id is not None:
+                self.by_root.setdefault(root(t.contact_id), []).append(t)
+                account = account_of(t.contact_id)
+                if account is not None:
+                    self.by_contact_account.setdefault(account, []).append(t)
+
+    def of(self, deal: _Deal, created: datetime, end: datetime) -> list[_Touch]:
+        """The deal's journey ending at ``end``: in the window, ordered, each touch once."""
+        candidates: dict[str, _Touch] = {}
+        if deal.account_id is not None:
+            for t in self.by_account.get(deal.account_id, []):
+                candidates[t.event_id] = t
+            for t in self.by_contact_account.get(deal.account_id, []):
+                candidates[t.event_id] = t
+        contacts = set(deal.contact_ids or [])
+        for contact_root in {self.root(c) for c in contacts} | contacts:
+            for t in self.by_root.get(contact_root, []):
+                candidates[t.event_id] = t
+        journey = [
+            t for t in candidates.values() if created - self.lookback <= t.occurred_at <= end
+        ]
+        return sorted(journey, key=lambda t: (t.occurred_at, t.event_id))

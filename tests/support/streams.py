@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from services.attribution.inputs import history_of
 from services.core.db.schema import (
     CampaignCostDayRow,
     CampaignRow,
@@ -23,9 +21,8 @@ from services.core.db.schema import (
 from services.core.events import EVENT_LIST_ADAPTER, encode, partition_key
 from services.core.kafka import ensure_topics, make_producer
 from services.core.settings import Settings
-from services.domain import builtin_models
 from services.domain.datadriven import DATA_DRIVEN
-from services.domain.history import attribute_history
+from tests.support import reference
 
 PROJECTION = (
     DealRow,
@@ -86,20 +83,44 @@ def credits_by_key(engine: Engine) -> dict[tuple[str, str, str], int]:
         }
 
 
+def deal_states(engine: Engine) -> dict[str, tuple[Any, ...]]:
+    """deal -> (status, closed_at, lost_at, reporting amount), as stored."""
+    with engine.connect() as conn:
+        return {
+            r.deal_id: (r.status, r.closed_at, r.lost_at, r.reporting_minor)
+            for r in conn.execute(select(DealRow))
+        }
+
+
+def expected_deal_states(ref: reference.Reference) -> dict[str, tuple[Any, ...]]:
+    """deal -> (status, closed_at, lost_at, reporting amount), from the reference."""
+    return {
+        d.deal_id: (d.status, d.closed_at, d.lost_at, d.reporting_minor) for d in ref.deals.values()
+    }
+
+
+def reference_for(events: list[dict[str, Any]], settings: Settings) -> reference.Reference:
+    """The independent reference (tests/support/reference.py) over the events, as configured."""
+    assert settings.markov_order == 1, "the reference fits a first-order chain only"
+    return reference.compute(
+        events,
+        reporting_currency=settings.reporting_currency,
+        lookback_days=settings.lookback_days,
+        half_life_days=settings.half_life_days,
+    )
+
+
 def expected_credits(
     events: list[dict[str, Any]],
     settings: Settings,
+    *,
+    data_driven: bool = False,
 ) -> dict[tuple[str, str, str], int]:
-    """(model, deal, touch) -> credit, from the pure domain over the whole history."""
-    outcomes = attribute_history(
-        history_of(EVENT_LIST_ADAPTER.validate_python(events)),
-        models=builtin_models(half_life_days=settings.half_life_days),
-        reporting_currency=settings.reporting_currency,
-        lookback=timedelta(days=settings.lookback_days),
-    )
-    return {
-        (model, deal_id, line.touch.event_id): line.credit_minor
-        for deal_id, outcome in outcomes.items()
-        for model, lines in outcome.credits.items()
-        for line in lines
-    }
+    """(model, deal, touch) -> credit, from the independent reference over the whole history.
+
+    Every built-in positional model and time decay; with ``data_driven`` also markov and
+    shapley as fitted on every decided deal of the history (for a database whose latest fit
+    saw all of them).
+    """
+    models = reference.ALL_MODELS if data_driven else reference.MODELS
+    return reference_for(events, settings).credit_lines(models)

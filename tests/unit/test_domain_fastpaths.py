@@ -42,7 +42,7 @@ from services.domain.attribute import _time_decay_credits, clear_caches, deal_cr
 from services.domain.datadriven import ChannelWeightModel
 from services.domain.journey import journey_shape, shape_roles
 from services.domain.models import positional_plan
-from tests.support import reference
+from tests.support import reference, reference_datadriven
 from tests.unit.test_domain_properties import Deal, deals, journey_of
 
 PROPS = settings(max_examples=300, deadline=None)
@@ -50,6 +50,7 @@ MODELS = builtin_models()
 POSITIONAL = [m for m in MODELS if isinstance(m, PositionalModel)]
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 UNIT = 2.0**-53
+F = Fraction
 AMOUNTS = st.one_of(
     st.integers(0, 10**4),
     st.integers(0, 10**12),
@@ -105,29 +106,56 @@ def test_deal_credits_equal_attribute_all(
             assert math.isclose(weight, float(line.weight), rel_tol=1e-9, abs_tol=1e-300)
 
 
+def reference_credits(
+    journey: tuple[Touch, ...] | list[Touch],
+    *,
+    amount: int,
+    created_at: datetime,
+    closed_at: datetime,
+    model_weights: dict[str, Fraction] | None,
+) -> list[int]:
+    """One model's credits by the independent reference: time decay (7 days) when
+    ``model_weights`` is None, else the positional model with those role weights."""
+    if model_weights is None:
+        weights = reference.time_decay_weights(list(journey), closed_at, 7.0)  # type: ignore[arg-type]
+    else:
+        roles = reference.roles_of(list(journey), created_at)  # type: ignore[arg-type]
+        weights = reference.positional_weights(roles, model_weights)
+    return reference.split_minor(amount, weights)
+
+
 @PROPS
-@given(deal=deals())
-def test_deal_credits_equal_the_reference(deal: Deal) -> None:
+@given(deal=deals(), amount=AMOUNTS, custom=positional_models())
+def test_deal_credits_equal_the_reference(deal: Deal, amount: int, custom: PositionalModel) -> None:
     journey = journey_of(deal)
     fast = deal_credits(
         journey,
-        amount_minor=deal.amount,
+        amount_minor=amount,
         created_at=deal.created_at,
         closed_at=deal.closed_at,
-        models=MODELS,
+        models=[*MODELS, custom],
     )
-    roles = reference.roles_of(list(journey), deal.created_at)  # type: ignore[arg-type]
-    for model_id in reference.MODELS:
-        if model_id == "time_decay":
-            weights = reference.time_decay_weights(list(journey), deal.closed_at, 7.0)  # type: ignore[arg-type]
-        else:
-            weights = reference.positional_weights(roles, reference.POSITIONAL_WEIGHTS[model_id])
-        assert fast.credits[model_id] == reference.split_minor(deal.amount, weights), model_id
+    definitions: dict[str, dict[str, Fraction] | None] = {
+        **reference.POSITIONAL_WEIGHTS,
+        "time_decay": None,
+        "custom": {role: Fraction(w) for role, w in custom.weights.items()},
+    }
+    assert set(fast.credits) == set(definitions) == {*reference.MODELS, "custom"}
+    for model_id, model_weights in definitions.items():
+        expected = reference_credits(
+            journey,
+            amount=amount,
+            created_at=deal.created_at,
+            closed_at=deal.closed_at,
+            model_weights=model_weights,
+        )
+        assert fast.credits[model_id] == expected, model_id
 
 
 def test_empty_journey_and_validation() -> None:
     empty = deal_credits([], amount_minor=5, created_at=T0, closed_at=T0, models=MODELS)
-    assert empty.roles == () and all(c == [] for c in empty.credits.values())
+    assert empty.roles == ()
+    assert empty.credits == {m.model_id: [] for m in MODELS} and len(empty.credits) == 10
     journey = [Touch("a", T0, "c")]
     with pytest.raises(ValueError, match="duplicate"):
         deal_credits(journey, amount_minor=1, created_at=T0, closed_at=T0, models=MODELS * 2)
@@ -374,9 +402,15 @@ def test_models_list_changed_in_place_is_seen() -> None:
     before = deal_credits(journey, models=models, **kwargs)
     models[3] = make_positional_model("position_based", {"first": "1", "last": "2"})
     after = deal_credits(journey, models=models, **kwargs)
-    expected = attribute_all(journey, models=models, **kwargs)
-    assert after.credits["position_based"] == [c.credit_minor for c in expected["position_based"]]
-    assert after.credits["position_based"] != before.credits["position_based"]
+    # first (e0) 1/3, last (e5) 2/3 of 1001: 333.67 and 667.33 -> the unit to e0.
+    assert after.credits["position_based"] == [334, 0, 0, 0, 0, 667]
+    assert before.credits["position_based"] == reference_credits(
+        journey,
+        amount=1001,
+        created_at=kwargs["created_at"],
+        closed_at=kwargs["closed_at"],
+        model_weights=reference.POSITIONAL_WEIGHTS["position_based"],
+    )
 
 
 def test_data_driven_models_take_the_exact_path() -> None:
@@ -394,6 +428,12 @@ def test_data_driven_models_take_the_exact_path() -> None:
     fast = deal_credits(journey, models=[model, *MODELS], **kwargs)
     slow = attribute_all(journey, models=[model, *MODELS], **kwargs)
     assert list(fast.credits) == ["markov", *(m.model_id for m in MODELS)]
+    # The contract §4 split, by the independent reference: ads 7/10 over 3 touches, mail 3/10
+    # over 2 (removal effects 1/3 and 1/7, normalised).
+    channels = [t.channel for t in journey]
+    weights = reference_datadriven.channel_weights(channels, dict(model.channel_weights))
+    assert weights == [F(7, 30), F(3, 20), F(7, 30), F(3, 20), F(7, 30)]
+    assert fast.credits["markov"] == reference.split_minor(99_999, weights)
     for model_id, lines in slow.items():
         assert fast.credits[model_id] == [c.credit_minor for c in lines]
         assert list(fast.weights[model_id]) == pytest.approx([float(c.weight) for c in lines])

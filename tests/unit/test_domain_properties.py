@@ -1,4 +1,8 @@
-"""Property tests: exact conservation of money and order independence for every model."""
+"""Property tests: exact conservation of money and order independence for every model.
+
+Expected credits come from the independent reference (tests/support/reference.py), never from
+the domain itself: a shuffled, redelivered set of candidate touches must give the reference's
+credits over the plainly filtered and sorted journey."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from services.domain import (
     select_journey,
     split_cents,
 )
+from tests.support import reference
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 DAY_S = 86_400
@@ -116,6 +121,7 @@ def test_credits_conserve_the_amount_exactly(deal: Deal, half_life: float) -> No
 def test_journey_is_the_ordered_window(deal: Deal) -> None:
     journey = journey_of(deal)
     start = deal.created_at - deal.lookback
+    assert journey, "deals() puts at least one touch inside the window"
     assert all(start <= t.occurred_at <= deal.closed_at for t in journey)
     keys = [(t.occurred_at, t.event_id) for t in journey]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
@@ -142,15 +148,37 @@ def test_single_touch_gets_everything(deal: Deal) -> None:
         assert [(c.weight, c.credit_minor) for c in credits] == [(Fraction(1), deal.amount)]
 
 
+def reference_credits(deal: Deal) -> dict[str, list[int]]:
+    """Every built-in model's credits by the reference, over the plainly selected journey."""
+    start = deal.created_at - deal.lookback
+    unique = {t.event_id: t for t in deal.candidates}.values()
+    journey = sorted(
+        (t for t in unique if start <= t.occurred_at <= deal.closed_at),
+        key=lambda t: (t.occurred_at, t.event_id),
+    )
+    roles = reference.roles_of(journey, deal.created_at)  # type: ignore[arg-type]
+    out = {
+        model_id: reference.split_minor(deal.amount, reference.positional_weights(roles, weights))
+        for model_id, weights in reference.POSITIONAL_WEIGHTS.items()
+    }
+    decay = reference.time_decay_weights(journey, deal.closed_at, 7.0)  # type: ignore[arg-type]
+    out["time_decay"] = reference.split_minor(deal.amount, decay)
+    return out
+
+
 @PROPS
 @given(deal=deals(), seed=st.integers(0, 2**32 - 1), duplicates=st.integers(0, 5))
-def test_invariant_under_permutation_and_redelivery(deal: Deal, seed: int, duplicates: int) -> None:
+def test_any_order_and_redelivery_give_the_reference_credits(
+    deal: Deal, seed: int, duplicates: int
+) -> None:
     rng = random.Random(seed)
     shuffled = deal.candidates + rng.choices(deal.candidates, k=duplicates)
     rng.shuffle(shuffled)
-    journey = journey_of(deal)
-    assert journey_of(deal, shuffled) == journey
-    assert run_all(deal, journey_of(deal, shuffled)) == run_all(deal, journey)
+    got = run_all(deal, journey_of(deal, shuffled))
+    expected = reference_credits(deal)
+    assert set(got) == set(expected) == set(reference.MODELS)
+    for model_id, credits in got.items():
+        assert [c.credit_minor for c in credits] == expected[model_id], model_id
 
 
 @PROPS
@@ -162,6 +190,7 @@ def test_split_cents_is_largest_remainder(amount: int, weights: list[Fraction]) 
     credits = split_cents(amount, weights)
     total = sum(weights, Fraction(0))
     shares = [amount * w / total for w in weights]
+    assert credits == reference.split_minor(amount, [w / total for w in weights])
     assert sum(credits) == amount
     assert all(int(s) <= c <= int(s) + 1 for s, c in zip(shares, credits, strict=True))
     assert all(c == 0 for w, c in zip(weights, credits, strict=True) if w == 0)

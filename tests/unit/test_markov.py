@@ -21,6 +21,7 @@ from services.domain.markov import (
     transition_rows,
 )
 from services.domain.paths import Path, collapse_repeats
+from tests.support import reference_datadriven
 
 F = Fraction
 
@@ -102,7 +103,9 @@ def test_order_at_least_longest_path_reproduces_the_paths(paths: list[Path]) -> 
     # A chain whose states remember whole paths is their prefix tree: P(conv) is the
     # observed rate and removing c loses exactly the conversions of paths through c.
     longest = max(len(collapse_repeats(path.channels)) for path in paths)
-    fit = fit_markov(paths, order=longest)
+    # Up to 12 paths of 5 steps make up to 61 states: keep the exact solver for all of them.
+    fit = fit_markov(paths, order=longest, exact_state_limit=100)
+    assert fit.exact
     total = sum(path.count for path in paths)
     conversions = sum(path.count for path in paths if path.converted)
     assert fit.conversion_probability == F(conversions, total)
@@ -126,7 +129,11 @@ def test_invariant_under_renaming_and_order(
     assert other == fit_markov(renamed)
     assert {rename[c]: e for c, e in fit.removal_effects.items()} == other.removal_effects
     assert fit.conversion_probability == other.conversion_probability
-    assert all(0 <= e <= 1 for e in fit.removal_effects.values())
+    assert fit.removal_effects and all(0 <= e <= 1 for e in fit.removal_effects.values())
+    # And both equal the independent reference (tests/support/reference_datadriven.py).
+    expanded = [(x.channels, x.converted) for x in paths for _ in range(x.count)]
+    base, effects = reference_datadriven.markov_removal_effects(expanded)
+    assert (fit.conversion_probability, dict(fit.removal_effects)) == (base, effects)
 
 
 @settings(max_examples=25, deadline=None)

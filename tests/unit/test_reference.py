@@ -6,6 +6,7 @@ are local on purpose: nothing here imports the service.
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
@@ -13,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from tests.support.reference import MODELS, compute, parse_ts, split_minor, to_minor
+from tests.support import reference_datadriven as dd
+from tests.support.reference import (
+    MODELS,
+    UNKNOWN_CHANNEL,
+    compute,
+    parse_ts,
+    split_minor,
+    to_minor,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 F = Fraction
@@ -584,3 +593,227 @@ def test_costs_add_up_convert_at_period_start_and_skip_unconverted() -> None:
         ("a", date(2026, 3, 2)): 633,
         ("a", date(2026, 3, 3)): 333,
     }
+
+
+# ------------------------------------------------------------------------------------------
+# Data-driven models (contract §4): Markov removal effects, Shapley values, per-deal split
+# ------------------------------------------------------------------------------------------
+
+
+def test_markov_two_paths_by_hand() -> None:
+    """Paths (A, B) -> conversion and (B) -> null.
+
+    Steps: start->A 1, start->B 1, A->B 1, B->conv 1, B->null 1. So x_B = 1/2, x_A = x_B = 1/2,
+    P = (x_A + x_B)/2 = 1/2. Without A: start->A ends in null, P = x_B/2 = 1/4, effect 1/2.
+    Without B: A->B ends in null, x_A = 0, P = 0, effect 1.
+    """
+    paths = [(("A", "B"), True), (("B",), False)]
+    assert dd.conversion_probability(paths) == F(1, 2)
+    assert dd.conversion_probability(paths, removed="A") == F(1, 4)
+    assert dd.markov_removal_effects(paths) == (F(1, 2), {"A": F(1, 2), "B": F(1)})
+
+
+def test_markov_with_a_loop_by_hand() -> None:
+    """Paths (A, B, A) -> conversion, (B) -> null, (A) -> null: a cycle A <-> B.
+
+    Out of A (3 steps): B, conv, null; out of B (2): A, null; out of start (3): A 2, B 1.
+    x_A = x_B/3 + 1/3 and x_B = x_A/2 give x_A = 2/5, x_B = 1/5; P = 2/3*2/5 + 1/3*1/5 = 1/3.
+    Without A: x_B = 0, P = 0, effect 1. Without B: x_A = 1/3, P = 2/9, effect 1 - 2/3 = 1/3.
+    """
+    paths = [(("A", "B", "A"), True), (("B",), False), (("A",), False)]
+    assert dd.markov_removal_effects(paths) == (F(1, 3), {"A": F(1), "B": F(1, 3)})
+
+
+def test_markov_collapses_repeats_and_handles_no_conversion() -> None:
+    # A, A, B, B is the chain's A, B: the same fit as the collapsed paths.
+    assert dd.collapse(("A", "A", "B", "A", "A")) == ["A", "B", "A"]
+    long = [(("A", "A", "B", "B"), True), (("B", "B"), False)]
+    assert dd.markov_removal_effects(long) == (F(1, 2), {"A": F(1, 2), "B": F(1)})
+    assert dd.markov_removal_effects([(("A",), False)]) == (F(0), {"A": F(0)})
+    assert dd.markov_removal_effects([]) == (F(0), {})
+
+
+def test_shapley_three_channels_by_hand() -> None:
+    """Converted sets {A} x2, {A, B} x1, {B, C} x3; a lost (C) adds nothing.
+
+    v(A)=2, v(B)=v(C)=0, v(AB)=3, v(AC)=2, v(BC)=3, v(ABC)=6. Marginal contributions over the
+    six orders ABC, ACB, BAC, BCA, CAB, CBA: A 2,2,3,3,2,3 (mean 5/2); B 1,4,0,0,4,3 (2);
+    C 3,0,3,3,0,0 (3/2). They add up to v(ABC) = 6.
+    """
+    paths = [
+        (("A",), True),
+        (("A", "A"), True),
+        (("B", "A"), True),
+        (("C", "B", "C"), True),
+        (("B", "C"), True),
+        (("C", "B"), True),
+        (("C",), False),
+    ]
+    assert dd.shapley_values(paths) == {"A": F(5, 2), "B": F(2), "C": F(3, 2)}
+    # A channel seen only on lost paths is a null player.
+    assert dd.shapley_values([*paths, (("D",), False)])["D"] == 0
+
+
+def permutation_shapley(paths: list[tuple[tuple[str, ...], bool]]) -> dict[str, Fraction]:
+    """Shapley values by brute force: the mean marginal contribution over every order."""
+    players = sorted({c for path, _ in paths for c in path})
+    sets = [set(path) for path, converted in paths if converted]
+
+    def worth(coalition: set[str]) -> int:
+        return sum(1 for members in sets if members <= coalition)
+
+    totals = dict.fromkeys(players, Fraction(0))
+    orders = list(itertools.permutations(players))
+    for order in orders:
+        before: set[str] = set()
+        for player in order:
+            totals[player] += worth(before | {player}) - worth(before)
+            before.add(player)
+    return {c: total / len(orders) for c, total in totals.items()}
+
+
+def random_paths(
+    seed: int, n: int, channels: list[str], longest: int = 6
+) -> list[tuple[tuple[str, ...], bool]]:
+    rng = random.Random(seed)
+    paths = []
+    for _ in range(n):
+        pool = channels[: rng.randint(1, len(channels))]
+        steps = tuple(rng.choice(pool) for _ in range(rng.randint(1, longest)))
+        paths.append((steps, rng.random() < 0.2 + 0.1 * len(set(steps))))
+    return paths
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_shapley_equals_permutation_brute_force(seed: int) -> None:
+    paths = random_paths(seed, 60, ["a", "b", "c", "d", "e"], longest=4)
+    values = dd.shapley_values(paths)
+    assert values == permutation_shapley(paths)
+    assert sum(values.values()) == sum(1 for _, converted in paths if converted) > 0
+
+
+def mam_removal_effects(paths: list[tuple[tuple[str, ...], bool]]) -> dict[str, float]:
+    """``marketing-attribution-models``' first-order Markov removal effects on the paths."""
+    import mam
+    import polars as pl
+
+    grouped: dict[tuple[str, bool], int] = {}
+    for channels, converted in paths:
+        key = (" > ".join(channels), converted)
+        grouped[key] = grouped.get(key, 0) + 1
+    frame = pl.DataFrame(
+        {
+            "journey": [journey for journey, _ in grouped],
+            "conv": [converted for _, converted in grouped],
+            "occurrences": list(grouped.values()),
+        }
+    )
+    model = mam.MAM(frame, "grouped_journey", "journey", "conv", occurrences_colname="occurrences")
+    table = model.run_markov().metadata["removal_effect"]["removal_effect"]
+    return {str(c): float(v) for c, v in table.to_dict().items()}
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_markov_removal_effects_equal_marketing_attribution_models(seed: int) -> None:
+    paths = random_paths(seed, 400, ["content", "email", "events", "paid_search", "webinar"])
+    base, ours = dd.markov_removal_effects(paths)
+    theirs = mam_removal_effects(paths)
+    assert 0 < base < 1
+    assert set(ours) == set(theirs) and len(ours) == 5
+    for channel, effect in ours.items():
+        assert 0 < effect <= 1
+        assert float(effect) == pytest.approx(theirs[channel], abs=1e-9, rel=0), channel
+
+
+def test_channel_weights_split_by_channel_then_evenly() -> None:
+    table = {"email": F(1, 2), "webinar": F(1)}
+    # email 1/3, webinar 2/3 shared by its three touches.
+    assert dd.channel_weights(["email", "webinar", "webinar", "webinar"], table) == [
+        F(1, 3),
+        F(2, 9),
+        F(2, 9),
+        F(2, 9),
+    ]
+    # Every channel weighs 0 (or is missing): the channels share equally.
+    assert dd.channel_weights(["x", "y", "y"], {"x": F(0)}) == [F(1, 2), F(1, 4), F(1, 4)]
+
+
+def data_driven_history() -> list[dict[str, Any]]:
+    """D won (email, webinar x3), L lost (webinar; a touch after the loss is not in it),
+    O open, U won but unconverted (no EUR rate), E won with an empty journey.
+
+    Paths: (email, webinar, webinar, webinar) -> conversion, (webinar) -> null: as in
+    test_markov_two_paths_by_hand, email 1/2 and webinar 1; Shapley 1/2 each.
+    """
+    return [
+        campaign("a", "email"),
+        campaign("b", "webinar"),
+        touch("t1", "a", -10, account="A"),
+        touch("t2", "b", -5, account="A"),
+        touch("t3", "b", -4, account="A"),
+        touch("t4", "b", 5, account="A"),
+        created("D", "A", "100.00", 0),
+        status("D", "closed_won", 10),
+        touch("t5", "b", -3, account="B"),
+        touch("t6", "a", 8, account="B"),
+        created("L", "B", "70.00", 0),
+        status("L", "closed_lost", 6),
+        touch("t7", "a", -3, account="C"),
+        created("O", "C", "10.00", 0),
+        touch("t8", "a", -3, account="X"),
+        created("U", "X", "10.00", 0, currency="EUR"),
+        status("U", "closed_won", 2),
+        created("E", "Y", "10.00", 0),
+        status("E", "closed_won", 2),
+    ]
+
+
+def test_data_driven_fit_uses_won_converted_and_lost_deals() -> None:
+    ref = compute(data_driven_history())
+    assert ref.deals["L"].journey == ["t5"] and ref.deals["L"].lost_at == T0 + timedelta(6)
+    assert ref.deals["O"].journey == [] and ref.deals["U"].unconverted
+    assert sorted(ref.paths) == [
+        (("email", "webinar", "webinar", "webinar"), True),
+        (("webinar",), False),
+    ]
+    assert ref.conversion_probability == F(1, 2)
+    assert ref.removal_effects == {"email": F(1, 2), "webinar": F(1)}
+    assert ref.shapley_values == {"email": F(1, 2), "webinar": F(1, 2)}
+
+
+def test_markov_and_shapley_deal_credits_by_hand() -> None:
+    """D: 10000 cents. Markov: email 1/3 (3333.33), webinar 2/9 per touch (2222.22 x3): floors
+    9999, the last unit to the largest fraction, email. Shapley: email 5000, webinar 1666.67
+    x3: floors 9998, two units to the tied fractions, the earlier touches."""
+    d = compute(data_driven_history()).deals["D"]
+    assert d.channels == ["email", "webinar", "webinar", "webinar"]
+    assert d.touch_credits["markov"] == {"t1": 3334, "t2": 2222, "t3": 2222, "t4": 2222}
+    assert d.credits["markov"] == {"a": 3334, "b": 6666}
+    assert d.weights["markov"] == {"a": F(1, 3), "b": F(2, 3)}
+    assert d.touch_credits["shapley"] == {"t1": 5000, "t2": 1667, "t3": 1667, "t4": 1666}
+    ref = compute(data_driven_history())
+    lines = ref.credit_lines(["markov", "linear"])
+    assert len(lines) == 8  # only D is credited: four touches, two models
+    assert lines[("markov", "D", "t1")] == 3334 and lines[("linear", "D", "t4")] == 2500
+
+
+def test_channel_less_campaign_is_its_own_channel_and_gets_credit() -> None:
+    # Campaign "z" is never upserted: its touches are channel "(unknown)", a channel like any
+    # other in the fit and in each deal's split (not silently weighed 0).
+    events = [
+        campaign("a", "email"),
+        touch("t1", "z", -2, account="A"),
+        touch("t2", "a", -1, account="A"),
+        created("D", "A", "90.00", 0),
+        status("D", "closed_won", 1),
+        touch("t3", "a", -1, account="B"),
+        created("L", "B", "10.00", 0),
+        status("L", "closed_lost", 1),
+    ]
+    ref = compute(events)
+    d = ref.deals["D"]
+    assert d.channels == [UNKNOWN_CHANNEL, "email"]
+    # Paths ((unknown), email) -> conv, (email) -> null: as test_markov_two_paths_by_hand.
+    assert ref.removal_effects == {UNKNOWN_CHANNEL: F(1, 2), "email": F(1)}
+    assert d.touch_credits["markov"] == {"t1": 3000, "t2": 6000}
+    assert d.touch_credits["shapley"] == {"t1": 4500, "t2": 4500}
