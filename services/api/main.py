@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from services.api.app import create_app
+from services.core.serving import uvicorn_limits
 from services.core.settings import Settings
 
 
@@ -16,4 +17,5 @@ def run(settings: Settings) -> None:
         port=settings.api_port,
         proxy_headers=False,
         log_level="info",
+        **uvicorn_limits(),
     )

@@ -7,6 +7,7 @@ stored. A fast hash is right for high-entropy secrets: there is nothing to brute
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,9 @@ from sqlalchemy.orm import Session
 from services.core.db.schema import ApiKeyRow
 
 SCOPES = ("ingest", "read", "admin")
+# The shape of every key ``create_key`` makes: ``cl_`` + token_urlsafe(32), 43 characters.
+KEY_SHAPE = re.compile(r"cl_[A-Za-z0-9_-]{43}")
+KEY_LENGTH = 46
 
 
 class UnknownScope(ValueError):
@@ -28,6 +32,11 @@ class Principal:
     key_id: int
     name: str
     scopes: frozenset[str]
+
+
+def well_formed(secret: str) -> bool:
+    """Return whether ``secret`` has the shape of an API key (checked before any lookup)."""
+    return len(secret) == KEY_LENGTH and KEY_SHAPE.fullmatch(secret) is not None
 
 
 def hash_key(key: str) -> str:

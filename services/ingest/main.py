@@ -8,6 +8,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from services.core.serving import uvicorn_limits
 from services.core.settings import Settings
 from services.ingest.app import create_app
 
@@ -19,6 +20,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "port": settings.ingest_port,
         "log_level": "info",
         "timeout_graceful_shutdown": max(int(settings.publish_timeout_s) + 1, 5),
+        **uvicorn_limits(),
     }
 
 
