@@ -6,6 +6,7 @@ import uvicorn
 
 from services.api.app import create_app
 from services.core.logs import configure_logging, uvicorn_log_options
+from services.core.serving import uvicorn_limits
 from services.core.settings import Settings
 
 
@@ -18,4 +19,5 @@ def run(settings: Settings) -> None:
         port=settings.api_port,
         proxy_headers=False,
         **uvicorn_log_options(verbose=settings.verbose),  # type: ignore[arg-type]
+        **uvicorn_limits(),
     )

@@ -25,6 +25,9 @@ from sqlalchemy.orm import Session
 from services.core.db.schema import ApiKeyRow
 
 SCOPES = ("ingest", "read", "admin")
+# The shape of every key ``create_key`` makes: ``cl_`` + token_urlsafe(32), 43 characters.
+KEY_SHAPE = re.compile(r"cl_[A-Za-z0-9_-]{43}")
+KEY_LENGTH = 46
 
 
 class UnknownScope(ValueError):
@@ -36,6 +39,11 @@ class Principal:
     key_id: int
     name: str
     scopes: frozenset[str]
+
+
+def well_formed(secret: str) -> bool:
+    """Return whether ``secret`` has the shape of an API key (checked before any lookup)."""
+    return len(secret) == KEY_LENGTH and KEY_SHAPE.fullmatch(secret) is not None
 
 
 def hash_key(key: str) -> str:

@@ -3,23 +3,23 @@
 Every service encodes and decodes events through this module only. Encoding keeps exactly the
 fields the producer set (``exclude_unset``), because "the latest event that *carries* a field
 wins": an explicit ``"account_id": null`` is carried, an absent field is not.
+
+Every error names the field it is about, cross-field rules included (``period_end`` must not be
+before ``period_start`` is an error at ``period_end``), and the JSON Schema states the rules it
+can (patterns, the currency list, fields that go together), so it is no looser than the checks.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
 import orjson
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -31,7 +31,18 @@ from pydantic import (
     model_validator,
 )
 
-from services.core.money import MoneyError, check_currency, parse_decimal, to_minor
+from services.core.fields import (
+    STORED,
+    Currency,
+    Day,
+    DecimalText,
+    Id,
+    Slug,
+    Text,
+    Timestamp,
+    field_errors,
+)
+from services.core.money import MoneyError, to_minor
 
 LIFECYCLE_STAGES = ("lead", "mql", "sql", "opportunity", "customer")
 EVENT_TYPES = (
@@ -48,75 +59,10 @@ EVENT_TYPES = (
     "fx.rate",
 )
 
-# Timestamps and dates outside these years are refused: they are typos, and they would
-# overflow date arithmetic (lookback windows) downstream.
-MIN_YEAR, MAX_YEAR = 1970, 2200
 MAX_CONTACT_IDS = 1000
 MAX_AMOUNT_MINOR = 10**15  # keeps any converted amount far inside a 64-bit integer
 MIN_RATE, MAX_RATE = Decimal("1e-9"), Decimal("1e9")
 MAX_COST_PERIOD_DAYS = 3660
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain the NUL character")
-    return value
-
-
-Text = Annotated[str, StringConstraints(strict=True), AfterValidator(_no_nul)]
-Id = Annotated[Text, StringConstraints(min_length=1, max_length=200)]
-Slug = Annotated[
-    str, StringConstraints(strict=True, pattern=r"^[a-z0-9]+(?:_[a-z0-9]+)*$", max_length=100)
-]
-
-
-def _rfc3339(value: Any) -> Any:
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        raise ValueError(
-            'must be an RFC 3339 timestamp with an offset, e.g. "2026-03-01T12:00:00Z"'
-        )
-    return value
-
-
-def _iso_date(value: Any) -> Any:
-    if not isinstance(value, str) or not _ISO_DATE.match(value):
-        raise ValueError("must be a date as YYYY-MM-DD")
-    return value
-
-
-def _to_utc(value: datetime) -> datetime:
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise ValueError(f"year must be between {MIN_YEAR} and {MAX_YEAR}")
-    return value.astimezone(UTC)
-
-
-def _check_year(value: date) -> date:
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise ValueError(f"year must be between {MIN_YEAR} and {MAX_YEAR}")
-    return value
-
-
-def _currency(value: str) -> str:
-    try:
-        return check_currency(value)
-    except MoneyError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _decimal_text(value: Any) -> Any:
-    try:
-        parse_decimal(value)
-    except MoneyError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_to_utc)]
-Day = Annotated[date, BeforeValidator(_iso_date), AfterValidator(_check_year)]
-Currency = Annotated[str, StringConstraints(strict=True), AfterValidator(_currency)]
-DecimalText = Annotated[str, BeforeValidator(_decimal_text)]
 
 
 class _Event(BaseModel):
@@ -131,8 +77,15 @@ class _Event(BaseModel):
         return name in self.model_fields_set
 
 
+_AMOUNT_WITH_CURRENCY: dict[str, Any] = {
+    "dependentRequired": {"amount": ["currency"], "currency": ["amount"]}
+}
+
+
 class _Priced(_Event):
     """An event that may carry money: ``currency`` is validated first, then ``amount``."""
+
+    model_config = ConfigDict(json_schema_extra=_AMOUNT_WITH_CURRENCY)
 
     currency: Currency | None = None
     amount: DecimalText | None = None
@@ -155,8 +108,16 @@ class _Priced(_Event):
 
     @model_validator(mode="after")
     def _amount_with_currency(self) -> _Priced:
-        if (self.amount is None) != (self.currency is None):
-            raise ValueError("amount and currency must be given together")
+        if self.amount is not None and self.currency is None:
+            raise field_errors(
+                type(self).__name__,
+                [("currency", "required with amount (amount and currency go together)", None)],
+            )
+        if self.currency is not None and self.amount is None:
+            raise field_errors(
+                type(self).__name__,
+                [("amount", "required with currency (amount and currency go together)", None)],
+            )
         return self
 
 
@@ -178,10 +139,14 @@ class CampaignCost(_Priced):
 
     @model_validator(mode="after")
     def _check(self) -> CampaignCost:
+        problem = None
         if self.period_end < self.period_start:
-            raise ValueError("period_end must not be before period_start")
-        if (self.period_end - self.period_start).days >= MAX_COST_PERIOD_DAYS:
-            raise ValueError(f"a cost period may span at most {MAX_COST_PERIOD_DAYS} days")
+            problem = "must not be before period_start"
+        elif (self.period_end - self.period_start).days >= MAX_COST_PERIOD_DAYS:
+            problem = f"a cost period may span at most {MAX_COST_PERIOD_DAYS} days"
+        if problem:
+            end = self.period_end.isoformat()
+            raise field_errors("CampaignCost", [("period_end", problem, end)])
         return self
 
 
@@ -200,11 +165,22 @@ class ContactMerged(_Event):
     @model_validator(mode="after")
     def _check(self) -> ContactMerged:
         if self.contact_id == self.merged_contact_id:
-            raise ValueError("merged_contact_id must differ from contact_id")
+            raise field_errors(
+                "ContactMerged",
+                [("merged_contact_id", "must differ from contact_id", self.merged_contact_id)],
+            )
         return self
 
 
+def _one_of_schema(*names: str) -> dict[str, Any]:
+    """A JSON Schema fragment: at least one of ``names`` is present and not null."""
+    present = [{"required": [n], "properties": {n: {"not": {"type": "null"}}}} for n in names]
+    return {"anyOf": present}
+
+
 class Touch(_Event):
+    model_config = ConfigDict(json_schema_extra=_one_of_schema("contact_id", "account_id"))
+
     type: Literal["touch"]
     campaign_id: Id
     contact_id: Id | None = None
@@ -215,7 +191,10 @@ class Touch(_Event):
     @model_validator(mode="after")
     def _check(self) -> Touch:
         if self.contact_id is None and self.account_id is None:
-            raise ValueError("a touch needs contact_id or account_id (at least one)")
+            problem = "a touch needs contact_id or account_id (at least one)"
+            raise field_errors(
+                "Touch", [("contact_id", problem, None), ("account_id", problem, None)]
+            )
         return self
 
 
@@ -229,30 +208,44 @@ class DealCreated(_Priced):
     stage: Annotated[Text, StringConstraints(max_length=100)] | None = None
 
 
+_UPDATABLE = ("amount", "currency", "stage", "account_id", "contact_ids")
+
+
+def _deal_updated_schema(schema: dict[str, Any]) -> None:
+    """State ``DealUpdated``'s rules in its JSON Schema: no nulls, at least one change."""
+    for name in _UPDATABLE:
+        options = schema["properties"][name].pop("anyOf")
+        schema["properties"][name].update(next(o for o in options if o != {"type": "null"}))
+        schema["properties"][name].pop("default", None)
+    schema.update(_one_of_schema("amount", "stage", "account_id", "contact_ids"))
+    schema.update(_AMOUNT_WITH_CURRENCY)
+
+
 class DealUpdated(_Priced):
+    model_config = ConfigDict(json_schema_extra=_deal_updated_schema)
+
     type: Literal["deal.updated"]
     deal_id: Id
     stage: Annotated[Text, StringConstraints(max_length=100)] | None = None
     account_id: Id | None = None
     contact_ids: Annotated[list[Id], Field(max_length=MAX_CONTACT_IDS)] | None = None
 
-    @model_validator(mode="after")
-    def _check(self) -> DealUpdated:
-        carried = self.model_fields_set & {
-            "amount",
-            "currency",
-            "stage",
-            "account_id",
-            "contact_ids",
-        }
-        nulls = sorted(f for f in carried if getattr(self, f) is None)
-        if nulls:
-            raise ValueError(f"{', '.join(nulls)}: must not be null (leave a field out to keep it)")
-        if not self.model_fields_set & {"amount", "stage", "account_id", "contact_ids"}:
-            raise ValueError(
-                "deal.updated needs at least one of amount+currency, stage, account_id, contact_ids"
-            )
-        return self
+    # ``mode="wrap"``: it must see explicit nulls before ``_Priced`` pairs amount with currency.
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check(cls, data: Any, handler: Any) -> DealUpdated:
+        if isinstance(data, dict):
+            nulls = [name for name in _UPDATABLE if name in data and data[name] is None]
+            if nulls:
+                problem = "must not be null (leave the field out to keep its value)"
+                raise field_errors("DealUpdated", [(name, problem, None) for name in nulls])
+        event: DealUpdated = handler(data)
+        changes = ("amount", "stage", "account_id", "contact_ids")
+        if not event.model_fields_set & set(changes):
+            problem = "deal.updated needs at least one of amount+currency, stage, account_id, "
+            problem += "contact_ids"
+            raise field_errors("DealUpdated", [(name, problem, None) for name in changes])
+        return event
 
 
 class DealClosedWon(_Priced):
@@ -278,14 +271,17 @@ class FxRate(_Event):
     quote: Currency
     rate: DecimalText
 
+    @field_validator("rate")
+    @classmethod
+    def _rate_in_range(cls, value: str) -> str:
+        if not MIN_RATE <= Decimal(value) <= MAX_RATE:
+            raise ValueError(f"must be more than 0, between {MIN_RATE:f} and {MAX_RATE:f}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> FxRate:
-        if not MIN_RATE <= Decimal(self.rate) <= MAX_RATE or len(self.rate) > 40:
-            raise ValueError(
-                f"rate must be a decimal between {MIN_RATE} and {MAX_RATE} (at most 40 characters)"
-            )
         if self.base == self.quote:
-            raise ValueError("base and quote must differ")
+            raise field_errors("FxRate", [("quote", "must differ from base", self.quote)])
         return self
 
 
@@ -317,8 +313,13 @@ def encode(event: Event) -> bytes:
 
 
 def decode(raw: bytes) -> Event:
-    """Parse and validate canonical JSON bytes; raises pydantic.ValidationError or ValueError."""
-    return EVENT_ADAPTER.validate_python(orjson.loads(raw))
+    """Parse and validate a stored event's canonical JSON; raises ValidationError or ValueError.
+
+    Amounts stored under the looser grammar of earlier versions are read back normalised
+    (``"+5.00"`` as ``"5.00"``), so a database written before contract §1 fixed the grammar
+    still loads; everything arriving from clients or the topic is held to the grammar.
+    """
+    return EVENT_ADAPTER.validate_python(orjson.loads(raw), context={STORED: True})
 
 
 def encode_batch(encoded: Sequence[bytes]) -> bytes:

@@ -6,6 +6,7 @@ Clients are created by the services' lifespans, never at import time.
 from __future__ import annotations
 
 import contextlib
+import socket
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -86,3 +87,48 @@ def ensure_topics(settings: Settings, *, timeout_s: float | None = None) -> None
                 admin.create_topics(wanted)
     finally:
         admin.close()
+
+
+def broker_answers(
+    settings: Settings, *, timeout_s: float = 2.0, client_id: str = "closedloop-broker-check"
+) -> bool:
+    """Return whether the broker answers a metadata request within about ``timeout_s``."""
+    if not broker_listening(settings, timeout_s=timeout_s):
+        return False
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers(settings),
+            client_id=client_id,
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+        )
+    except Exception:  # any failure to connect means "not ready"
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        admin.close()
+
+
+def broker_listening(settings: Settings, *, timeout_s: float = 1.0) -> bool:
+    """Return whether any bootstrap server accepts a TCP connection within ``timeout_s``.
+
+    A refused connection is an answer at once, and a quiet one: kafka-python would retry
+    until its timeout, logging every attempt.
+    """
+    return any(_accepts_connections(s, timeout_s) for s in bootstrap_servers(settings))
+
+
+def _accepts_connections(server: str, timeout_s: float) -> bool:
+    host, _, port = server.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except ValueError:
+        return True  # not host:port; let the Kafka client make sense of it
+    except OSError:
+        return False

@@ -7,7 +7,7 @@ logic (``services.domain.state.convert``: ``Decimal``, half-up to the target's m
 
 from __future__ import annotations
 
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Context, Decimal
 
 # The exponent table is pure domain data; it lives with the conversions that need it.
 from services.domain.money import CURRENCY_EXPONENTS, MoneyError, exponent
@@ -32,21 +32,27 @@ def check_currency(currency: str) -> str:
 
 
 def parse_decimal(text: str) -> Decimal:
-    """Parse a plain decimal string (no exponent, no spaces) into a finite Decimal."""
+    """Parse a plain decimal string (``^[0-9]+(\\.[0-9]+)?$``, contract §1) into a Decimal.
+
+    Only ASCII digits, one optional dot with digits on both sides: no sign, exponent, spaces,
+    underscores or other scripts' digits (``Decimal`` alone would take ``"+5"``, ``".5"``,
+    ``"1e3"`` and ``"١٠٠"``).
+    """
     if not isinstance(text, str):
         raise MoneyError('must be a decimal string, e.g. "12500.00" (numbers are rejected)')
     if len(text) > 40:
         raise MoneyError("must be at most 40 characters long")
-    stripped = text.strip()
-    if stripped != text or not text or "e" in text.lower() or "_" in text:
-        raise MoneyError(f"{text!r} is not a plain decimal string")
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise MoneyError(f"{text!r} is not a decimal number") from None
-    if not value.is_finite():
-        raise MoneyError(f"{text!r} is not a finite number")
-    return value
+    whole, dot, fraction = text.partition(".")
+    if not _ascii_digits(whole) or (dot and not _ascii_digits(fraction)):
+        raise MoneyError(
+            f"{text!r} is not a plain decimal string: ASCII digits with an optional dot and "
+            'fraction, e.g. "12500.00" (no sign, exponent or spaces)'
+        )
+    return Decimal(text)
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def to_minor(amount: str, currency: str) -> int:

@@ -23,7 +23,7 @@ def install_ingest_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BrokerUnavailable)
     async def _broker(_: Request, exc: BrokerUnavailable) -> JSONResponse:
-        log.warning("answering 503: %s", exc)
+        log.debug("answering 503: %s", exc)  # the publisher logs the outage itself, once
         return problem_response(
             unavailable(
                 "the event broker did not acknowledge every event; retry the same request "

@@ -9,6 +9,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.core.logs import configure_logging, uvicorn_log_options
+from services.core.serving import uvicorn_limits
 from services.core.settings import Settings
 from services.ingest.app import create_app
 
@@ -20,6 +21,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "port": settings.ingest_port,
         **uvicorn_log_options(verbose=settings.verbose),
         "timeout_graceful_shutdown": max(int(settings.publish_timeout_s) + 1, 5),
+        **uvicorn_limits(),
     }
 
 

@@ -1,16 +1,16 @@
 """Response models and the OpenAPI description of the event bodies (which routes read raw).
 
-The event schemas are generated from the canonical pydantic models (``services.core.events``)
-and then made as strict as the validator where JSON Schema can say it (``_tighten``): the
-amount grammar, known ISO 4217 codes, RFC 3339 timestamps with an offset, the 1970–2200
-years, no NUL characters, amount and currency together, a touch's contact or account, what
-a ``deal.updated`` must carry and that it carries no null. What JSON Schema cannot say is in
-each schema's ``description`` (and the validator answers it with a 422 naming the field).
+The event schemas are generated from the canonical pydantic models (``services.core.events``),
+whose field types (``services.core.fields``) and model rules already state in JSON Schema what
+the validator checks where JSON Schema can say it: the amount grammar, known ISO 4217 codes,
+RFC 3339 timestamps with an offset, the 1970–2200 years, no NUL characters, amount and currency
+together, a touch's contact or account, what a ``deal.updated`` must carry. What JSON Schema
+cannot say is added to each event schema's ``description`` here (and the validator answers it
+with a 422 naming the field).
 """
 
 from __future__ import annotations
 
-from copy import deepcopy
 from typing import Any
 
 from pydantic import BaseModel
@@ -21,29 +21,11 @@ from services.core.events import (
     MAX_AMOUNT_MINOR,
     MAX_COST_PERIOD_DAYS,
     MAX_RATE,
-    MAX_YEAR,
     MIN_RATE,
-    MIN_YEAR,
 )
-from services.core.money import CURRENCY_EXPONENTS
+from services.core.fields import MAX_YEAR, MIN_YEAR
 
 _REF = "#/components/schemas/{model}"
-
-# The contract's money grammar: ASCII digits, an optional dot and fraction.
-DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
-# Calendar-shaped (months 01-12, days 01-31, hours 00-23, ...): the validator's own checks
-# then refuse only impossible days such as 02-30, so values drawn from the pattern are valid.
-_YEAR = r"(19[7-9][0-9]|2[01][0-9]{2}|2200)"
-_DAY = _YEAR + r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-_TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?"
-_OFFSET = r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
-TIMESTAMP_PATTERN = f"^{_DAY}[Tt]{_TIME}{_OFFSET}$"
-DATE_PATTERN = f"^{_DAY}$"
-NO_NUL_PATTERN = r"^[^\u0000]*$"
-_MONEY = ("amount", "rate")
-_CURRENCIES = ("currency", "base", "quote")
-_DATES = ("date", "period_start", "period_end")
-_DEAL_UPDATE_FIELDS = ("amount", "stage", "account_id", "contact_ids")
 _NOT_EXPRESSIBLE = {
     "occurred_at": f"occurred_at's year in UTC within {MIN_YEAR}–{MAX_YEAR}",
     "amount": f"amount: at most the currency's decimals and {MAX_AMOUNT_MINOR} minor units",
@@ -66,7 +48,7 @@ def event_body_components(max_events: int) -> dict[str, Any]:
     for schema in components.values():
         kind = schema.get("properties", {}).get("type", {}).get("const")
         if kind in EVENT_TYPES:
-            _tighten(schema, kind)
+            _describe(schema, kind)
     components["Event"] = event
     components["EventBatch"] = {
         "type": "object",
@@ -87,68 +69,11 @@ def event_body_components(max_events: int) -> dict[str, Any]:
     return components
 
 
-def _tighten(schema: dict[str, Any], kind: str) -> None:
-    """Make one event type's schema say what its validator checks (see module doc)."""
-    properties: dict[str, Any] = schema["properties"]
-    for name, prop in properties.items():
-        for branch in _string_branches(prop):
-            if name in _MONEY:
-                branch.update(pattern=DECIMAL_PATTERN, maxLength=40)
-            elif name in _CURRENCIES:
-                branch["enum"] = sorted(CURRENCY_EXPONENTS)
-            elif name == "occurred_at":
-                branch["pattern"] = TIMESTAMP_PATTERN
-            elif name in _DATES:
-                branch["pattern"] = DATE_PATTERN
-            else:
-                _no_nul(branch)
-    rules: list[dict[str, Any]] = []
-    if "amount" in properties and "amount" not in schema.get("required", []):
-        # Both or neither (a null one counts as absent).
-        both = {
-            "required": ["amount", "currency"],
-            "properties": {"amount": {"type": "string"}, "currency": {"type": "string"}},
-        }
-        neither = {"properties": {"amount": {"type": "null"}, "currency": {"type": "null"}}}
-        rules.append({"anyOf": [both, neither]})
-    if kind == "touch":
-        rules.append({"anyOf": [_non_null("contact_id"), _non_null("account_id")]})
-    if kind == "deal.updated":
-        for name in (*_DEAL_UPDATE_FIELDS, "currency"):
-            properties[name] = _without_null(properties[name])
-        rules.append({"anyOf": [{"required": [name]} for name in _DEAL_UPDATE_FIELDS]})
-    if rules:
-        schema["allOf"] = rules
-    keys = ("occurred_at", kind, "amount" if "amount" in properties else "")
+def _describe(schema: dict[str, Any], kind: str) -> None:
+    """Say in one event type's schema what its validator checks beyond JSON Schema."""
+    keys = ("occurred_at", kind, "amount" if "amount" in schema["properties"] else "")
     checked = [_NOT_EXPRESSIBLE[k] for k in keys if k in _NOT_EXPRESSIBLE]
     schema["description"] = "Also checked: " + "; ".join(checked) + "."
-
-
-def _string_branches(prop: dict[str, Any]) -> list[dict[str, Any]]:
-    """The string schemas of a property: itself, its anyOf members, an array's items."""
-    branches = [prop, *prop.get("anyOf", [])]
-    branches += [b["items"] for b in list(branches) if isinstance(b.get("items"), dict)]
-    return [b for b in branches if b.get("type") == "string"]
-
-
-def _no_nul(branch: dict[str, Any]) -> None:
-    if not any(k in branch for k in ("pattern", "enum", "const", "format")):
-        branch["pattern"] = NO_NUL_PATTERN
-
-
-def _non_null(name: str) -> dict[str, Any]:
-    return {"required": [name], "properties": {name: {"type": "string"}}}
-
-
-def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
-    out = deepcopy(prop)
-    branches = [b for b in out.pop("anyOf", []) if b.get("type") != "null"]
-    out.pop("default", None)
-    if len(branches) == 1:
-        out.update(branches[0])
-    elif branches:
-        out["anyOf"] = branches
-    return out
 
 
 EVENT_BODY_OPENAPI: dict[str, Any] = {

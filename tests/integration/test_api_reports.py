@@ -870,7 +870,7 @@ def test_unreachable_database_answers_503(url: str) -> None:
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").status_code == 200
         for path in ("/readyz", "/v1/reports/roi"):
-            response = client.get(path, headers={"Authorization": "Bearer cl_x"})
+            response = client.get(path, headers={"Authorization": "Bearer cl_" + "x" * 43})
             assert response.status_code == 503, path
             assert response.headers["content-type"] == "application/problem+json"
             assert response.headers["retry-after"] == "5"

@@ -173,7 +173,7 @@ def test_single_invalid_event_names_its_fields(client: TestClient, keys: dict[st
     assert response.status_code == 422
     assert {e["field"] for e in response.json()["errors"]} == {"currency", "surprise"}
     response = post(client, touch(contact_id=None), keys)
-    assert [e["field"] for e in response.json()["errors"]] == ["body"]
+    assert [e["field"] for e in response.json()["errors"]] == ["contact_id", "account_id"]
 
 
 def test_authentication(client: TestClient, keys: dict[str, str]) -> None:
@@ -183,10 +183,16 @@ def test_authentication(client: TestClient, keys: dict[str, str]) -> None:
     assert missing.status_code == 401
     assert missing.headers["content-type"] == "application/problem+json"
     assert missing.headers["www-authenticate"] == "Bearer"
-    unknown = client.post(
+    malformed = client.post(
         "/v1/events", content=body, headers={**json_type, "Authorization": "Bearer cl_nope"}
     )
+    assert malformed.status_code == 401
+    assert "malformed" in malformed.json()["detail"]
+    unknown = client.post(
+        "/v1/events", content=body, headers={**json_type, "Authorization": "Bearer cl_" + "n" * 43}
+    )
     assert unknown.status_code == 401
+    assert unknown.json()["detail"] == "unknown or revoked API key"
     read_only = client.post("/v1/events", content=body, headers={**json_type, **auth(keys, "read")})
     assert read_only.status_code == 403
     assert read_only.json()["status"] == 403
