@@ -317,7 +317,7 @@ def decode(raw: bytes) -> Event:
 
     Amounts stored under the looser grammar of earlier versions are read back normalised
     (``"+5.00"`` as ``"5.00"``), so a database written before contract §1 fixed the grammar
-    still loads; everything arriving from clients or the topic is held to the grammar.
+    still loads; everything arriving from clients is held to the grammar.
     """
     return EVENT_ADAPTER.validate_python(orjson.loads(raw), context={STORED: True})
 
@@ -340,6 +340,9 @@ def decode_record(raw: bytes) -> RecordContents:
 
     Each item of a batch is validated on its own, so one invalid item does not hold back the
     others. Raises ``ValueError`` when the record is not JSON, or neither object nor array.
+    Like ``decode``, it reads amounts in the looser grammar of earlier versions, normalised:
+    a record on the topic was accepted (202) by some ingest, and must not become a dead letter
+    because a newer worker reads it.
     """
     parsed = orjson.loads(raw)
     items = parsed if isinstance(parsed, list) else [parsed]
@@ -348,7 +351,7 @@ def decode_record(raw: bytes) -> RecordContents:
     contents = RecordContents([], [])
     for item in items:
         try:
-            contents.events.append(EVENT_ADAPTER.validate_python(item))
+            contents.events.append(EVENT_ADAPTER.validate_python(item, context={STORED: True}))
         except (ValidationError, ValueError, OverflowError) as exc:
             contents.invalid.append((item, str(exc)))
     return contents
