@@ -260,7 +260,10 @@ class Worker:
         assert self.consumer is not None
         try:
             self.consumer.commit(
-                {tp: OffsetAndMetadata(b[-1].offset + 1, "", -1) for tp, b in records.items() if b}
+                {tp: OffsetAndMetadata(b[-1].offset + 1, "", -1) for tp, b in records.items() if b},
+                # Bounded: a broker that is away should not hold the loop (or a SIGTERM) for
+                # the consumer's long request timeout; the database has the offsets anyway.
+                timeout_ms=self.settings.kafka_request_timeout_ms,
             )
         except CommitFailedError:
             # A rebalance took the partitions; the database already holds the effects and
