@@ -27,9 +27,19 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from services.api.cache import CachedReports, ReportCache
+from services.api.conflicts import ConflictGauges
 from services.api.db import make_read_engine, make_statement_engine
 from services.api.errors import install_errors
-from services.api.routes import accounts, audit, dead_letters, deals, health, models, reports
+from services.api.routes import (
+    accounts,
+    audit,
+    conflicts,
+    dead_letters,
+    deals,
+    health,
+    models,
+    reports,
+)
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.http import HttpMetrics, KeyStore
 from services.core.openapi import install_openapi
@@ -71,7 +81,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_errors(app)
-    HttpMetrics("api").install(app)
+    metrics = HttpMetrics("api")
+    metrics.registry.register(ConflictGauges(lambda: app.state.sessions))
+    metrics.install(app)
     for router in (
         health.router,
         models.router,
@@ -80,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
         accounts.router,
         dead_letters.router,
         audit.router,
+        conflicts.router,
     ):
         app.include_router(router)
     install_openapi(app)

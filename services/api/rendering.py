@@ -5,7 +5,8 @@ CSV decisions: a header row, then the JSON report's rows with the same fields in
 ``revenue_<model>`` column per model; reconciliation is one row per model; a deal's attribution
 is one row per journey touch, with its ``roles`` comma-joined; dead letters and audit entries
 are one row each (``next_after_id`` / ``next_before_id`` are left out, like totals; an entry's
-``detail`` is its JSON text); a compare diff is its rows; leads are one row per
+``detail`` is its JSON text), and so are conflicts (payloads as JSON text); a compare diff is
+its rows; leads are one row per
 account (the snapshot is left out). Empty cells are nulls. Text that a
 spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` not followed by a number) is
 prefixed with ``'`` (OWASP CSV injection advice); money and numbers are written as they are.
@@ -29,6 +30,7 @@ from services.api.schemas import (
     AuditLogOut,
     CompareDiffOut,
     CompareReportOut,
+    ConflictsOut,
     DeadLettersOut,
     DealAttributionOut,
     LeadsOut,
@@ -187,6 +189,28 @@ _DEAD_LETTER_FIELDS = [
 def _dead_letters(body: DeadLettersOut) -> Table:
     return _DEAD_LETTER_FIELDS, [
         [getattr(d, k) for k in _DEAD_LETTER_FIELDS] for d in body.dead_letters
+    ]
+
+
+_CONFLICT_FIELDS = [
+    "id",
+    "event_id",
+    "partition",
+    "offset",
+    "first_seen_at",
+    "last_seen_at",
+    "copies",
+    "payload_sha256",
+]
+
+
+@table.register
+def _conflicts(body: ConflictsOut) -> Table:
+    header = [*_CONFLICT_FIELDS, "stored_payload", "conflicting_payload"]
+    return header, [
+        [getattr(c, k) for k in _CONFLICT_FIELDS]
+        + [orjson.dumps(c.stored_payload).decode(), orjson.dumps(c.conflicting_payload).decode()]
+        for c in body.conflicts
     ]
 
 

@@ -394,3 +394,23 @@ class AuditLogOut(_Out):
     next_before_id: int | None = Field(
         description="pass as before_id for the next (older) page; null: last page"
     )
+
+
+class ConflictOut(_Out):
+    """A conflicting copy of a stored event: same ``event_id``, different content (§1)."""
+
+    id: int
+    event_id: str
+    stored_payload: dict[str, Any] = Field(description="the copy that was stored and counts")
+    conflicting_payload: dict[str, Any] = Field(description="the later copy, never applied")
+    payload_sha256: str = Field(description="SHA-256 of the conflicting copy's canonical JSON")
+    partition: int | None = Field(description="where the conflicting copy first arrived")
+    offset: int | None
+    first_seen_at: str
+    last_seen_at: str
+    copies: int = Field(description="distinct topic records that carried this conflicting copy")
+
+
+class ConflictsOut(_Out):
+    conflicts: list[ConflictOut]
+    next_after_id: int | None = Field(description="pass as after_id for the next page; null: last")

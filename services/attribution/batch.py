@@ -1,9 +1,13 @@
 """One poll batch: decode, apply in one transaction with its offsets, isolate bad events.
 
-Invariant: a batch either commits entirely (events, state, credits, dead letters and the next
-offset of every partition in it) or not at all, except on the isolation path, where each event
-commits alone and the offsets commit last; every step is idempotent, so a crash anywhere on
-that path is also replayed harmlessly.
+Invariant: a batch either commits entirely (events, state, credits, conflicts, dead letters and
+the next offset of every partition in it) or not at all, except on the isolation path, where
+each event commits alone and the conflicts and offsets commit last, together; every step is
+idempotent, so a crash anywhere on that path is also replayed harmlessly.
+
+Events are applied in log order (topic, partition, offset, then position in the record), on
+both paths: of two new copies of an ``event_id`` in one batch, the earlier in the log is
+stored, however the poll happened to order its partitions.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import orjson
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.attribution.conflicts import Conflict, Origin, record_conflicts
+from services.attribution.event_cache import EventCache
 from services.attribution.projector import BatchResult, apply_events, lock_for_batch
 from services.core.db.schema import ConsumerOffsetRow, DeadLetterRow
 from services.core.db.upsert import insert_ignore, upsert
@@ -52,15 +58,16 @@ class Record:
 @dataclass
 class Decoded:
     events: list[Event]
-    records: dict[str, Record]  # event_id -> the record it first arrived in
+    origins: list[Origin]  # parallel to ``events``: the record each arrived in
     dead: list[dict[str, Any]]
     next_offsets: dict[tuple[str, int], int]
+    records: dict[Origin, Record]
 
 
 def decode_records(records: Sequence[Record], *, now: datetime) -> Decoded:
-    """Decode records; undecodable or invalid ones become dead-letter rows."""
-    out = Decoded([], {}, [], {})
-    for record in records:
+    """Decode records in log order; undecodable or invalid ones become dead-letter rows."""
+    out = Decoded([], [], [], {}, {})
+    for record in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
         key = (record.topic, record.partition)
         out.next_offsets[key] = max(out.next_offsets.get(key, 0), record.offset + 1)
         try:
@@ -76,9 +83,11 @@ def decode_records(records: Sequence[Record], *, now: datetime) -> Decoded:
                 raw = orjson.dumps([item for item, _ in contents.invalid])
             errors = "; ".join(error for _, error in contents.invalid)
             out.dead.append(_dead(replace(record, value=raw), f"undecodable: {errors}", now))
+        origin = (record.topic, record.partition, record.offset)
+        out.records[origin] = record
         for event in contents.events:
             out.events.append(event)
-            out.records.setdefault(event.event_id, record)
+            out.origins.append(origin)
     return out
 
 
@@ -93,11 +102,11 @@ def _dead(record: Record, error: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def _coordinates(decoded: Decoded) -> dict[str, tuple[int, int]]:
-    return {eid: (r.partition, r.offset) for eid, r in decoded.records.items()}
-
-
-def _record_offsets(session: Session, decoded: Decoded) -> None:
+def _record_offsets(
+    session: Session, decoded: Decoded, conflicts: Sequence[Conflict], *, now: datetime
+) -> None:
+    # Conflicts first: they tell new arrivals from replays by the offsets stored so far.
+    record_conflicts(session, conflicts, now=now)
     insert_ignore(session, DeadLetterRow, decoded.dead)  # a replayed batch adds none twice
     upsert(
         session,
@@ -118,7 +127,11 @@ class AppliedBatch:
 
 
 def apply_batch(
-    sessions: sessionmaker[Session], records: Sequence[Record], *, settings: Settings
+    sessions: sessionmaker[Session],
+    records: Sequence[Record],
+    *,
+    settings: Settings,
+    cache: EventCache | None = None,
 ) -> AppliedBatch:
     """Apply a batch in one transaction; on a data error, isolate the offending events."""
     now = datetime.now(UTC)
@@ -131,55 +144,63 @@ def apply_batch(
                 decoded.events,
                 settings=settings,
                 now=now,
-                coordinates=_coordinates(decoded),
+                origins=decoded.origins,
+                cache=cache,
             )
-            _record_offsets(session, decoded)
+            _record_offsets(session, decoded, result.conflicts, now=now)
         return AppliedBatch(result, tuple(decoded.dead))
     except DATA_ERRORS as exc:
         if is_transient(exc):
             raise
         log.warning("batch failed on its data (%s); applying its events one by one", exc)
-    result = _apply_one_by_one(sessions, decoded, settings=settings, now=now)
+    result = _apply_one_by_one(sessions, decoded, settings=settings, now=now, cache=cache)
     return AppliedBatch(result, tuple(decoded.dead))
 
 
 def _apply_one_by_one(
-    sessions: sessionmaker[Session], decoded: Decoded, *, settings: Settings, now: datetime
+    sessions: sessionmaker[Session],
+    decoded: Decoded,
+    *,
+    settings: Settings,
+    now: datetime,
+    cache: EventCache | None,
 ) -> BatchResult:
+    """Apply each event in its own transaction (log order); dead-letter those that fail.
+
+    Conflicts are gathered and written with the offsets at the end, so that a crash midway
+    replays them without counting any copy twice.
+    """
     stored = recomputed = 0
     affected: set[str] = set()
-    for event in decoded.events:
-        record = decoded.records[event.event_id]
+    conflicts: list[Conflict] = []
+    for event, origin in zip(decoded.events, decoded.origins, strict=True):
         try:
             with sessions() as session, session.begin():
                 lock_for_batch(session)
                 result = apply_events(
-                    session,
-                    [event],
-                    settings=settings,
-                    now=now,
-                    coordinates={event.event_id: (record.partition, record.offset)},
+                    session, [event], settings=settings, now=now, origins=[origin], cache=cache
                 )
         except DATA_ERRORS as exc:
             if is_transient(exc):
                 raise
-            log.warning(
-                "dead-lettering %s[%s]@%s: %s", record.topic, record.partition, record.offset, exc
-            )
-            decoded.dead.append(_dead(record, f"could not be applied: {exc}", now))
+            topic, partition, offset = origin
+            log.warning("dead-lettering %s[%s]@%s: %s", topic, partition, offset, exc)
+            decoded.dead.append(_dead(decoded.records[origin], f"could not be applied: {exc}", now))
             continue
         stored += result.stored
         recomputed += result.deals_recomputed
         affected |= result.affected
+        conflicts += result.conflicts
     with sessions() as session, session.begin():
         lock_for_batch(session)
-        _record_offsets(session, decoded)
+        _record_offsets(session, decoded, conflicts, now=now)
     return BatchResult(
         received=len(decoded.events),
         stored=stored,
         duplicates=len(decoded.events) - stored,
         deals_recomputed=recomputed,
         affected=frozenset(affected),
+        conflicts=tuple(conflicts),
     )
 
 

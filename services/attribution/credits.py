@@ -8,17 +8,19 @@ twice, or after any replay, gives the same rows.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, func, or_, select, union
 from sqlalchemy.orm import Session
 
+from services.attribution.event_cache import EventCache, load_events
 from services.attribution.inputs import deal_change
 from services.attribution.journeys import journey_candidates
-from services.attribution.state_store import Impact, Span, load_events, load_rates
+from services.attribution.state_store import Impact, Span, load_rates
 from services.core.db.schema import (
     ContactRow,
     CreditRow,
@@ -47,7 +49,8 @@ def affected_deals(
     A new touch affects only won deals whose journey window ``[C - lookback, W]`` meets the
     span of the batch's touches for that account or contact root. A new rate affects won deals
     in its non-reporting currency closed on or after its date only: deals in the reporting
-    currency are never converted, and earlier deals convert at earlier rates.
+    currency are never converted, and earlier deals convert at earlier rates. The number of
+    queries and their size do not grow with the batch (a year of daily rates is one query).
     """
     deal_ids = set(impact.deal_ids)
     conditions: list[ColumnElement[bool]] = []
@@ -55,24 +58,41 @@ def affected_deals(
         conditions.append(among(session, DealRow.account_id, impact.accounts))
     if impact.roots:
         conditions.append(DealRow.deal_id.in_(_deals_of_roots(session, impact.roots)))
-    for currency, dates in impact.fx_changes.items():
-        if currency == reporting:
-            continue
-        for day in sorted(dates):
-            # A rate dated ``day`` changes a deal closed on or after it whose current rate is
-            # not later (or that has none): a later rate on or before the close still wins.
-            start = datetime.combine(day, time.min, tzinfo=UTC)
-            conditions.append(
-                (DealRow.currency == currency)
-                & (DealRow.closed_at >= start)
-                & (or_(DealRow.fx_rate_date.is_(None), DealRow.fx_rate_date <= day))
-            )
     if conditions:
         # One SELECT per condition, UNIONed: an OR of ``= ANY`` tests is a sequential scan.
         won = select(DealRow.deal_id).where(DealRow.status == STATUS_WON)
         deal_ids.update(session.scalars(union(*(won.where(c) for c in conditions))))
+    for currency, dates in impact.fx_changes.items():
+        if currency != reporting:
+            deal_ids.update(_deals_of_rates(session, currency, sorted(dates)))
     deal_ids.update(_deals_touched(session, impact, lookback=lookback))
     return deal_ids
+
+
+def _deals_of_rates(session: Session, currency: str, changed: Sequence[date]) -> set[str]:
+    """Return the won deals in ``currency`` whose conversion a rate dated in ``changed`` moves.
+
+    A rate dated D changes a deal closed on or after D whose current rate is not later than D
+    (or that has none): a later rate on or before the close still wins. One query fetches the
+    deals any of the dates could move, and the exact test picks the latest changed date on or
+    before each close.
+    """
+    start = datetime.combine(changed[0], time.min, tzinfo=UTC)
+    rows = session.execute(
+        select(DealRow.deal_id, DealRow.closed_at, DealRow.fx_rate_date).where(
+            DealRow.status == STATUS_WON,
+            DealRow.currency == currency,
+            DealRow.closed_at >= start,
+            or_(DealRow.fx_rate_date.is_(None), DealRow.fx_rate_date <= changed[-1]),
+        )
+    )
+    found = set()
+    for deal_id, closed_at, rate_date in rows:
+        assert closed_at is not None  # the query asked for a close on or after a date
+        latest = bisect_right(changed, closed_at.astimezone(UTC).date()) - 1
+        if latest >= 0 and (rate_date is None or rate_date <= changed[latest]):
+            found.add(deal_id)
+    return found
 
 
 def _deals_of_roots(session: Session, roots: Iterable[str]) -> Select[Any]:
@@ -156,17 +176,19 @@ def recompute_deals(
     *,
     settings: Settings,
     models: Sequence[AttributionModel],
+    cache: EventCache | None = None,
 ) -> int:
     """Re-derive the given deals and replace their credits under ``models``; return the count.
 
-    Credits of other models are left alone, so one model can be rebuilt on its own.
+    Credits of other models are left alone, so one model can be rebuilt on its own. ``cache``
+    (optional) saves decoding stored events again.
     """
     deal_ids = sorted(set(deal_ids))
     if not deal_ids:
         return 0
     by_deal: dict[str, list[DealChange]] = {d: [] for d in deal_ids}
     for event in load_events(
-        session, among(session, EventRow.deal_id, deal_ids), EventRow.type.like("deal.%")
+        session, cache, among(session, EventRow.deal_id, deal_ids), EventRow.type.like("deal.%")
     ):
         by_deal[event.deal_id].append(deal_change(event))  # type: ignore[union-attr,arg-type]
     deals = [fold_deal(d, events) for d, events in by_deal.items() if events]

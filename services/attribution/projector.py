@@ -15,7 +15,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from services.attribution.conflicts import Conflict, Origin
 from services.attribution.credits import affected_deals, recompute_deals
+from services.attribution.event_cache import EventCache
 from services.attribution.registry import active_models
 from services.attribution.state_store import (
     Impact,
@@ -35,13 +37,19 @@ from services.core.settings import Settings
 _PG_BATCH_LOCK = 7_120_421_001
 
 
+# Deals recomputed per step: bounds the memory and the rows of one step when a batch (a rate
+# of a busy currency, say) affects very many deals.
+RECOMPUTE_CHUNK = 2000
+
+
 @dataclass(frozen=True)
 class BatchResult:
     received: int
     stored: int
-    duplicates: int
+    duplicates: int  # copies of stored events, identical or conflicting
     deals_recomputed: int
     affected: frozenset[str] = frozenset()  # the deals the batch may have changed
+    conflicts: tuple[Conflict, ...] = ()  # copies whose content differs from the stored event
 
 
 def lock_for_batch(session: Session) -> None:
@@ -56,16 +64,22 @@ def apply_events(
     *,
     settings: Settings,
     now: datetime,
-    coordinates: dict[str, tuple[int, int]] | None = None,
+    origins: Sequence[Origin | None] | None = None,
+    cache: EventCache | None = None,
 ) -> BatchResult:
-    """Store new events, project state and recompute the credits of every affected deal."""
-    new = store_events(session, events, stored_at=now, coordinates=coordinates or {})
+    """Store new events, project state and recompute the credits of every affected deal.
+
+    ``events`` are in log order, ``origins`` (parallel) where each arrived. Conflicting copies
+    are returned, not recorded: the caller records them with the batch's offsets.
+    """
+    stored = store_events(session, events, stored_at=now, origins=origins, cache=cache)
+    new = stored.new
     impact = Impact(deal_ids={e.deal_id for e in new if hasattr(e, "deal_id")})
     if new:
         bump_projection_version(session)
-    project_campaigns(session, new)
+    project_campaigns(session, new, cache=cache)
     project_touches(session, new, impact)
-    project_contacts(session, new, impact)
+    project_contacts(session, new, impact, cache=cache)
     project_fx_rates(session, new, impact)
     project_costs(session, new, impact, reporting=settings.reporting_currency)
     session.flush()
@@ -79,13 +93,22 @@ def apply_events(
         if new
         else set()
     )
-    recomputed = recompute_deals(
-        session, deals, settings=settings, models=active_models(session, settings)
-    )
+    models = active_models(session, settings) if deals else []
+    ordered = sorted(deals)
+    recomputed = 0
+    for start in range(0, len(ordered), RECOMPUTE_CHUNK):
+        recomputed += recompute_deals(
+            session,
+            ordered[start : start + RECOMPUTE_CHUNK],
+            settings=settings,
+            models=models,
+            cache=cache,
+        )
     return BatchResult(
         received=len(events),
         stored=len(new),
         duplicates=len(events) - len(new),
         deals_recomputed=recomputed,
         affected=frozenset(deals),
+        conflicts=tuple(stored.conflicts),
     )

@@ -1,8 +1,10 @@
 """Store new events and project them into derived state tables (no commits here).
 
 Every function takes the caller's session; the worker's batch loop owns the transaction.
-Projections are re-derived from the stored events of the touched entities (pure folds in
-``domain.state``), so the result never depends on arrival order or duplicates.
+No statement here grows with the batch (see ``core.db.upsert``): a batch of any size and any
+mix of events stays within every supported database's limits. Projections are re-derived from
+the stored events of the touched entities (pure folds in ``domain.state``), so the result never
+depends on arrival order or duplicates.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import delete, or_, select, tuple_, union, update
+from sqlalchemy import delete, or_, select, union, update
 from sqlalchemy.orm import Session, aliased
 
+from services.attribution.conflicts import Conflict, Origin
+from services.attribution.event_cache import EventCache, load_events
 from services.core.db.schema import (
     CampaignCostDayRow,
     CampaignCostRow,
@@ -33,7 +37,6 @@ from services.core.events import (
     Event,
     FxRate,
     Touch,
-    decode,
     encode,
     sort_key,
 )
@@ -91,30 +94,58 @@ def _entity(event: Event, name: str) -> str | None:
     return event.__dict__.get(name)
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What ``store_events`` did: the events it stored, and the copies that conflict."""
+
+    new: list[Event]
+    conflicts: list[Conflict]
+
+
 def store_events(
     session: Session,
     events: Sequence[Event],
     *,
     stored_at: datetime,
-    coordinates: dict[str, tuple[int, int]],
-) -> list[Event]:
-    """Insert events whose ``event_id`` is new; return exactly those (first copy of each).
+    origins: Sequence[Origin | None] | None = None,
+    cache: EventCache | None = None,
+) -> Stored:
+    """Insert the first copy of each new ``event_id``; return those and the conflicting copies.
 
-    Exact because the caller holds the batch lock: no other writer can store an event
-    between the lookup and the insert.
+    ``events`` come in log order (``origins``, parallel to them, say where each arrived), so
+    of two new copies in one batch the earlier in the log is stored, whatever the arrival
+    order of polls. A copy of a stored (or just stored) ``event_id`` is a duplicate when its
+    canonical encoding equals the stored payload, else a conflict (contract §1): the stored
+    copy stays, and the caller records the conflict. Exact because the caller holds the
+    batch lock: no other writer can store an event between the lookup and the insert.
     """
-    unique = list({e.event_id: e for e in reversed(events)}.values())[::-1]
-    known = set(
-        session.scalars(
-            select(EventRow.event_id).where(
-                among(session, EventRow.event_id, [e.event_id for e in unique])
+    positions = list(origins) if origins is not None else [None] * len(events)
+    first: dict[str, int] = {}
+    for index, event in enumerate(events):
+        first.setdefault(event.event_id, index)
+    stored: dict[str, str] = dict(
+        session.execute(
+            select(EventRow.event_id, EventRow.payload).where(
+                among(session, EventRow.event_id, list(first))
             )
-        )
+        ).all()
     )
-    fresh = [e for e in unique if e.event_id not in known]
-    payloads = {e.event_id: encode(e).decode() for e in fresh}
-    for e in fresh:
-        _DECODED.put(payloads[e.event_id], e)
+    kept: dict[str, str] = {}  # event_id -> payload of the copy just stored
+    conflicts: list[Conflict] = []
+    for index, event in enumerate(events):
+        payload = encode(event).decode()
+        held = stored.get(event.event_id)
+        if held is None:
+            if first[event.event_id] == index:
+                kept[event.event_id] = payload
+                continue
+            held = kept[event.event_id]
+        if payload != held:
+            conflicts.append(Conflict(event.event_id, payload, held, positions[index]))
+    fresh = [events[first[event_id]] for event_id in kept]
+    if cache is not None:
+        for event in fresh:
+            cache.put(kept[event.event_id], event)
     insert_new(
         session,
         EventRow,
@@ -129,59 +160,34 @@ def store_events(
                 "merged_contact_id": _entity(e, "merged_contact_id"),
                 "account_id": _entity(e, "account_id"),
                 "campaign_id": _entity(e, "campaign_id"),
-                "payload": payloads[e.event_id],
-                "kafka_partition": coordinates.get(e.event_id, (None, None))[0],
-                "kafka_offset": coordinates.get(e.event_id, (None, None))[1],
+                "payload": kept[e.event_id],
+                "kafka_partition": _coordinate(positions[first[e.event_id]], 1),
+                "kafka_offset": _coordinate(positions[first[e.event_id]], 2),
                 "stored_at": stored_at,
             }
             for e in fresh
         ],
     )
-    return fresh
+    return Stored(fresh, conflicts)
 
 
-class _DecodedCache:
-    """Stored payload text -> its decoded (frozen) event, keeping the most recent ``size``.
-
-    Folds reload the same stored events batch after batch (every upsert of a contact, every
-    event of a deal); validating them again dominated those loads. Keyed by the payload
-    itself, so it is right for any database and any event id.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.events: dict[str, Event] = {}
-
-    def put(self, payload: str, event: Event) -> None:
-        self.events[payload] = event
-        if len(self.events) > self.size:
-            del self.events[next(iter(self.events))]
-
-    def get(self, payload: str) -> Event:
-        event = self.events.get(payload)
-        if event is None:
-            event = decode(payload.encode())
-            self.put(payload, event)
-        return event
+def _coordinate(origin: Origin | None, index: int) -> int | None:
+    return None if origin is None else int(origin[index])
 
 
-_DECODED = _DecodedCache(50_000)
-
-
-def load_events(session: Session, *conditions: object) -> list[Event]:
-    """Load and decode stored events matching ``conditions``."""
-    payloads = session.scalars(select(EventRow.payload).where(*conditions))  # type: ignore[arg-type]
-    return [_DECODED.get(p) for p in payloads]
-
-
-def project_campaigns(session: Session, new: Sequence[Event]) -> None:
+def project_campaigns(
+    session: Session, new: Sequence[Event], *, cache: EventCache | None = None
+) -> None:
     """Re-derive the campaigns named by new ``campaign.upserted`` events."""
     ids = {e.campaign_id for e in new if isinstance(e, CampaignUpserted)}
     if not ids:
         return
     by_id: dict[str, list[CampaignUpserted]] = {}
     for e in load_events(
-        session, EventRow.type == "campaign.upserted", among(session, EventRow.campaign_id, ids)
+        session,
+        cache,
+        EventRow.type == "campaign.upserted",
+        among(session, EventRow.campaign_id, ids),
     ):
         assert isinstance(e, CampaignUpserted)
         by_id.setdefault(e.campaign_id, []).append(e)
@@ -275,7 +281,9 @@ def _note_moves(
         impact.accounts.update(a for a in (old[1], new[1]) if a)
 
 
-def project_contacts(session: Session, new: Sequence[Event], impact: Impact) -> None:
+def project_contacts(
+    session: Session, new: Sequence[Event], impact: Impact, *, cache: EventCache | None = None
+) -> None:
     """Re-derive contacts named by new upserts and merges, their roots and effective accounts."""
     upserted = {e.contact_id for e in new if isinstance(e, ContactUpserted)}
     merges = [e for e in new if isinstance(e, ContactMerged)]
@@ -294,7 +302,7 @@ def project_contacts(session: Session, new: Sequence[Event], impact: Impact) -> 
     if merges:
         all_merges = [
             e
-            for e in load_events(session, EventRow.type == "contact.merged")
+            for e in load_events(session, cache, EventRow.type == "contact.merged")
             if isinstance(e, ContactMerged)
         ]
         full = resolve_merges(all_merges)
@@ -313,7 +321,10 @@ def project_contacts(session: Session, new: Sequence[Event], impact: Impact) -> 
         )
     by_id: dict[str, list[ContactUpserted]] = {c: [] for c in affected}
     for e in load_events(
-        session, EventRow.type == "contact.upserted", among(session, EventRow.contact_id, affected)
+        session,
+        cache,
+        EventRow.type == "contact.upserted",
+        among(session, EventRow.contact_id, affected),
     ):
         assert isinstance(e, ContactUpserted)
         by_id[e.contact_id].append(e)
@@ -358,13 +369,17 @@ def project_fx_rates(session: Session, new: Sequence[Event], impact: Impact) -> 
     if not rates:
         return
     keys = {(r.date, r.base, r.quote) for r in rates}
-    current = {
-        (row.rate_date, row.base, row.quote): row
-        for row in session.scalars(
-            select(FxRateRow).where(
-                tuple_(FxRateRow.rate_date, FxRateRow.base, FxRateRow.quote).in_(keys)
-            )
+    # Three one-parameter tests and an exact filter here, not a tuple IN with three parameters
+    # per key: a batch may carry any number of rates.
+    candidates = session.scalars(
+        select(FxRateRow).where(
+            among(session, FxRateRow.rate_date, {day for day, _, _ in keys}),
+            among(session, FxRateRow.base, {base for _, base, _ in keys}),
+            among(session, FxRateRow.quote, {quote for _, _, quote in keys}),
         )
+    )
+    current = {
+        key: row for row in candidates if (key := (row.rate_date, row.base, row.quote)) in keys
     }
     winners: dict[tuple[object, str, str], dict[str, object]] = {}
     for r in rates:
@@ -422,18 +437,32 @@ def project_costs(
             for c in costs
         ],
     )
-    stale = select(CampaignCostRow).where(
-        or_(
-            among(session, CampaignCostRow.event_id, [c.event_id for c in costs]),
-            *[
-                (CampaignCostRow.currency == currency)
-                & (CampaignCostRow.period_start >= min(dates))
-                for currency, dates in impact.fx_changes.items()
-                if currency != reporting
-            ],
+    stale = {
+        row.event_id: row
+        for row in session.scalars(
+            select(CampaignCostRow).where(
+                among(session, CampaignCostRow.event_id, [c.event_id for c in costs])
+            )
         )
-    )
-    reconvert_costs(session, list(session.scalars(stale)), reporting=reporting)
+    }
+    # A cost converts at its period start's rate: a rate dated D can change only costs in its
+    # currency starting on or after D. One query for all currencies, whatever their number
+    # (an OR per currency would grow with the batch), then the exact test per row.
+    since = {
+        currency: min(dates)
+        for currency, dates in impact.fx_changes.items()
+        if currency != reporting
+    }
+    if since:
+        for row in session.scalars(
+            select(CampaignCostRow).where(
+                among(session, CampaignCostRow.currency, since),
+                CampaignCostRow.period_start >= min(since.values()),
+            )
+        ):
+            if row.period_start >= since[row.currency]:
+                stale[row.event_id] = row
+    reconvert_costs(session, list(stale.values()), reporting=reporting)
 
 
 def reconvert_costs(session: Session, rows: Sequence[CampaignCostRow], *, reporting: str) -> None:

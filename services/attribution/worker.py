@@ -13,17 +13,20 @@ Guarantee: at-least-once delivery + idempotent writes = each event's effect exac
   restart) has no committed offset, so the worker starts from the beginning: replays are
   harmless, skips are not. Should a stored offset lie beyond a partition's end, the fetch
   is out of range and ``auto_offset_reset=earliest`` replays the partition.
-- A transient database error rolls back, seeks back to the first record not yet applied,
-  backs off and retries. Anything unexpected is logged with partition and offset and the
-  process exits non-zero, for the supervisor to restart it. SIGTERM finishes the batch,
-  commits, closes.
+- Failures of the database or the broker are transient, wherever they happen (start-up,
+  poll, seek, commit): one retry policy (``Backoff``: 0.5 s doubling to 30 s, reset by a
+  committed batch) covers them all. A database error rolls back and seeks back to the first
+  record not yet applied. A broker error drops the consumer without committing anything,
+  and a new one (after making sure the topics exist: a restarted broker may have forgotten
+  them) joins the group and resumes from the committed offsets, or the database's where
+  those are behind. Anything else is logged with partition and offset and the process exits
+  non-zero, for the supervisor to restart it. SIGTERM finishes the batch, commits, closes.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -36,6 +39,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.batch import AppliedBatch, Record, apply_batch, is_transient
+from services.attribution.consuming import (
+    ActivityLog,
+    Backoff,
+    MaintenanceThread,
+    transaction_chunks,
+)
+from services.attribution.event_cache import EventCache
 from services.attribution.maintenance import maintain_models
 from services.attribution.recompute import recompute_if_parameters_changed
 from services.attribution.registry import sync_builtin_models
@@ -46,6 +56,9 @@ from services.core.logs import configure_logging
 from services.core.settings import Settings
 
 log = logging.getLogger("closedloop.worker")
+
+# Decoded stored events kept by the consume loop (see ``event_cache``).
+EVENT_CACHE_SIZE = 50_000
 
 
 class Stopped(Exception):
@@ -81,9 +94,12 @@ class Worker:
         self._dead_producer: KafkaProducer | None = None
         self.batches = 0
         self._scheduled_at = time.monotonic()
-        self._maintenance = _Maintenance(self._maintain)
+        self._maintenance = MaintenanceThread(self._maintain)
         self.events_applied = 0
-        self._activity = _ActivityLog(every_s=0.0 if settings.verbose else 2.0)
+        self._activity = ActivityLog(every_s=0.0 if settings.verbose else 2.0)
+        # The consume loop's own cache; the maintenance thread decodes on its own.
+        self.cache = EventCache(EVENT_CACHE_SIZE)
+        self._idle_since = time.monotonic()
 
     def stop(self, *_: Any) -> None:
         """Ask the loop to finish the current batch and exit."""
@@ -95,35 +111,41 @@ class Worker:
         while not self._stopping and time.monotonic() < deadline:
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
-    def _retrying(self, what: str, action: Callable[[], T]) -> T:
-        """Run ``action`` until it succeeds, backing off while the database or broker is away.
+    def _wait_out(self, exc: Exception, what: str, backoff: Backoff) -> None:
+        """Log a transient failure of ``what`` and back off; re-raise one that is not transient.
 
-        Only transient failures are retried (connection loss, broker unreachable); anything
-        else propagates. A stop request ends the wait by raising ``Stopped``.
+        Raises ``Stopped`` instead of waiting when a stop was requested.
         """
-        backoff = 0.5
+        if isinstance(exc, DBAPIError) and not is_transient(exc):
+            raise exc
+        if not isinstance(exc, DBAPIError | KafkaError):
+            raise exc
+        if self._stopping:
+            raise Stopped() from exc
+        pause = backoff.next_pause()
+        log.warning(
+            "%s: %s unavailable (%s); retrying in %.1fs (%s)",
+            what,
+            "database" if isinstance(exc, DBAPIError) else "broker",
+            exc.__class__.__name__,
+            pause,
+            (str(exc).splitlines() or [""])[0][:200],
+        )
+        self._pause(pause)
+
+    def _retrying(self, what: str, action: Callable[[], T]) -> T:
+        """Run ``action`` until it succeeds, backing off while the database or broker is away."""
+        backoff = Backoff()
         while True:
             try:
                 return action()
             except (DBAPIError, KafkaError) as exc:
-                if isinstance(exc, DBAPIError) and not is_transient(exc):
-                    raise
-                if self._stopping:
-                    raise Stopped() from exc
-                log.warning(
-                    "%s failed (%s: %s); retrying in %.1fs",
-                    what,
-                    exc.__class__.__name__,
-                    str(exc).splitlines()[0][:200],
-                    backoff,
-                )
-                self._pause(backoff)
-                backoff = min(backoff * 2, 30.0)
+                self._wait_out(exc, what, backoff)
 
     def _maintain(self) -> None:
         """One maintenance pass: queue, run and finish model fits, compute new custom models.
 
-        Runs on the maintenance thread (see ``_Maintenance``); a database outage here is
+        Runs on the maintenance thread (see ``MaintenanceThread``); a database outage here is
         logged and retried on a later pass, never fatal.
         """
         now = time.monotonic()
@@ -161,6 +183,9 @@ class Worker:
             sync_builtin_models(session, self.settings)
         recompute_if_parameters_changed(self.sessions, self.settings, progress=_log_progress)
 
+    def _ensure_topics(self) -> None:
+        ensure_topics(self.settings, timeout_s=self.settings.publish_timeout_s)
+
     def seek_to_database(self, partitions: list[TopicPartition]) -> set[TopicPartition]:
         """Seek assigned partitions to the database's offsets where those are ahead.
 
@@ -189,7 +214,7 @@ class Worker:
             for tp, batch in records.items()
             for r in batch
         ]
-        return apply_batch(self.sessions, flat, settings=self.settings)
+        return apply_batch(self.sessions, flat, settings=self.settings, cache=self.cache)
 
     def _publish_dead_letters(self, dead: Sequence[dict[str, Any]]) -> None:
         """Copy dead letters to the dead-letter topic (best effort: the table is the record)."""
@@ -217,6 +242,16 @@ class Worker:
                 self.settings.dead_letter_topic,
                 exc,
             )
+            # A restarted broker forgets the idempotent producer: start afresh next time.
+            self._close_dead_producer(timeout_s=0)
+
+    def _close_dead_producer(self, *, timeout_s: float) -> None:
+        producer, self._dead_producer = self._dead_producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=timeout_s)
+            except Exception as exc:  # closing is best effort, the table holds the rows
+                log.warning("could not close the dead-letter producer: %r", exc)
 
     def _rewind(self, chunks: Sequence[dict[TopicPartition, list[Any]]]) -> None:
         """Seek every partition back to its first record not yet applied."""
@@ -230,190 +265,117 @@ class Worker:
             self.consumer.seek(tp, offset)
 
     def _commit(self, records: dict[TopicPartition, list[Any]]) -> None:
-        """Commit the offsets after ``records`` to Kafka (the database already holds them)."""
+        """Commit the offsets after ``records`` to Kafka (the database already holds them).
+
+        A broker error propagates: the loop reconnects rather than retry this commit, which
+        could write old offsets into a broker that restarted meanwhile.
+        """
         assert self.consumer is not None
         try:
             self.consumer.commit(
-                {tp: OffsetAndMetadata(b[-1].offset + 1, "", -1) for tp, b in records.items() if b}
+                {tp: OffsetAndMetadata(b[-1].offset + 1, "", -1) for tp, b in records.items() if b},
+                # Bounded: a broker that is away should not hold the loop (or a SIGTERM) for
+                # the consumer's long request timeout; the database has the offsets anyway.
+                timeout_ms=self.settings.kafka_request_timeout_ms,
             )
         except CommitFailedError:
             # A rebalance took the partitions; the database already holds the effects and
             # their offsets, so whoever consumes next resumes or replays harmlessly.
             log.warning("offset commit failed after a rebalance; the database has them")
 
+    def _connected(self) -> KafkaConsumer:
+        """Return the consumer, creating and subscribing one first if there is none."""
+        if self.consumer is None:
+            self._ensure_topics()
+            consumer = make_consumer(self.settings)
+            try:
+                consumer.subscribe([self.settings.events_topic], listener=_SeekToDatabase(self))
+            except Exception:
+                consumer.close(autocommit=False)
+                raise
+            self.consumer = consumer
+        return self.consumer
+
+    def _disconnect(self) -> None:
+        """Drop the consumer without committing (its position and assignment go with it)."""
+        consumer, self.consumer = self.consumer, None
+        self.pending_assignment.clear()
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False, timeout_ms=1000)
+            except Exception as exc:  # the broker is away; the group will time us out
+                log.warning("could not close the consumer cleanly: %r", exc)
+
     def run(self, *, max_batches: int | None = None, idle_exit_s: float | None = None) -> None:
         """Consume until stopped (or ``max_batches`` / ``idle_exit_s`` for tests and tools)."""
         try:
-            self._retrying(
-                "creating the topics",
-                lambda: ensure_topics(self.settings, timeout_s=self.settings.publish_timeout_s),
-            )
+            self._retrying("creating the topics", self._ensure_topics)
             self._retrying("preparing the database", self._prepare_database)
         except Stopped:
             return
-        self.consumer = make_consumer(self.settings)
-        self.consumer.subscribe([self.settings.events_topic], listener=_SeekToDatabase(self))
         self._maintenance.start()
-        backoff, idle_since = 0.5, time.monotonic()
+        backoff = Backoff()
+        self._idle_since = time.monotonic()
         try:
             while not self._stopping:
-                records = self.consumer.poll(timeout_ms=self.settings.worker_poll_timeout_ms)
-                if self.pending_assignment:
-                    assigned = self.pending_assignment & self.consumer.assignment()
-                    self.pending_assignment.clear()
-                    try:
-                        moved = self.seek_to_database(sorted(assigned))
-                    except Stopped:
-                        break
-                    records = {tp: recs for tp, recs in records.items() if tp not in moved}
-                self._maintenance.check()
-                if not records:
-                    self._activity.flush()
-                    if not self.consumer.assignment():
-                        idle_since = time.monotonic()  # still joining the group: not idle
-                    elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
-                        break
-                    continue
-                chunks = transaction_chunks(records, self.settings.worker_batch_bytes)
-                for index, chunk in enumerate(chunks):
-                    try:
-                        applied = self.process(chunk)
-                    except DBAPIError as exc:
-                        if not is_transient(exc):
-                            log.exception(
-                                "database error applying batch at %s; exiting", _firsts(chunk)
-                            )
-                            raise
-                        log.warning(
-                            "database unavailable (%s); retrying in %.1fs",
-                            exc.__class__.__name__,
-                            backoff,
-                        )
-                        self._rewind(chunks[index:])
-                        self._pause(backoff)
-                        backoff = min(backoff * 2, 30.0)
-                        break
-                    except Exception:
-                        log.exception(
-                            "unexpected error applying batch starting at %s; exiting",
-                            _firsts(chunk),
-                        )
-                        raise
-                    backoff, idle_since = 0.5, time.monotonic()
-                    self._publish_dead_letters(applied.dead)
-                    self._commit(chunk)
-                    self.batches += 1
-                    self.events_applied += applied.result.stored
-                    self._activity.note(applied)
-                    if max_batches is not None and self.batches >= max_batches:
+                try:
+                    if self._consume(backoff, max_batches=max_batches, idle_exit_s=idle_exit_s):
                         return
+                except KafkaError as exc:
+                    self._disconnect()
+                    self._wait_out(exc, "consuming", backoff)
+        except Stopped:
+            return
         finally:
             self._maintenance.finish()
-            self.consumer.close()
-            if self._dead_producer is not None:
-                self._dead_producer.close(timeout=5)
+            self._disconnect()
+            self._close_dead_producer(timeout_s=5)
 
-
-class _ActivityLog:
-    """One log line per applied batch, or per ``every_s`` of batches when they come fast."""
-
-    def __init__(self, *, every_s: float) -> None:
-        self._every_s = every_s
-        self._since = time.monotonic()
-        self._batches = self._received = self._stored = self._deals = self._dead = 0
-
-    def note(self, applied: AppliedBatch) -> None:
-        """Count a committed batch; log the counts when ``every_s`` has passed."""
-        self._batches += 1
-        self._received += applied.result.received
-        self._stored += applied.result.stored
-        self._deals += applied.result.deals_recomputed
-        self._dead += len(applied.dead)
-        if time.monotonic() - self._since >= self._every_s:
-            self.flush()
-
-    def flush(self) -> None:
-        """Log the counts not yet logged (the loop calls this when it goes idle)."""
-        if not self._batches:
-            return
-        log.info(
-            "applied %d batch%s: %d events, %d new, %d duplicates, %d deals recomputed%s",
-            self._batches,
-            "" if self._batches == 1 else "es",
-            self._received,
-            self._stored,
-            self._received - self._stored,
-            self._deals,
-            f", {self._dead} dead letters" if self._dead else "",
-        )
-        self._since = time.monotonic()
-        self._batches = self._received = self._stored = self._deals = self._dead = 0
-
-
-class _Maintenance(threading.Thread):
-    """Model fits and custom-model passes, every few seconds, beside the consume loop.
-
-    A refit recomputes every deal's data-driven credits; run inside the loop it stopped
-    consumption for minutes on a large database, and freshness with it. Here the loop goes on
-    (sharing the interpreter, so more slowly) while the fit runs. Both take the batch lock per
-    transaction, so a deal is never written by both at once. An unexpected error is handed to
-    the loop (``check``), which exits as it would on its own errors.
-    """
-
-    def __init__(self, step: Callable[[], None], *, every_s: float = 5.0) -> None:
-        super().__init__(name="closedloop-maintenance", daemon=True)
-        self._step, self._every_s = step, every_s
-        self._done = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        while not self._done.is_set():
+    def _consume(
+        self, backoff: Backoff, *, max_batches: int | None, idle_exit_s: float | None
+    ) -> bool:
+        """Poll once and apply what came; return whether the run is over (tests, tools)."""
+        consumer = self._connected()
+        records = consumer.poll(timeout_ms=self.settings.worker_poll_timeout_ms)
+        if self.pending_assignment:
+            assigned = self.pending_assignment & consumer.assignment()
+            self.pending_assignment.clear()
+            moved = self.seek_to_database(sorted(assigned))
+            records = {tp: recs for tp, recs in records.items() if tp not in moved}
+        self._maintenance.check()
+        if not records:
+            self._activity.flush()
+            if not consumer.assignment():
+                self._idle_since = time.monotonic()  # still joining the group: not idle
+            elif idle_exit_s is not None and time.monotonic() - self._idle_since > idle_exit_s:
+                return True
+            return False
+        chunks = transaction_chunks(records, self.settings.worker_batch_bytes)
+        for index, chunk in enumerate(chunks):
             try:
-                self._step()
-            except Exception as exc:
-                log.exception("model maintenance failed; stopping the worker")
-                self.error = exc
-                return
-            self._done.wait(self._every_s)
-
-    def check(self) -> None:
-        """Raise, in the loop's thread, what made maintenance fail."""
-        if self.error is not None:
-            raise RuntimeError("model maintenance failed") from self.error
-
-    def stopping(self) -> bool:
-        """Return whether the pass should end early (a fit's credits resume at the next one)."""
-        return self._done.is_set()
-
-    def finish(self) -> None:
-        """Stop after the current pass, or a fit's current chunk of credits."""
-        self._done.set()
-        if self.is_alive():
-            self.join()
-
-
-def transaction_chunks(
-    records: dict[TopicPartition, list[Any]], max_bytes: int
-) -> list[dict[TopicPartition, list[Any]]]:
-    """Cut a poll into transactions of about ``max_bytes`` of record values, in offset order.
-
-    A poll is bounded in records, but a batch record holds up to a thousand events: without
-    this cut one transaction could hold millions of events. Each chunk keeps every
-    partition's records contiguous, so committing chunk by chunk commits offsets in order.
-    """
-    chunks: list[dict[TopicPartition, list[Any]]] = []
-    current: dict[TopicPartition, list[Any]] = {}
-    size = 0
-    for tp, batch in records.items():
-        for record in batch:
-            if current and size >= max_bytes:
-                chunks.append(current)
-                current, size = {}, 0
-            current.setdefault(tp, []).append(record)
-            size += len(record.value or b"")
-    if current:
-        chunks.append(current)
-    return chunks
+                applied = self.process(chunk)
+            except DBAPIError as exc:
+                if not is_transient(exc):
+                    log.exception("database error applying batch at %s; exiting", _firsts(chunk))
+                    raise
+                self._rewind(chunks[index:])
+                self._wait_out(exc, "applying a batch", backoff)
+                return False
+            except Exception:
+                log.exception(
+                    "unexpected error applying batch starting at %s; exiting", _firsts(chunk)
+                )
+                raise
+            backoff.reset()
+            self._idle_since = time.monotonic()
+            self._publish_dead_letters(applied.dead)
+            self._commit(chunk)
+            self.batches += 1
+            self.events_applied += applied.result.stored
+            self._activity.note(applied)
+            if max_batches is not None and self.batches >= max_batches:
+                return True
+        return False
 
 
 def _firsts(records: dict[TopicPartition, list[Any]]) -> dict[str, int]:

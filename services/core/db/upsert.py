@@ -1,29 +1,44 @@
 """Dialect-neutral helpers for PostgreSQL and SQLite: ``INSERT … ON CONFLICT``, bulk inserts
-of new rows, and membership tests against long lists of values."""
+of new rows, and membership tests against long lists of values.
+
+No statement built here grows with the number of values or rows: a membership test is one
+parameter (an array, or a JSON list), and many rows go through ``executemany`` or ``COPY``.
+So a batch of any size stays within every supported database's limits (SQLite's 32,766 bound
+parameters, 500 compound-SELECT terms and expression depth of 1,000 included).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, any_, bindparam, select
+import orjson
+from sqlalchemy import ColumnElement, Insert, String, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 
 def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
-    """Return ``column IN values``; on PostgreSQL as ``column = ANY(:array)``.
+    """Return ``column IN values`` as ONE bound parameter, whatever the number of values.
 
-    One array parameter keeps the statement text the same for any number of values, so the
-    compiled statement and psycopg's query conversion are reused instead of being rebuilt
-    for every batch (with ``IN`` and thousands of values that rebuild dominated the batch).
+    PostgreSQL: ``column = ANY(:array)``. SQLite: ``column IN (SELECT value FROM
+    json_each(:list))``, which searches ``column``'s index for each value like ``IN (?, ?,
+    …)`` does, without a parameter per value (a plain ``IN`` of a batch's ids could pass
+    SQLite's limit). The statement text is the same for any number of values, so compiled
+    statements are reused instead of being rebuilt for every batch.
     """
     values = list(values)
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
         array = bindparam(None, values, type_=postgresql.ARRAY(column.type))
         return column == any_(array)
-    return column.in_(values)
+    # Values as the column stores them (dates and datetimes are text in SQLite).
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if process is not None:
+        values = [None if v is None else process(v) for v in values]
+    members = func.json_each(bindparam(None, orjson.dumps(values).decode(), type_=String()))
+    return column.in_(select(members.table_valued("value").c.value))
 
 
 def _insert(session: Session, row_cls: type[DeclarativeBase]) -> Any:
@@ -58,7 +73,7 @@ def insert_ignore(
         return []
     column = row_cls.__table__.c[returning]
     keys = list(dict.fromkeys(row[returning] for row in rows))
-    existing = set(session.scalars(select(column).where(column.in_(keys))))
+    existing = set(session.scalars(select(column).where(among(session, column, keys))))
     fresh = [row for row in rows if row[returning] not in existing]
     if fresh:
         session.execute(stmt, fresh)
