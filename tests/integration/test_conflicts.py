@@ -187,6 +187,10 @@ def test_later_conflicting_copies_are_listed_and_never_used(stack: dict[str, Any
     assert conflict_rows(stack["sessions"]) == [("d1-won", "d1-won", 1), ("touch-1", "touch-1", 2)]
     again = api.get("/v1/admin/conflicts?event_id=touch-1", headers=auth).json()["conflicts"]
     assert again[0]["copies"] == 2 and again[0]["last_seen_at"] >= again[0]["first_seen_at"]
+    for params in ({"event_id": "touch\x001"}, {"event_id": ""}, {"after_id": 2**31}):
+        refused = api.get("/v1/admin/conflicts", params=params, headers=auth)
+        assert refused.status_code == 422, params  # NUL: PostgreSQL would fail, a 500
+        assert refused.headers["content-type"] == "application/problem+json"
 
     # A replay of the whole topic (a new consumer group reads it from the start) adds nothing.
     replay = settings.model_copy(update={"consumer_group": settings.consumer_group + "-replay"})

@@ -8,28 +8,23 @@ from fastapi import APIRouter, Query, Request, Response
 
 from services.api.audit import list_audit
 from services.api.deps import AdminPrincipal, FormatDep, SessionDep
-from services.api.rendering import render
+from services.api.paging import LIST_RESPONSES, MAX_ID, PageSize, render_page
 from services.api.schemas import AuditLogOut
 
 router = APIRouter(prefix="/v1/admin/audit", tags=["admin"])
-
-MAX_ID = 2**31 - 1  # audit_log.id is a 32-bit INTEGER (PostgreSQL refuses to compare more)
 
 
 @router.get(
     "",
     response_model=AuditLogOut,
-    responses={
-        200: {"content": {"text/csv": {}}},
-        406: {"description": "neither JSON nor CSV accepted"},
-    },
+    responses=LIST_RESPONSES,
 )
 def index(
     request: Request,
     _: AdminPrincipal,
     fmt: FormatDep,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=500, description="page size")] = 100,
+    limit: PageSize = 100,
     before_id: Annotated[
         int | None, Query(ge=1, le=MAX_ID, description="the previous page's next_before_id")
     ] = None,
@@ -46,8 +41,11 @@ def index(
     ``next_before_id`` (also a ``Link: rel="next"`` header) is null on the last page.
     """
     body = list_audit(session, limit=limit, before_id=before_id, action=action)
-    response = render(body, fmt, filename="audit.csv")
-    if body.next_before_id is not None:
-        following = request.url.include_query_params(before_id=body.next_before_id)
-        response.headers["Link"] = f'<{following}>; rel="next"'
-    return response
+    return render_page(
+        request,
+        body,
+        fmt,
+        filename="audit.csv",
+        cursor="before_id",
+        following=body.next_before_id,
+    )

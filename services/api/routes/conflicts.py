@@ -12,18 +12,15 @@ from fastapi import APIRouter, Query, Request, Response
 
 from services.api.conflicts import list_conflicts
 from services.api.deps import AdminPrincipal, FormatDep, SessionDep
-from services.api.rendering import render
+from services.api.paging import LIST_RESPONSES, MAX_ID, PageSize, render_page
 from services.api.schemas import ConflictsOut
 
 router = APIRouter(prefix="/v1/admin/conflicts", tags=["admin"])
 
-# ``event_conflicts.id`` is a 32-bit INTEGER: a larger id is refused as invalid.
-MAX_ID = 2**31 - 1
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "no or unknown API key"},
     403: {"description": "the key lacks the admin scope"},
-    200: {"content": {"text/csv": {}}},
-    406: {"description": "neither JSON nor CSV accepted"},
+    **LIST_RESPONSES,
 }
 
 
@@ -33,12 +30,14 @@ def index(
     _: AdminPrincipal,
     fmt: FormatDep,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=500, description="page size")] = 100,
+    limit: PageSize = 100,
     after_id: Annotated[
         int | None, Query(ge=0, le=MAX_ID, description="the previous page's next_after_id")
     ] = None,
     event_id: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="only this event's copies")
+        str | None,
+        # No stored event id holds NUL (PostgreSQL text cannot), and asking would fail.
+        Query(pattern=r"^[^\x00]{1,200}$", description="only this event's copies"),
     ] = None,
 ) -> Response:
     """Conflicting copies in id order: both payloads, where and when they arrived, how often.
@@ -47,8 +46,11 @@ def index(
     ``next_after_id`` (also a ``Link: rel="next"`` header) is null on the last page.
     """
     body = list_conflicts(session, limit=limit, after_id=after_id, event_id=event_id)
-    response = render(body, fmt, filename="conflicts.csv")
-    if body.next_after_id is not None:
-        following = request.url.include_query_params(after_id=body.next_after_id)
-        response.headers["Link"] = f'<{following}>; rel="next"'
-    return response
+    return render_page(
+        request,
+        body,
+        fmt,
+        filename="conflicts.csv",
+        cursor="after_id",
+        following=body.next_after_id,
+    )

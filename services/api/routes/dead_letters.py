@@ -18,14 +18,11 @@ from services.api.deps import (
     PublisherDep,
     SessionDep,
 )
-from services.api.rendering import render
+from services.api.paging import LIST_RESPONSES, MAX_ID, PageSize, render_page
 from services.api.schemas import DeadLetterRetryOut, DeadLettersOut
 
 router = APIRouter(prefix="/v1/admin/dead-letters", tags=["admin"])
 
-# ``dead_letters.id`` is a 32-bit INTEGER: a larger id is refused as invalid (PostgreSQL would
-# refuse to even compare it, a 500).
-MAX_ID = 2**31 - 1
 _AUTH: dict[int | str, dict[str, Any]] = {
     401: {"description": "no or unknown API key"},
     403: {"description": "the key lacks the admin scope"},
@@ -37,8 +34,7 @@ _AUTH: dict[int | str, dict[str, Any]] = {
     response_model=DeadLettersOut,
     responses={
         **_AUTH,
-        200: {"content": {"text/csv": {}}},
-        406: {"description": "neither JSON nor CSV accepted"},
+        **LIST_RESPONSES,
     },
 )
 def index(
@@ -46,7 +42,7 @@ def index(
     _: AdminPrincipal,
     fmt: FormatDep,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=500, description="page size")] = 100,
+    limit: PageSize = 100,
     after_id: Annotated[
         int | None, Query(ge=0, le=MAX_ID, description="the previous page's next_after_id")
     ] = None,
@@ -62,11 +58,14 @@ def index(
     body = list_dead_letters(
         session, limit=limit, after_id=after_id, include_retried=include_retried
     )
-    response = render(body, fmt, filename="dead-letters.csv")
-    if body.next_after_id is not None:
-        following = request.url.include_query_params(after_id=body.next_after_id)
-        response.headers["Link"] = f'<{following}>; rel="next"'
-    return response
+    return render_page(
+        request,
+        body,
+        fmt,
+        filename="dead-letters.csv",
+        cursor="after_id",
+        following=body.next_after_id,
+    )
 
 
 @router.post(
