@@ -58,7 +58,7 @@ def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
             "CLOSEDLOOP_API_PORT": str(api_port),
         }
         subprocess.run(
-            [sys.executable, "-m", "services.cli.main", "migrate"],
+            [sys.executable, "-m", "services", "migrate"],
             env=service_env(env),
             cwd=ROOT,
             check=True,
@@ -68,7 +68,7 @@ def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
             [
                 sys.executable,
                 "-m",
-                "services.cli.main",
+                "services",
                 "keys",
                 "create",
                 "--name",

@@ -144,7 +144,7 @@ def test_custom_model_is_computed_in_the_background(loaded: tuple[Settings, obje
 def test_fit_command(loaded: tuple[Settings, object]) -> None:
     settings, _ = loaded
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "fit", "--model", "markov"],
+        [sys.executable, "-m", "services", "fit", "--model", "markov"],
         env=service_env({"CLOSEDLOOP_DATABASE_URL": settings.database_url}),
         cwd=ROOT,
         capture_output=True,

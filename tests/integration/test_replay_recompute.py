@@ -100,7 +100,7 @@ def test_recompute_command_shows_progress(stream: tuple[Settings, str]) -> None:
     settings, db = stream
     env = service_env({"CLOSEDLOOP_DATABASE_URL": db})
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "recompute"],
+        [sys.executable, "-m", "services", "recompute"],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -110,7 +110,7 @@ def test_recompute_command_shows_progress(stream: tuple[Settings, str]) -> None:
     assert done.returncode == 0, done.stderr
     assert "Recomputing deals" in done.stdout and "recomputed" in done.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "recompute", "--model", "nope"],
+        [sys.executable, "-m", "services", "recompute", "--model", "nope"],
         env=env,
         cwd=ROOT,
         capture_output=True,

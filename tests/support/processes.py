@@ -26,7 +26,7 @@ def start_service(command: str, env: dict[str, str], log: Path) -> subprocess.Po
     """Start ``closedloop <command>`` with its output in ``log``."""
     out = log.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", command],
+        [sys.executable, "-m", "services", command],
         env=service_env(env),
         cwd=ROOT,
         stdout=out,
