@@ -26,8 +26,9 @@ tools: ## Install wrk (Debian), the HTTP load generator of the benchmarks, if it
 run: install ## Start ingest, worker and API on embedded defaults (closedloop up)
 	$(BIN)/closedloop up $(ARGS)
 
+# Two pytest processes, each with its own broker and database; a test file stays on one of them.
 test: install tools ## Run the whole test suite (the benchmark smoke test needs wrk)
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile $(ARGS)
 
 lint: install ## Check style and formatting with ruff
 	$(BIN)/ruff check services tests bench
