@@ -296,13 +296,19 @@ class Worker:
             self.consumer = consumer
         return self.consumer
 
-    def _disconnect(self) -> None:
-        """Drop the consumer without committing (its position and assignment go with it)."""
+    def _disconnect(self, *, timeout_ms: int = 1000) -> None:
+        """Drop the consumer without committing (its position and assignment go with it).
+
+        Closing sends LeaveGroup, which lets the other members rebalance at once; a member
+        that vanishes during a rebalance instead holds the whole group until the coordinator
+        gives up on it (seen with the bundled broker: the remaining workers waited minutes).
+        The short default is for a broker that is away, where nothing can be sent anyway.
+        """
         consumer, self.consumer = self.consumer, None
         self.pending_assignment.clear()
         if consumer is not None:
             try:
-                consumer.close(autocommit=False, timeout_ms=1000)
+                consumer.close(autocommit=False, timeout_ms=timeout_ms)
             except Exception as exc:  # the broker is away; the group will time us out
                 log.warning("could not close the consumer cleanly: %r", exc)
 
@@ -327,8 +333,10 @@ class Worker:
         except Stopped:
             return
         finally:
+            # Leave the group first: the maintenance thread may take a chunk of a refit to
+            # finish, and the partitions should move to the other workers meanwhile.
+            self._disconnect(timeout_ms=self.settings.kafka_request_timeout_ms)
             self._maintenance.finish()
-            self._disconnect()
             self._close_dead_producer(timeout_s=5)
 
     def _consume(
