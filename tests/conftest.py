@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from services.core.settings import Settings
 from tests.support.infra import postgres_database, running_broker, sqlite_database
+
+# The suite (make test, CI) draws the same examples every run, so a result is reproducible and
+# one rare example cannot make a run fail that the previous one passed; HYPOTHESIS_PROFILE=explore
+# draws new ones each run (and prints how to reproduce a failure), for hunting bugs.
+hypothesis_settings.register_profile("repeatable", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")

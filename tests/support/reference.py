@@ -353,7 +353,10 @@ def time_decay_weights(
     journey: list[_Touch], closed_at: datetime, half_life_days: float
 ) -> list[Fraction]:
     # 2^x as exp(x * ln 2) at 60 digits: a different route from the service's 50-digit power,
-    # both far more precise than any cent of any amount needs.
+    # both far more precise than any cent of any amount needs. When x is a whole number (an
+    # age of whole half-lives) 2^x is taken exactly: if every weight of a journey is such a
+    # power, two shares can tie exactly, and the contract gives a tie to the earlier touch,
+    # which a 60-digit approximation would decide by its rounding instead.
     raw = []
     with localcontext() as ctx:
         ctx.prec = 60
@@ -361,8 +364,11 @@ def time_decay_weights(
         for t in journey:
             age = closed_at - t.occurred_at
             micros = (age.days * 86_400 + age.seconds) * 1_000_000 + age.microseconds
-            x = -Decimal(micros) / Decimal(86_400_000_000) / Decimal(str(half_life_days))
-            raw.append(Fraction((x * ln2).exp()))
+            x = -Fraction(micros, 86_400_000_000) / Fraction(str(half_life_days))
+            if x.denominator == 1:
+                raw.append(Fraction(2) ** int(x))
+            else:
+                raw.append(Fraction((Decimal(x.numerator) / Decimal(x.denominator) * ln2).exp()))
     return _normalise(raw)
 
 
