@@ -44,11 +44,15 @@ from services.core.fields import (
 )
 from services.core.money import MoneyError, to_minor
 
-LIFECYCLE_STAGES = ("lead", "mql", "sql", "opportunity", "customer")
+# The funnel's order, then the side exits (contract §1).
+FUNNEL_STAGES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer")
+SIDE_EXITS = ("recycled", "disqualified")
+LIFECYCLE_STAGES = FUNNEL_STAGES + SIDE_EXITS
 EVENT_TYPES = (
     "campaign.upserted",
     "campaign.cost",
     "contact.upserted",
+    "account.upserted",
     "contact.merged",
     "touch",
     "deal.created",
@@ -150,11 +154,37 @@ class CampaignCost(_Priced):
         return self
 
 
+MAX_ATTRIBUTES = 50
+AttributeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,49}$")]
+AttributeValue = Annotated[Text, StringConstraints(max_length=200)]
+# ``{"title": "VP Marketing", "seniority": "vp"}``: keys merge, the latest value wins.
+Attributes = Annotated[dict[AttributeName, AttributeValue], Field(max_length=MAX_ATTRIBUTES)]
+LifecycleStage = Literal[
+    "subscriber", "lead", "mql", "sql", "opportunity", "customer", "recycled", "disqualified"
+]
+
+
 class ContactUpserted(_Event):
+    """A contact's account, stage and attributes; a field left out keeps its value.
+
+    ``account_id`` may be left out (a CRM that sends one property change at a time, like
+    HubSpot); an explicit null detaches the contact from its account.
+    """
+
     type: Literal["contact.upserted"]
     contact_id: Id
-    account_id: Id | None
-    lifecycle_stage: Literal["lead", "mql", "sql", "opportunity", "customer"] | None = None
+    account_id: Id | None = None
+    lifecycle_stage: LifecycleStage | None = None
+    attributes: Attributes | None = None
+
+
+class AccountUpserted(_Event):
+    """An account's name and firmographic attributes (keys merge, the latest value wins)."""
+
+    type: Literal["account.upserted"]
+    account_id: Id
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=500)] | None = None
+    attributes: Attributes | None = None
 
 
 class ContactMerged(_Event):
@@ -199,11 +229,15 @@ class Touch(_Event):
 
 
 class DealCreated(_Priced):
+    """A deal's creation (its time is C); account and amount may follow in later events.
+
+    CRMs such as HubSpot announce a new deal before its properties, so ``account_id`` and
+    ``amount``+``currency`` are optional here; the latest event carrying each one wins.
+    """
+
     type: Literal["deal.created"]
     deal_id: Id
-    account_id: Id
-    currency: Currency
-    amount: DecimalText
+    account_id: Id | None = None
     contact_ids: Annotated[list[Id], Field(max_length=MAX_CONTACT_IDS)] | None = None
     stage: Annotated[Text, StringConstraints(max_length=100)] | None = None
 
@@ -290,6 +324,7 @@ Event = Annotated[
         CampaignUpserted,
         CampaignCost,
         ContactUpserted,
+        AccountUpserted,
         ContactMerged,
         Touch,
         DealCreated,

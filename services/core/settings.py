@@ -68,10 +68,39 @@ class Settings(BaseSettings):
     # How long a service trusts a key lookup: a revoked or expired key stops working within
     # this many seconds (bounded, so "within seconds" stays true whatever is configured).
     api_key_cache_s: float = Field(default=5.0, ge=0.0, le=5.0)
-    # Shared secret of the generic signed-JSON webhook (HMAC-SHA256 of the raw body).
+    # Webhook credentials (contract §6). A provider whose setting is unset refuses every
+    # request (401 naming the setting); several secrets, comma-separated, allow rotation.
+    # generic: Standard Webhooks secrets (``whsec_<base64>``); the legacy
+    # ``X-Closedloop-Signature`` (hex HMAC-SHA256 of the body) uses the same strings.
     webhook_secret_generic: str | None = None
+    # HubSpot: the app's client secret (signature v3).
+    webhook_secret_hubspot: str | None = None
+    # Pipedrive: ``user:password`` as set in the webhook's HTTP auth (comma-separated pairs).
+    webhook_basic_pipedrive: str | None = None
+    # Salesforce: organization ids allowed to send Outbound Messages (15 or 18 characters).
+    salesforce_org_ids: str | None = None
+    # Segment: the webhook destination's shared secret (``X-Signature``).
+    webhook_secret_segment: str | None = None
+    # The public base URL providers call (HubSpot signs the full URL); default: the request's.
+    ingest_public_url: str | None = None
+    # A signed timestamp older or newer than this is refused as stale (HubSpot, generic).
+    webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+    # HubSpot pipeline stage ids that mean won / lost (comma-separated; custom pipelines
+    # use numeric ids), and the currency of deal amounts (HubSpot sends none with a change).
+    hubspot_won_stages: str = "closedwon"
+    hubspot_lost_stages: str = "closedlost"
+    hubspot_currency: str | None = None
+
+    # Per-credential token bucket on ingest and webhooks: requests a second, and the burst.
+    rate_limit_per_s: float = Field(default=2000.0, gt=0)
+    rate_limit_burst: int = Field(default=4000, ge=1)
 
     @field_validator("reporting_currency")
     @classmethod
     def _known_currency(cls, value: str) -> str:
         return check_currency(value.upper())
+
+    @field_validator("hubspot_currency")
+    @classmethod
+    def _known_deal_currency(cls, value: str | None) -> str | None:
+        return None if value is None else check_currency(value.upper())

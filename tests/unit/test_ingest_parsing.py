@@ -191,7 +191,7 @@ def test_rates_outside_the_grammar_are_refused_at_rate(text: str) -> None:
     assert GRAMMAR in problem.errors[0]["problem"]
 
 
-@pytest.mark.parametrize("number", [5, 5.0, 12500.5, True, None, ["5"], {"v": "5"}])
+@pytest.mark.parametrize("number", [5, 5.0, 12500.5, True, ["5"], {"v": "5"}])
 def test_amounts_that_are_not_strings_are_refused(number: Any) -> None:
     problem = rejected({**DEAL, "amount": number})
     assert fields(problem) == ["amount"]
