@@ -34,7 +34,8 @@ import orjson
 from bench.common import memory_kib, simulated_events
 from services.core.broker import free_port, wait_for_port
 from services.core.db.migrate import upgrade
-from services.ingest.routes.webhooks import SIGNATURE_HEADER, sign
+from services.ingest.providers.generic import LEGACY_HEADER as SIGNATURE_HEADER
+from services.ingest.providers.generic import legacy_signature as sign
 from tests.support.infra import running_broker
 from tests.support.processes import ROOT, service_env, services_ingest_only, stop
 

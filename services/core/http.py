@@ -57,8 +57,8 @@ def unavailable(detail: str) -> Problem:
     return Problem(503, "Service Unavailable", detail, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
-def problem_response(problem: Problem) -> JSONResponse:
-    """Render a Problem as ``application/problem+json``."""
+def problem_body(problem: Problem) -> dict[str, Any]:
+    """Return the RFC 9457 body of a Problem."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "status": problem.status,
@@ -67,8 +67,16 @@ def problem_response(problem: Problem) -> JSONResponse:
     }
     if problem.errors is not None:
         body["errors"] = problem.errors
+    return body
+
+
+def problem_response(problem: Problem) -> JSONResponse:
+    """Render a Problem as ``application/problem+json``."""
     return JSONResponse(
-        body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+        problem_body(problem),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
     )
 
 

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.http import HttpMetrics, KeyStore, install_problem_handlers
 from services.core.openapi import add_components, install_openapi
+from services.core.ratelimit import RateLimiter
 from services.core.settings import Settings
 from services.ingest.errors import install_ingest_handlers
 from services.ingest.metrics import IngestMetrics
@@ -24,13 +25,7 @@ from services.ingest.routes import events, health, webhooks
 from services.ingest.schemas import event_body_components
 
 
-def webhook_secrets_from_settings(settings: Settings) -> dict[str, str]:
-    """Return the configured webhook shared secrets (unset providers are left out)."""
-    secret = settings.webhook_secret_generic
-    return {"generic": secret} if secret else {}
-
-
-def create_app(settings: Settings, *, webhook_secrets: dict[str, str] | None = None) -> FastAPI:
+def create_app(settings: Settings) -> FastAPI:
     """Build the ingest app; the key store and the producer are created in its lifespan."""
 
     @asynccontextmanager
@@ -57,8 +52,8 @@ def create_app(settings: Settings, *, webhook_secrets: dict[str, str] | None = N
         "consumes them from the events topic.",
     )
     app.state.settings = settings
-    app.state.webhook_secrets = (
-        webhook_secrets if webhook_secrets is not None else webhook_secrets_from_settings(settings)
+    app.state.rate_limiter = RateLimiter(
+        rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst
     )
     http_metrics = HttpMetrics("ingest")
     app.state.ingest_metrics = IngestMetrics(http_metrics.registry)

@@ -77,14 +77,23 @@ async def json_body(request: Request, settings: SettingsDep) -> bytes:
     return await read_json_body(request, limit=settings.max_body_bytes)
 
 
+_JSON = frozenset({"application/json"})
+
+
 async def read_json_body(request: Request, *, limit: int) -> bytes:
     """Read a JSON body of at most ``limit`` bytes (415 unless JSON, 413 beyond, 400 bad length)."""
+    return await read_body(request, limit=limit, media_types=_JSON)
+
+
+async def read_body(request: Request, *, limit: int, media_types: frozenset[str]) -> bytes:
+    """Read a body of one of ``media_types`` and at most ``limit`` bytes (415, 413, 400)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
+    if media_type not in media_types:
+        wanted = " or ".join(sorted(media_types))
         raise Problem(
             415,
             "Unsupported Media Type",
-            f"send Content-Type: application/json (got {media_type or 'none'!r})",
+            f"send Content-Type: {wanted} (got {media_type or 'none'!r})",
         )
     declared = request.headers.get("content-length")
     if declared is not None:

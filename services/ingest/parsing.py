@@ -50,21 +50,29 @@ def parse_body(raw: bytes, *, max_events: int) -> ParsedBody:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Problem(400, "Malformed JSON", f"the body is not valid JSON: {exc}") from None
-    prefix: str | None
+    items, prefix = body_items(body, max_events=max_events)
+    return validate_items(items, prefix=prefix)
+
+
+def body_items(body: Any, *, max_events: int) -> tuple[list[Any], str | None]:
+    """Return a body's event items and the prefix locating them (``events``, or None for one)."""
     if isinstance(body, dict) and "events" in body:
-        items, prefix = _batch_items(body, max_events=max_events), "events"
-    elif isinstance(body, dict):
-        items, prefix = [body], None
-    else:
-        raise invalid(
-            [
-                {
-                    "field": "body",
-                    "type": "body_type",
-                    "problem": 'must be one event object or {"events": [...]}',
-                }
-            ]
-        )
+        return _batch_items(body, max_events=max_events), "events"
+    if isinstance(body, dict):
+        return [body], None
+    raise invalid(
+        [
+            {
+                "field": "body",
+                "type": "body_type",
+                "problem": 'must be one event object or {"events": [...]}',
+            }
+        ]
+    )
+
+
+def validate_items(items: list[Any], *, prefix: str | None) -> ParsedBody:
+    """Validate event items all or nothing; errors are located under ``prefix[i]``."""
     too_wide = [
         {
             "field": f"{prefix}[{index}]" if prefix else "body",

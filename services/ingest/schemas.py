@@ -84,6 +84,32 @@ EVENT_BODY_OPENAPI: dict[str, Any] = {
 }
 
 
+WEBHOOK_PROVIDERS = ("generic", "hubspot", "pipedrive", "salesforce", "segment")
+
+
+def webhook_openapi() -> dict[str, Any]:
+    """Describe ``POST /v1/webhooks/{provider}``: each provider's own body and scheme."""
+    return {
+        "description": "Each provider posts its own payload with its own authentication "
+        "(see the README's per-provider tables): `generic` takes canonical events "
+        "(`EventBody`) signed with Standard Webhooks headers; `salesforce` posts SOAP XML "
+        "and is answered with a SOAP acknowledgement.",
+        "parameters": [
+            *(
+                {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+                for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+            ),
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {}},
+                "text/xml": {"schema": {"type": "string"}},
+            },
+        },
+    }
+
+
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """Describe problem answers for ``codes`` (``services.core.openapi`` adds their content)."""
     descriptions = {
@@ -94,6 +120,7 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "Body too large",
         415: "Not JSON",
         422: "Invalid events (nothing accepted)",
+        429: "Over the credential's rate limit; retry after Retry-After seconds",
         503: "Broker unavailable; retry after Retry-After seconds",
     }
     return {code: {"description": descriptions[code]} for code in codes}

@@ -23,10 +23,10 @@ from services.core.events import decode_record
 from services.core.http import KeyStore
 from services.core.settings import Settings
 from services.ingest.app import create_app
-from services.ingest.routes.webhooks import sign
 from tests.conftest import make_settings
 from tests.integration.test_ingest import killable_broker, read_topic
 from tests.support.infra import free_port
+from tests.support.signers.generic import sign
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,8 @@ def app_settings(pg_url: str, broker: str) -> Settings:
 
 @pytest.fixture()
 def client(app_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(app_settings, webhook_secrets={"generic": SECRET})) as c:
+    app = create_app(app_settings.model_copy(update={"webhook_secret_generic": SECRET}))
+    with TestClient(app) as c:
         yield c
 
 

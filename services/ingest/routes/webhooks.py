@@ -1,154 +1,165 @@
-"""``POST /v1/webhooks/{provider}``: events pushed by other systems with their own auth.
+"""``POST /v1/webhooks/{provider}``: each CRM's own payload and authentication, mapped.
 
-``generic`` takes canonical events (one, or ``{"events": [...]}``) signed with HMAC-SHA256 of
-the raw body under a shared secret: ``X-Closedloop-Signature: sha256=<hex>``. There is no
-timestamp in the signature; a replayed request is harmless because events are idempotent by
-``event_id``. The CRM providers' own payloads and schemes come with their adapters.
+The route only dispatches; ``services/ingest/providers/`` holds one pure module per provider.
+Order of work, which is what keeps refused requests harmless:
 
-Webhook senders post one event per request, so this route is a per-request hot path
-(``bench/webhooks.py``). Measured here, FastAPI costs about 10 µs per dependency, 20 µs for a
-``Header`` parameter, and a threadpool hop far more under load, so the route resolves one
-dependency (``WebhookCall``: secret, body, signature and the app's collaborators), checks and
-validates a small body on the event loop, and leaves the loop only to wait for the broker.
-The 202 still comes only after the broker acknowledged every event.
+1. the provider is known (404), the media type is one it posts (415), the body fits (413);
+2. ``verify`` on the raw bytes: an unset setting or a bad, stale or foreign request is 401,
+   before anything is parsed (Salesforce, which signs nothing, parses hardened XML here);
+3. the provider's rate limit (429 + ``Retry-After``);
+4. ``map`` (400/422 naming the provider's field), then canonical validation of every mapped
+   event, all or nothing (422 naming ``events[i].field``);
+5. publish, and answer as the provider expects (202, or Salesforce's SOAP acknowledgement)
+   only once the broker acknowledged every event. Any failure is answered in the provider's
+   own error shape (Salesforce: a SOAP fault), so it retries what it should.
+
+Nothing of a refused request reaches the broker. Webhook senders post one event per request,
+so this is a per-request hot path (``bench/webhooks.py``): one dependency-free handler, small
+bodies checked and mapped on the event loop, bigger ones in a thread.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from dataclasses import dataclass
-from typing import Annotated, Any
+import logging
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from services.core.http import Problem
+from services.core.http import Problem, problem_body, unavailable
+from services.core.ratelimit import RateLimiter
 from services.core.settings import Settings
-from services.ingest.deps import read_json_body
+from services.ingest.deps import read_body
 from services.ingest.metrics import IngestMetrics
-from services.ingest.parsing import ParsedBody, parse_body
-from services.ingest.publisher import BrokerUnavailable, Publisher
-from services.ingest.schemas import EVENT_BODY_OPENAPI, AcceptedOut, problem_responses
+from services.ingest.parsing import ParsedBody, validate_items
+from services.ingest.providers import PROVIDERS
+from services.ingest.providers.base import (
+    Delivery,
+    Malformed,
+    Mapped,
+    NotConfigured,
+    Provider,
+    Refused,
+)
+from services.ingest.publisher import BrokerUnavailable, Publisher, RecordTooLarge
+from services.ingest.schemas import AcceptedOut, problem_responses, webhook_openapi
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 
-PLANNED_PROVIDERS = ("hubspot", "pipedrive", "salesforce", "segment")
-SIGNATURE_HEADER = "X-Closedloop-Signature"
-# Bodies up to this size are verified and validated on the event loop (tens of microseconds
-# for one event); a bigger batch would stall every other request, so it goes to a thread.
+# Bodies up to this size are verified, mapped and validated on the event loop (tens of
+# microseconds for one event); a bigger one would stall every other request: a thread.
 INLINE_BODY_BYTES = 64 * 1024
 
-_OPENAPI: dict[str, Any] = {
-    **EVENT_BODY_OPENAPI,
-    "parameters": [
-        {
-            "name": SIGNATURE_HEADER,
-            "in": "header",
-            "required": True,
-            "description": "sha256=<hex HMAC-SHA256 of the raw body under the shared secret>",
-            "schema": {"type": "string"},
-        }
-    ],
-}
+
+def public_url(request: Request, settings: Settings) -> str:
+    """Return the URL the provider called: the configured public base, else the request's."""
+    if not settings.ingest_public_url:
+        return str(request.url)
+    query = request.url.query
+    path = request.url.path + (f"?{query}" if query else "")
+    return settings.ingest_public_url.rstrip("/") + path
 
 
-def sign(secret: str, body: bytes) -> str:
-    """Return the signature header value for ``body``: ``sha256=<hex>``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def signature_matches(secret: str, body: bytes, header: str | None) -> bool:
-    """Return whether ``header`` is the HMAC-SHA256 of ``body`` under ``secret``."""
-    if not header:
-        return False
-    # Starlette decodes headers as latin-1, so this round-trips any header byte for byte.
-    given = header.strip().lower().encode("latin-1")
-    return hmac.compare_digest(sign(secret, body).encode(), given)
-
-
-def provider_secret(provider: str, secrets: dict[str, str]) -> str:
-    """Return the shared secret of a supported provider: 404 if unsupported, 401 if unset."""
-    if provider in PLANNED_PROVIDERS:
-        raise Problem(404, "Not Found", f"provider {provider!r} is not supported yet")
-    if provider != "generic":
-        raise Problem(404, "Not Found", f"unknown webhook provider {provider!r}")
-    secret = secrets.get(provider)
-    if not secret:
-        raise Problem(
+def _refusal(exc: Exception) -> Problem:
+    if isinstance(exc, NotConfigured):
+        return Problem(
             401,
             "Unauthorized",
-            "no shared secret is configured for this webhook (CLOSEDLOOP_WEBHOOK_SECRET_GENERIC)",
+            f"this webhook is not configured: {exc} (every request is refused until then)",
         )
-    return secret
+    if isinstance(exc, Refused):
+        return Problem(401, "Unauthorized", exc.detail)
+    assert isinstance(exc, Malformed)
+    title = "Malformed body" if exc.status == 400 else "Invalid webhook payload"
+    return Problem(exc.status, title, exc.detail, errors=exc.errors or None)
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookCall:
-    """One webhook request, authenticated by provider, with the app's collaborators."""
-
-    provider: str
-    secret: str
-    body: bytes
-    signature: str | None
-    settings: Settings
-    publisher: Publisher
-    metrics: IngestMetrics
-
-    def parsed(self) -> ParsedBody:
-        """Return the validated body: 401 unless the signature matches, 400/422 if invalid."""
-        if not signature_matches(self.secret, self.body, self.signature):
-            raise Problem(
-                401,
-                "Unauthorized",
-                f"missing or bad {SIGNATURE_HEADER}: expected sha256=<hex HMAC of the body>",
-            )
-        return parse_body(self.body, max_events=self.settings.max_batch_events)
-
-
-async def webhook_call(provider: str, request: Request) -> WebhookCall:
-    """Resolve the provider's secret (404, 401), then read the JSON body (415, 413)."""
-    state = request.app.state
-    secret = provider_secret(provider, state.webhook_secrets)
-    settings: Settings = state.settings
-    body = await read_json_body(request, limit=settings.max_body_bytes)
-    return WebhookCall(
-        provider=provider,
-        secret=secret,
-        body=body,
-        signature=request.headers.get(SIGNATURE_HEADER),
-        settings=settings,
-        publisher=state.publisher,
-        metrics=state.ingest_metrics,
-    )
-
-
-WebhookCallDep = Annotated[WebhookCall, Depends(webhook_call)]
+def _reply(provider: Provider, problem: Problem) -> Response:
+    body = problem_body(problem)
+    custom = provider.failed(problem.status, body)
+    headers = problem.headers or {}
+    if custom is not None:
+        return Response(custom.body, custom.status, headers, media_type=custom.media_type)
+    return Response(orjson.dumps(body), problem.status, headers, "application/problem+json")
 
 
 @router.post(
     "/v1/webhooks/{provider}",
     status_code=202,
     response_model=AcceptedOut,
-    openapi_extra=_OPENAPI,
-    responses=problem_responses(400, 401, 404, 413, 415, 422, 503),
+    openapi_extra=webhook_openapi(),
+    responses=problem_responses(400, 401, 404, 413, 415, 422, 429, 503),
 )
-async def post_webhook(call: WebhookCallDep) -> Response:
-    """Publish the signed events of a webhook call, all or nothing, like ``POST /v1/events``."""
-    if len(call.body) <= INLINE_BODY_BYTES:
-        parsed = call.parsed()
-    else:
-        parsed = await run_in_threadpool(call.parsed)
-    endpoint = f"webhook_{call.provider}"
+async def post_webhook(provider: str, request: Request) -> Response:
+    """Authenticate, map and publish one provider delivery, all or nothing."""
+    handler = PROVIDERS.get(provider)
+    if handler is None:
+        known = ", ".join(sorted(PROVIDERS))
+        raise Problem(404, "Not Found", f"unknown webhook provider {provider!r} (known: {known})")
+    state = request.app.state
+    settings: Settings = state.settings
+    metrics: IngestMetrics = state.ingest_metrics
+    endpoint = f"webhook_{provider}"
     try:
-        # Publisher.publish blocks until the broker acknowledged every event: off the loop.
-        accepted = await run_in_threadpool(
-            call.publisher.publish, parsed.events, items=parsed.items
+        body = await read_body(
+            request, limit=settings.max_body_bytes, media_types=handler.media_types
         )
+        delivery = Delivery(
+            body=body,
+            headers=dict(request.headers.items()),
+            url=public_url(request, settings),
+            method=request.method,
+            received_at=datetime.now(UTC),
+        )
+        limiter: RateLimiter = state.rate_limiter
+        if len(body) <= INLINE_BODY_BYTES:
+            mapped, parsed = _checked(handler, delivery, settings, limiter)
+        else:
+            mapped, parsed = await run_in_threadpool(_checked, handler, delivery, settings, limiter)
+        published = 0
+        if parsed.events:
+            publisher: Publisher = state.publisher
+            published = await run_in_threadpool(
+                publisher.publish, parsed.events, items=parsed.items
+            )
     except BrokerUnavailable:
-        call.metrics.publish_failures.labels(endpoint).inc()
-        raise
-    call.metrics.accepted.labels(endpoint).inc(accepted)
-    # Rendered directly: the same body as AcceptedOut, without re-validating it per request.
-    return Response(orjson.dumps({"accepted": accepted}), 202, media_type="application/json")
+        metrics.publish_failures.labels(endpoint).inc()
+        return _reply(handler, _broker_down())
+    except RecordTooLarge as exc:
+        return _reply(handler, Problem(413, "Payload Too Large", str(exc)))
+    except Problem as problem:
+        return _reply(handler, problem)
+    metrics.accepted.labels(endpoint).inc(published)
+    reply = handler.accepted(mapped, published)
+    if reply is not None:
+        return Response(reply.body, reply.status, media_type=reply.media_type)
+    out: dict[str, Any] = {"accepted": published, "ignored": mapped.ignored}
+    return Response(orjson.dumps(out), 202, media_type="application/json")
+
+
+def _checked(
+    provider: Provider, delivery: Delivery, settings: Settings, limiter: RateLimiter
+) -> tuple[Mapped, ParsedBody]:
+    """Verify, then spend a token of the provider's bucket, then map and validate."""
+    try:
+        provider.verify(delivery, settings)
+    except (NotConfigured, Refused) as exc:
+        raise _refusal(exc) from None
+    limiter.check(f"webhook:{provider.name}")
+    try:
+        mapped = provider.map(delivery, settings)
+    except Malformed as exc:
+        raise _refusal(exc) from None
+    if not mapped.events:
+        return mapped, ParsedBody([], [])
+    return mapped, validate_items(mapped.events, prefix=mapped.context.get("prefix", "events"))
+
+
+def _broker_down() -> Problem:
+    return unavailable(
+        "the event broker did not acknowledge every event; retry the same request "
+        "(events already received are recognised by event_id and counted once)"
+    )

@@ -1,0 +1,8 @@
+"""Webhook providers by name: each module maps one CRM's deliveries to canonical events."""
+
+from __future__ import annotations
+
+from services.ingest.providers import generic
+from services.ingest.providers.base import Provider
+
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (generic.PROVIDER,)}
