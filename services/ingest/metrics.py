@@ -21,3 +21,15 @@ class IngestMetrics:
             ["endpoint"],
             registry=registry,
         )
+        self.refused = Counter(
+            "closedloop_ingest_requests_refused_total",
+            "Requests refused before publishing, by endpoint and status (401, 413, 422, 429, …)",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self.ignored = Counter(
+            "closedloop_ingest_webhook_events_ignored_total",
+            "Provider events that map to nothing for attribution (deletions, other properties)",
+            ["endpoint"],
+            registry=registry,
+        )

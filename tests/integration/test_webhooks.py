@@ -103,6 +103,10 @@ def test_refused_deliveries_publish_nothing(client: TestClient, settings: Settin
         assert problem["status"] == status and problem["detail"], name
         assert "c2VjcmV0" not in response.text, name  # no secret in any answer
     assert events_on(settings) == []
+    metrics = client.get("/metrics").text
+    for status, count in (("401", 5), ("415", 1), ("413", 1), ("400", 1), ("422", 1)):
+        labels = f'endpoint="webhook_generic",status="{status}"'
+        assert f"closedloop_ingest_requests_refused_total{{{labels}}} {count}.0" in metrics
     invalid_answer = client.post("/v1/webhooks/generic", content=invalid, headers=signed(invalid))
     assert {e["field"] for e in invalid_answer.json()["errors"]} == {"amount"}
 

@@ -129,10 +129,14 @@ async def post_webhook(provider: str, request: Request) -> Response:
         metrics.publish_failures.labels(endpoint).inc()
         return _reply(handler, _broker_down())
     except RecordTooLarge as exc:
+        metrics.refused.labels(endpoint, "413").inc()
         return _reply(handler, Problem(413, "Payload Too Large", str(exc)))
     except Problem as problem:
+        metrics.refused.labels(endpoint, str(problem.status)).inc()
         return _reply(handler, problem)
     metrics.accepted.labels(endpoint).inc(published)
+    if mapped.ignored:
+        metrics.ignored.labels(endpoint).inc(mapped.ignored)
     reply = handler.accepted(mapped, published)
     if reply is not None:
         return Response(reply.body, reply.status, media_type=reply.media_type)
