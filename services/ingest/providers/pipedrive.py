@@ -184,7 +184,7 @@ def _deal(change: _Change) -> list[dict[str, Any]]:
         events.append(_event(change, "deal.updated", updated, fields))
     status = deal.get("status")
     if _status_changed(change, status):
-        events.extend(_status_event(change, deal, status, updated, fields, account))
+        events.extend(_status_event(change, deal, status, updated, fields))
     return events
 
 
@@ -199,19 +199,12 @@ def _status_changed(change: _Change, status: Any) -> bool:
 
 
 def _status_event(
-    change: _Change,
-    deal: dict[str, Any],
-    status: Any,
-    updated: datetime,
-    fields: dict[str, Any],
-    account: str | None,
+    change: _Change, deal: dict[str, Any], status: Any, updated: datetime, fields: dict[str, Any]
 ) -> list[dict[str, Any]]:
     root, deal_id = change.root, fields["deal_id"]
     if status == "won":
         won = _time(deal.get("won_time"), f"{root}.won_time") or updated
-        closing = {k: v for k, v in fields.items() if k in ("deal_id", "amount", "currency")}
-        if account is not None:
-            closing["account_id"] = account
+        closing = {k: v for k, v in fields.items() if k not in ("contact_ids", "stage")}
         return [_event(change, "deal.closed_won", won, closing)]
     if status == "lost":
         lost = _time(deal.get("lost_time"), f"{root}.lost_time") or updated
