@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.ingest.providers import generic
+from services.ingest.providers import generic, pipedrive
 from services.ingest.providers.base import Provider
 
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (generic.PROVIDER,)}
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (generic.PROVIDER, pipedrive.PROVIDER)}
