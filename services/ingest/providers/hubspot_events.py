@@ -98,7 +98,7 @@ class HubSpotEvent:
             return format(value, "f") if isinstance(value, Decimal) else str(value)
         if not isinstance(value, str):
             raise base.malformed_field(self.field(name), "must be a string", "string_type")
-        return value
+        return value.replace("\x00", "")  # canonical text never holds NUL
 
     def occurred_at(self) -> str:
         millis = int(self.id("occurredAt", "must be milliseconds since the epoch"))
