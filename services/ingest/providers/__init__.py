@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.ingest.providers import generic, pipedrive
+from services.ingest.providers import generic, hubspot, pipedrive
 from services.ingest.providers.base import Provider
 
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (generic.PROVIDER, pipedrive.PROVIDER)}
+PROVIDERS: dict[str, Provider] = {
+    p.name: p for p in (generic.PROVIDER, hubspot.PROVIDER, pipedrive.PROVIDER)
+}
