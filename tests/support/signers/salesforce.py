@@ -25,9 +25,7 @@ def headers(
     return {}
 
 
-def notification(
-    notification_id: str, sobject_type: str, fields: Mapping[str, str | None]
-) -> str:
+def notification(notification_id: str, sobject_type: str, fields: Mapping[str, str | None]) -> str:
     """Return one ``<Notification>``: fields in the given order; None is sent as xsi:nil."""
     parts = []
     for name, value in fields.items():
