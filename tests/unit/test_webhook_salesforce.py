@@ -49,7 +49,7 @@ def delivery(body: str | bytes, *, received_at: datetime = NOW) -> Delivery:
     return Delivery(raw, headers, URL, "POST", received_at)
 
 
-def opportunity(notification_id: str = "04l5w00005286hAAAQ", **fields: str | None) -> str:
+def opportunity(notification_id: str = "04l5w00005286hAAAQ", /, **fields: str | None) -> str:
     values: dict[str, str | None] = {
         "Id": "0065w000023STAmAAO",
         "AccountId": "0015w00002BFDeLAAX",
