@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from services.ingest.providers import generic, hubspot, pipedrive
+from services.ingest.providers import generic, hubspot, pipedrive, salesforce
 from services.ingest.providers.base import Provider
 
 PROVIDERS: dict[str, Provider] = {
-    p.name: p for p in (generic.PROVIDER, hubspot.PROVIDER, pipedrive.PROVIDER)
+    p.name: p
+    for p in (
+        generic.PROVIDER,
+        hubspot.PROVIDER,
+        pipedrive.PROVIDER,
+        salesforce.PROVIDER,
+    )
 }

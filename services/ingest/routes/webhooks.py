@@ -150,7 +150,7 @@ def _checked(
     """Verify, then spend a token of the provider's bucket, then map and validate."""
     try:
         provider.verify(delivery, settings)
-    except (NotConfigured, Refused) as exc:
+    except (NotConfigured, Refused, Malformed) as exc:  # Malformed: Salesforce parses to verify
         raise _refusal(exc) from None
     limiter.check(f"webhook:{provider.name}")
     try:
