@@ -449,10 +449,10 @@ def test_acknowledgement_envelope() -> None:
 @pytest.mark.parametrize(
     ("status", "code"), [(400, "Client"), (401, "Client"), (422, "Client"), (503, "Server")]
 )
-def test_failures_are_soap_faults_with_http_500(status: int, code: str) -> None:
+def test_failures_are_soap_faults_with_the_causes_status(status: int, code: str) -> None:
     detail = 'Notification[0].sObject.Amount: "12.345" <has> too many & places\x00'
     reply = PROVIDER.failed(status, {"status": status, "title": "t", "detail": detail})
-    assert reply is not None and (reply.status, reply.media_type) == (500, "text/xml")
+    assert reply is not None and (reply.status, reply.media_type) == (status, "text/xml")
     fault = ET.fromstring(reply.body).find(f"{SOAP}Body/{SOAP}Fault")
     assert fault is not None
     assert fault.findtext("faultcode") == f"soapenv:{code}"

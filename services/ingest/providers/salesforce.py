@@ -225,10 +225,15 @@ class SalesforceProvider:
         return Reply(200, ACK, "text/xml")
 
     def failed(self, status: int, problem: dict[str, Any]) -> Reply | None:
-        """Answer a SOAP 1.1 fault (HTTP 500): Salesforce retries the message for up to 24 h."""
+        """Answer a SOAP 1.1 fault with the cause's status: Salesforce retries it for 24 h.
+
+        SOAP 1.1 sends faults with HTTP 500, but Salesforce treats every answer other than
+        an ack alike (it retries), so the status is free to say the cause: a wrong org id is
+        401, a bomb 400, an outage 503 — what operators and proxies log and alert on.
+        """
         code = "Client" if status < 500 else "Server"
         message = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
-        return Reply(500, _fault(code, message), "text/xml")
+        return Reply(status, _fault(code, message), "text/xml")
 
 
 PROVIDER = SalesforceProvider()
