@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.ingest.providers import generic, hubspot, pipedrive, salesforce
+from services.ingest.providers import generic, hubspot, pipedrive, salesforce, segment
 from services.ingest.providers.base import Provider
 
 PROVIDERS: dict[str, Provider] = {
@@ -12,5 +12,6 @@ PROVIDERS: dict[str, Provider] = {
         hubspot.PROVIDER,
         pipedrive.PROVIDER,
         salesforce.PROVIDER,
+        segment.PROVIDER,
     )
 }
