@@ -6,7 +6,7 @@ request can be replayed; that is harmless, because a replay maps to the same eve
 worker counts it once. A batched request (a JSON array) is refused: Segment signs only its
 first event, so the others would be unauthenticated.
 
-Mapping invariants (the table is in docs/webhooks/segment.md):
+Mapping invariants (the table is in the README, "CRM webhooks → Segment"):
 - One message in, its events out in a fixed order; nothing depends on the clock.
 - The message's main event has ``event_id`` ``segment:<messageId>``; a second event made from
   it gets a fixed suffix (``:merged``, ``:contact``, ``:anon``).
