@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -149,3 +149,88 @@ def test_route_by_credential_matrix(pg_url: str, broker: str) -> None:
     assert not wrong, wrong
     # Exactly the accepted requests reached the broker; a refused one published nothing.
     assert {k for k, v in published.items() if v} == {k for k, v in expected.items() if v < 300}
+
+
+XXE = (
+    '<?xml version="1.0"?><!DOCTYPE e [<!ENTITY s SYSTEM "file:///etc/passwd">]>'
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+    '<notifications xmlns="http://soap.sforce.com/2005/09/outbound">'
+    "<OrganizationId>{org}</OrganizationId><ActionId>&s;</ActionId>"
+    "</notifications></soapenv:Body></soapenv:Envelope>"
+)
+LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol0 "lol">'
+    + "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
+    + "]><lolz>&lol9;</lolz>"
+)
+
+
+def test_hostile_deliveries_get_their_4xx_and_publish_nothing(pg_url: str, broker: str) -> None:
+    bodies = {p: _first_delivery(p) for p in WEBHOOKS}
+    org = _org_of(bodies["salesforce"][0])
+    settings = make_settings(
+        database_url=pg_url,
+        bootstrap=broker,
+        webhook_secret_hubspot=SECRETS["hubspot"],
+        webhook_basic_pipedrive=SECRETS["pipedrive"],
+        webhook_secret_segment=SECRETS["segment"],
+        salesforce_org_ids=org,
+        ingest_public_url="http://testserver",
+        max_body_bytes=64 * 1024,
+    )
+    now = datetime.now(UTC)
+    sign = {p: import_module(f"tests.support.signers.{p}").headers for p in SECRETS}
+
+    def signed(provider: str, body: bytes, **overrides: Any) -> dict[str, str]:
+        url = f"http://testserver/v1/webhooks/{provider}"
+        options = {"secret": SECRETS[provider], "url": url, "now": now, **overrides}
+        return {"Content-Type": "application/json", **sign[provider](body, **options)}
+
+    hubspot, pipedrive, segment = (bodies[p][0] for p in ("hubspot", "pipedrive", "segment"))
+    xml = {"Content-Type": "text/xml; charset=utf-8"}
+    huge = b'{"x": "' + b"a" * 70_000 + b'"}'
+    cases: list[tuple[str, str, bytes, dict[str, str], int]] = [
+        (
+            "hubspot",
+            "stale",
+            hubspot,
+            signed("hubspot", hubspot, now=now - timedelta(minutes=6)),
+            401,
+        ),
+        ("hubspot", "other secret", hubspot, signed("hubspot", hubspot, secret="x"), 401),
+        ("hubspot", "body changed", hubspot + b" ", signed("hubspot", hubspot), 401),
+        ("hubspot", "malformed", b"[{", signed("hubspot", b"[{"), 400),
+        ("hubspot", "oversized", huge, signed("hubspot", huge), 413),
+        (
+            "pipedrive",
+            "wrong password",
+            pipedrive,
+            signed("pipedrive", pipedrive, secret="a:b"),
+            401,
+        ),
+        ("pipedrive", "not an object", b"[]", signed("pipedrive", b"[]"), 422),
+        ("segment", "bad signature", segment, signed("segment", segment, secret="x"), 401),
+        ("segment", "malformed", b"{", signed("segment", b"{"), 400),
+        (
+            "salesforce",
+            "wrong org",
+            bodies["salesforce"][0].replace(org.encode(), b"00D000000000999"),
+            xml,
+            401,
+        ),
+        ("salesforce", "external entity", XXE.format(org=org).encode(), xml, 400),
+        ("salesforce", "billion laughs", LAUGHS.encode(), xml, 400),
+        ("salesforce", "not XML", b"<<<", xml, 400),
+        ("salesforce", "JSON", b"{}", {"Content-Type": "application/json"}, 415),
+    ]
+    with TestClient(create_app(settings)) as client, end_offsets(broker, settings) as ends:
+        before = ends()
+        for provider, name, body, headers, status in cases:
+            answer = client.post(f"/v1/webhooks/{provider}", content=body, headers=headers)
+            assert answer.status_code == status, (provider, name, answer.text)
+            assert "root:" not in answer.text  # the external entity was never read
+            for secret in SECRETS.values():
+                assert secret not in answer.text, (provider, name)
+            if provider == "salesforce" and status != 415:
+                assert b"<faultcode>soapenv:Client</faultcode>" in answer.content, name
+        assert ends() == before
