@@ -128,6 +128,22 @@ class Provider(Protocol):
         ...
 
 
+class DefaultReplies:
+    """The default answers: 202 ``{"accepted", "ignored"}`` and problem+json errors.
+
+    For providers that treat any 2xx as delivered and retry anything else (HubSpot,
+    Pipedrive, Segment, generic).
+    """
+
+    def accepted(self, mapped: Mapped, published: int) -> Reply | None:
+        """Use the default 202."""
+        return None
+
+    def failed(self, status: int, problem: dict[str, Any]) -> Reply | None:
+        """Use the default problem+json."""
+        return None
+
+
 def secrets(value: str | None) -> list[str]:
     """Split a comma-separated secrets setting (several allowed, for rotation)."""
     return [s.strip() for s in (value or "").split(",") if s.strip()]

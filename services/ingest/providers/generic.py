@@ -29,12 +29,12 @@ import orjson
 from services.core.settings import Settings
 from services.ingest.parsing import body_items
 from services.ingest.providers.base import (
+    DefaultReplies,
     Delivery,
     Malformed,
     Mapped,
     NotConfigured,
     Refused,
-    Reply,
     secrets,
 )
 
@@ -67,7 +67,7 @@ def _standard_signature(key: bytes, webhook_id: str, timestamp: str, body: bytes
     return base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
 
 
-class Generic:
+class Generic(DefaultReplies):
     """Standard Webhooks (and the legacy body HMAC) over canonical events."""
 
     name = "generic"
@@ -128,14 +128,6 @@ class Generic:
             raise Malformed(400, f"the body is not valid JSON: {exc}") from None
         items, prefix = body_items(body, max_events=settings.max_batch_events)
         return Mapped(items, context={"prefix": prefix})
-
-    def accepted(self, mapped: Mapped, published: int) -> Reply | None:
-        """Answer the default 202."""
-        return None
-
-    def failed(self, status: int, problem: dict[str, Any]) -> Reply | None:
-        """Answer problem+json."""
-        return None
 
 
 PROVIDER = Generic()

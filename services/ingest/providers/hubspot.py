@@ -38,7 +38,7 @@ from typing import Any
 
 from services.core.settings import Settings
 from services.ingest.providers import base
-from services.ingest.providers.base import Delivery, Malformed, Mapped, Refused, Reply
+from services.ingest.providers.base import DefaultReplies, Delivery, Malformed, Mapped, Refused
 from services.ingest.providers.hubspot_events import (
     HANDLERS,
     Config,
@@ -101,7 +101,7 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-class HubSpot:
+class HubSpot(DefaultReplies):
     """The HubSpot provider: signature v3 and the CRM object events of the webhooks API."""
 
     name = "hubspot"
@@ -148,14 +148,6 @@ class HubSpot:
             events.extend(produced)
             ignored += not produced
         return Mapped(events, ignored)
-
-    def accepted(self, mapped: Mapped, published: int) -> Reply | None:
-        """Answer the default 202: HubSpot counts any 2xx as delivered."""
-        return None
-
-    def failed(self, status: int, problem: dict[str, Any]) -> Reply | None:
-        """Answer the default problem+json."""
-        return None
 
 
 PROVIDER = HubSpot()

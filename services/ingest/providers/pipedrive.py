@@ -37,12 +37,12 @@ from typing import Any
 from services.core.money import MoneyError, exponent, to_minor
 from services.core.settings import Settings
 from services.ingest.providers.base import (
+    DefaultReplies,
     Delivery,
     Malformed,
     Mapped,
     NotConfigured,
     Refused,
-    Reply,
     malformed_field,
     secrets,
 )
@@ -69,7 +69,7 @@ class _Change:
     meta_time: datetime
 
 
-class PipedriveProvider:
+class PipedriveProvider(DefaultReplies):
     """Authenticate Pipedrive's basic-auth deliveries and map deals, persons, organizations."""
 
     name = "pipedrive"
@@ -105,14 +105,6 @@ class PipedriveProvider:
             raise malformed_field(change.root, "must be an object", "dict_type")
         events = _ENTITY_MAPPERS[change.entity](change)
         return Mapped(events, ignored=0 if events else 1)
-
-    def accepted(self, mapped: Mapped, published: int) -> Reply | None:
-        """Use the default 202: Pipedrive treats any 2xx as delivered."""
-        return None
-
-    def failed(self, status: int, problem: dict[str, Any]) -> Reply | None:
-        """Use the default problem+json: Pipedrive retries anything but a 2xx."""
-        return None
 
 
 def _reject_constant(name: str) -> Any:

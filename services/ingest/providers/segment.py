@@ -29,11 +29,11 @@ from typing import Any
 
 from services.core.settings import Settings
 from services.ingest.providers.base import (
+    DefaultReplies,
     Delivery,
     Mapped,
     NotConfigured,
     Refused,
-    Reply,
     malformed_field,
     secrets,
 )
@@ -214,7 +214,7 @@ def map_message(message: dict[str, Any]) -> Mapped:
     return Mapped(events, ignored=0 if events else 1)
 
 
-class Segment:
+class Segment(DefaultReplies):
     """Segment's Webhooks destination: ``X-Signature`` over one JSON message."""
 
     name = "segment"
@@ -248,14 +248,6 @@ class Segment:
     def map(self, delivery: Delivery, settings: Settings) -> Mapped:
         """Parse the one message in the body and map it."""
         return map_message(parse_message(delivery.body))
-
-    def accepted(self, mapped: Mapped, published: int) -> Reply | None:
-        """Answer the default 202: Segment counts any 2xx as delivered."""
-        return None
-
-    def failed(self, status: int, problem: dict[str, Any]) -> Reply | None:
-        """Answer problem+json: Segment retries 5xx and timeouts, and gives up on a 4xx."""
-        return None
 
 
 PROVIDER = Segment()
