@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.core.http import Problem, problem_response, unavailable
-from services.ingest.publisher import BrokerUnavailable, RecordTooLarge
+from services.ingest.publisher import BrokerUnavailable, Overloaded, RecordTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,16 @@ def install_ingest_handlers(app: FastAPI) -> None:
             unavailable(
                 "the event broker did not acknowledge every event; retry the same request "
                 "(events already received are recognised by event_id and counted once)"
+            )
+        )
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        log.debug("answering 503, publish queue full: %s", exc)
+        return problem_response(
+            unavailable(
+                "too many events are waiting for the event broker; retry the same request "
+                "shortly (nothing of it was published)"
             )
         )
 
