@@ -142,10 +142,8 @@ async def post_webhook(call: WebhookCallDep) -> Response:
         parsed = await run_in_threadpool(call.parsed)
     endpoint = f"webhook_{call.provider}"
     try:
-        # Publisher.publish blocks until the broker acknowledged every event: off the loop.
-        accepted = await run_in_threadpool(
-            call.publisher.publish, parsed.events, items=parsed.items
-        )
+        # Awaits the broker's acknowledgement of every event, gathered with concurrent requests.
+        accepted = await call.publisher.publish_async(parsed.events, items=parsed.items)
     except BrokerUnavailable:
         call.metrics.publish_failures.labels(endpoint).inc()
         raise
