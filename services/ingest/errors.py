@@ -13,9 +13,22 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.core.http import Problem, problem_response, unavailable
-from services.ingest.publisher import BrokerUnavailable, RecordTooLarge
+from services.ingest.publisher import BrokerUnavailable, Overloaded, RecordTooLarge
 
 log = logging.getLogger(__name__)
+
+
+def broker_problem(exc: BrokerUnavailable) -> Problem:
+    """Return the 503 for a publish that failed (``Overloaded``: the queue was full)."""
+    if isinstance(exc, Overloaded):
+        return unavailable(
+            "too many events are waiting for the event broker; retry the same request "
+            "shortly (nothing of it was published)"
+        )
+    return unavailable(
+        "the event broker did not acknowledge every event; retry the same request "
+        "(events already received are recognised by event_id and counted once)"
+    )
 
 
 def install_ingest_handlers(app: FastAPI) -> None:
@@ -24,12 +37,7 @@ def install_ingest_handlers(app: FastAPI) -> None:
     @app.exception_handler(BrokerUnavailable)
     async def _broker(_: Request, exc: BrokerUnavailable) -> JSONResponse:
         log.debug("answering 503: %s", exc)  # the publisher logs the outage itself, once
-        return problem_response(
-            unavailable(
-                "the event broker did not acknowledge every event; retry the same request "
-                "(events already received are recognised by event_id and counted once)"
-            )
-        )
+        return problem_response(broker_problem(exc))
 
     @app.exception_handler(RecordTooLarge)
     async def _too_large(_: Request, exc: RecordTooLarge) -> JSONResponse:

@@ -12,6 +12,7 @@ from services.core.publisher import (
     MAX_RECORD_BYTES,
     PROBE_INTERVAL_S,
     BrokerUnavailable,
+    Overloaded,
     Publisher,
     RecordTooLarge,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "PROBE_INTERVAL_S",
     "BrokerUnavailable",
+    "Overloaded",
     "Publisher",
     "RecordTooLarge",
 ]

@@ -28,10 +28,11 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from services.core.http import Problem, problem_body, unavailable
+from services.core.http import Problem, problem_body
 from services.core.ratelimit import RateLimiter
 from services.core.settings import Settings
 from services.ingest.deps import read_body
+from services.ingest.errors import broker_problem
 from services.ingest.metrics import IngestMetrics
 from services.ingest.parsing import ParsedBody, validate_items
 from services.ingest.providers import PROVIDERS
@@ -122,12 +123,12 @@ async def post_webhook(provider: str, request: Request) -> Response:
         published = 0
         if parsed.events:
             publisher: Publisher = state.publisher
-            published = await run_in_threadpool(
-                publisher.publish, parsed.events, items=parsed.items
-            )
-    except BrokerUnavailable:
+            # Awaited, not a thread: the publisher gathers concurrent requests' events into
+            # shared batch records and resolves this once all of ours are acknowledged.
+            published = await publisher.publish_async(parsed.events, items=parsed.items)
+    except BrokerUnavailable as exc:  # Overloaded too: both are a 503 the sender retries
         metrics.publish_failures.labels(endpoint).inc()
-        return _reply(handler, _broker_down())
+        return _reply(handler, broker_problem(exc))
     except RecordTooLarge as exc:
         metrics.refused.labels(endpoint, "413").inc()
         return _reply(handler, Problem(413, "Payload Too Large", str(exc)))
@@ -160,10 +161,3 @@ def _checked(
     if not mapped.events:
         return mapped, ParsedBody([], [])
     return mapped, validate_items(mapped.events, prefix=mapped.context.get("prefix", "events"))
-
-
-def _broker_down() -> Problem:
-    return unavailable(
-        "the event broker did not acknowledge every event; retry the same request "
-        "(events already received are recognised by event_id and counted once)"
-    )
