@@ -103,7 +103,9 @@ def webhook_openapi() -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {}},
+                # The generic webhook's body; other providers post their own JSON (the README
+                # documents each). A concrete schema also keeps fuzzers to realistic bodies.
+                "application/json": {"schema": {"$ref": _REF.format(model="EventBody")}},
                 "text/xml": {"schema": {"type": "string"}},
             },
         },
