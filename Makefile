@@ -19,15 +19,17 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-tools: ## Install wrk (Debian), the HTTP load generator of the benchmarks, if it is missing
+tools: ## Install wrk (benchmarks) and chromium (dashboard browser tests) from Debian if missing
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| { echo "could not install wrk (apt-get install wrk, as root)"; exit 1; }
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| { echo "could not install chromium (apt-get install chromium, as root)"; exit 1; }
 
 run: install ## Start ingest, worker and API on embedded defaults (closedloop up)
 	$(BIN)/closedloop up $(ARGS)
 
 # Two pytest processes, each with its own broker and database; a test file stays on one of them.
-test: install tools ## Run the whole test suite (the benchmark smoke test needs wrk)
+test: install tools ## Run the whole test suite (needs wrk and chromium: make tools)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile $(ARGS)
 
 lint: install ## Check style and formatting with ruff

@@ -3,8 +3,9 @@
 ``create_app(settings)`` wires everything explicitly: the lifespan creates the engines, the
 session factories, the API key store and the publisher on ``app.state`` and closes them on
 shutdown; routes reach them through ``services.api.deps``. Every request reads one snapshot and
-rolls back. Every route but the health probes and ``/metrics`` needs a bearer key: ``read`` for
-the reports, ``admin`` for ``/v1/admin`` (dead letters, the audit log) and the model writes.
+rolls back. Every route but the health probes, ``/metrics`` and the dashboard's static files
+needs a bearer key: ``read`` for the reports, ``admin`` for ``/v1/admin`` (dead letters, the
+audit log) and the model writes.
 
 The exceptions to "the API is read-only" are admin writes: ``POST
 /v1/admin/dead-letters/{id}/retry`` re-publishes a dead letter and marks its ``retried_at``;
@@ -13,6 +14,9 @@ delete custom models. Each records itself in the audit log (``services.core.audi
 own transaction. They go through a separate, writable engine used by nothing else, so
 every report keeps its read-only engine. The retry's producer connects lazily, on the first
 retry (most API processes never retry anything).
+
+The web dashboard (``services.api.dashboard``) is served at ``/`` with no key: its pages are
+static and call the read API with the user's key, like any client.
 
 Rendered reports are kept in ``app.state.reports`` under the projection version they were
 built from (``services.api.cache``), one cache per app start.
@@ -28,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.api.cache import CachedReports, ReportCache
 from services.api.conflicts import ConflictGauges
+from services.api.dashboard import router as dashboard_router
 from services.api.db import make_read_engine, make_statement_engine
 from services.api.errors import install_errors
 from services.api.routes import (
@@ -93,6 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
         dead_letters.router,
         audit.router,
         conflicts.router,
+        dashboard_router,
     ):
         app.include_router(router)
     install_openapi(app)

@@ -2,7 +2,8 @@
 
 Starts the bundled broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` points elsewhere), migrates the
 database (a SQLite file unless ``DATABASE_URL`` says otherwise), creates a dev API key, then
-runs ingest, worker and API as separate processes, exactly as in production. Ctrl-C stops them
+runs ingest, worker and API as separate processes, exactly as in production, and prints the
+dashboard link that hands the dev key over in its fragment (``/#key=…``). Ctrl-C stops them
 all (SIGTERM first: the worker finishes its batch and commits).
 """
 
@@ -104,12 +105,16 @@ def run_stack(
             wait_for_port(port, timeout_s=60)
         ingest_url = f"http://{settings.ingest_host}:{settings.ingest_port}"
         api_url = f"http://{settings.api_host}:{settings.api_port}"
+        # A browser cannot open a wildcard address: the link names this machine's loopback.
+        browse_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
+        dashboard = f"http://{browse_host}:{settings.api_port}/#key={key}"
         console.print(
             f"\n[bold green]Closed Loop is up[/bold green]\n"
             f"  ingest  {ingest_url}/v1/events   (docs {ingest_url}/docs)\n"
             f"  api     {api_url}/v1/reports/roi  (docs {api_url}/docs)\n"
             f"  database {settings.database_url}\n"
-            f"  dev API key (scopes ingest,read,admin; shown once):\n  {key}\n",
+            f"  dev API key (scopes ingest,read,admin; shown once):\n  {key}\n"
+            f"  dashboard (opens with the dev key):\n  {dashboard}\n",
             soft_wrap=True,  # URLs and the key must stay copyable, whatever the terminal width
         )
         if demo:

@@ -68,7 +68,11 @@ def test_up_prints_urls_key_progress_and_one_line_per_event(tmp_path: Path) -> N
     assert code == 0, text
     assert f"http://127.0.0.1:{ingest_port}/v1/events" in text
     assert f"http://127.0.0.1:{api_port}/v1/reports/roi" in text
-    assert re.search(r"^\s*cl_[A-Za-z0-9_-]{43}$", text, re.MULTILINE), text
+    key = re.search(r"^\s*(cl_[A-Za-z0-9_-]{43})$", text, re.MULTILINE)
+    assert key, text
+    # The ready-to-open dashboard link hands that same dev key over in the fragment.
+    link = rf"^\s*http://127\.0\.0\.1:{api_port}/#key={key[1]}$"
+    assert re.search(link, text, re.MULTILINE), text
     assert "Posting events" in text and "demo: posted" in text
     assert re.search(r"worker\s+INFO\s+applied \d+ batch", text), text
     assert re.search(r"fitted markov \(snapshot \d+\)", text), text
