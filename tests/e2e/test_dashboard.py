@@ -5,11 +5,14 @@ with a markov fit); a second API process serves an empty database. Every number 
 is checked against what the read API answers for the same question, fetched here with httpx:
 the dashboard must show the API's numbers, not compute its own. Chromium is Debian's
 (``make tools``), driven by Playwright through its executable path, never a downloaded one.
-Each page's screenshot is written to docs/screenshots/ (the README shows them).
+Each page's screenshot is written to var/screenshots/ on every run (git ignores it), and to
+docs/screenshots/ (the README's) when CLOSEDLOOP_UPDATE_SCREENSHOTS=1: the simulated dates
+follow today, so a normal run must not rewrite tracked files.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,7 +47,11 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = (
+    ROOT
+    / ("docs" if os.environ.get("CLOSEDLOOP_UPDATE_SCREENSHOTS") == "1" else "var")
+    / "screenshots"
+)
 DEFAULT_MODELS = ["first_touch", "last_touch", "linear", "w_shaped", "markov"]
 
 
