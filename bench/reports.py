@@ -115,7 +115,7 @@ SELECTIONS = [
 
 
 def _selection_mix() -> list[str]:
-    picks = []
+    picks: list[str] = []
     for i, period in enumerate(PERIODS):
         for j in range(2):
             selection = SELECTIONS[(2 * i + j) % len(SELECTIONS)]
@@ -132,7 +132,7 @@ def query_mix(endpoint: str) -> list[str]:
     if endpoint == "roi_select":
         return _selection_mix()
     rng = random.Random(endpoint)
-    picks = []
+    picks: list[str] = []
     for i, period in enumerate(PERIODS):
         for group_by in ("campaign", "channel"):
             if endpoint == "roi":
