@@ -107,13 +107,13 @@ async def roi(
 ) -> Response:
     """Revenue, fractional deals, cost, ROI and ROAS per campaign or channel under one model.
 
-    Rows are the campaigns (channels) with a credit or a cost day in the range, by revenue
-    descending, then id. A credited campaign with no ``campaign.upserted`` yet has a null name
-    and channel. ``totals.unattributed_revenue`` is the won revenue in range no touch earned;
-    ``totals.pending_revenue`` the won revenue the model has not credited yet, and ``status``
-    is ``pending`` while it has not credited everything (a data-driven model before its first
-    fit, a custom model being computed), else ``ready``. For ``markov`` and ``shapley``,
-    ``snapshot`` names the fit behind the credits (null before the first fit).
+    Rows are the campaigns (channels) with a credit or a cost day in the range, by default by
+    revenue descending, then id. A credited campaign with no ``campaign.upserted`` yet has a
+    null name and channel. ``totals.unattributed_revenue`` is the won revenue in range no touch
+    earned; ``totals.pending_revenue`` the won revenue the model has not credited yet, and
+    ``status`` is ``pending`` while it has not credited everything (a data-driven model before
+    its first fit, a custom model being computed), else ``ready``. For ``markov`` and
+    ``shapley``, ``snapshot`` names the fit behind the credits (null before the first fit).
 
     ``channel``, ``campaign_id`` (comma-separated) and ``sourced`` filter the rows; ``sort``
     orders them (ties by id, null ROI/ROAS last either way); ``limit``/``offset`` page them
@@ -160,10 +160,10 @@ async def compare(
     """Revenue per campaign or channel under several models side by side (default: all).
 
     Every requested model is a key of every row's ``revenue`` (zero when it credits nothing).
-    Rows are ordered by the first model's revenue, descending, then id. ``status`` and
-    ``totals.pending_revenue`` say, per model, whether it has credited all won revenue and
-    what it has not yet (as in ROI). ``snapshots`` names, per data-driven model compared, the
-    fit behind its credits.
+    By default rows are ordered by the first model's revenue, descending, then id.
+    ``status`` and ``totals.pending_revenue`` say, per model, whether it has credited all
+    won revenue and what it has not yet (as in ROI). ``snapshots`` names, per data-driven
+    model compared, the fit behind its credits.
 
     Filters, ``limit`` and ``offset`` as in ROI; ``sort`` by ``revenue`` (the first model),
     ``revenue:<model>``, ``cost``, ``campaign_name``, ``campaign_id`` or ``channel``.
