@@ -7,7 +7,9 @@ channels, 3-17 touches a deal (10 on average; 3 % of deals have none, so some re
 unattributed), credits under all 12 models (the 10 built-ins, and markov and shapley frozen
 at a fit), each deal's credits summing to its amount per model (``split_cents``). The read API
 then runs as a real process (``closedloop api``) and wrk drives it over loopback with 32
-connections, cycling over a mix of realistic queries (periods, groupings, models).
+connections, cycling over a mix of realistic queries (periods, groupings, models); a third
+mix, ``roi_select``, asks ROI with filters (channel, campaign ids, sales- or marketing-sourced),
+sorts and pages.
 
 Figures per size and endpoint: the cost of a cache miss (each query of the mix once, one at
 a time, right after a projection version bump), wrk's p50/p95/p99 and requests/s in the
@@ -100,12 +102,37 @@ PERIODS = [
 ]
 ROI_MODELS = ["linear", "w_shaped", "time_decay", "markov"]
 COMPARE_MODELS = ["", "&models=first_touch,last_touch,linear", "&models=linear,markov,shapley"]
+# ``roi_select``: ROI filtered, sorted and paged (a table a dashboard pages through).
+SELECTIONS = [
+    "&channel=paid_search,email",
+    "&campaign_id=camp-paid_search-0,camp-email-1,camp-webinar-2,camp-referral-3",
+    "&sourced=marketing&sort=-roi&limit=10",
+    "&sourced=sales&sort=cost",
+    "&sort=campaign_name&limit=10&offset=10",
+    "&channel=display,organic,events&sort=-roas&limit=5&offset=5",
+    "&sort=-deals&limit=20",
+]
+
+
+def _selection_mix() -> list[str]:
+    picks: list[str] = []
+    for i, period in enumerate(PERIODS):
+        for j in range(2):
+            selection = SELECTIONS[(2 * i + j) % len(SELECTIONS)]
+            model = ROI_MODELS[(i + j) % len(ROI_MODELS)]
+            # by channel where the selection does not sort by a campaign field
+            group_by = "channel" if j and "campaign_name" not in selection else "campaign"
+            picks.append(f"/v1/reports/roi?model={model}{period}&group_by={group_by}{selection}")
+    random.Random("roi_select").shuffle(picks)
+    return picks
 
 
 def query_mix(endpoint: str) -> list[str]:
     """Return the distinct request paths the load cycles over for one endpoint."""
+    if endpoint == "roi_select":
+        return _selection_mix()
     rng = random.Random(endpoint)
-    picks = []
+    picks: list[str] = []
     for i, period in enumerate(PERIODS):
         for group_by in ("campaign", "channel"):
             if endpoint == "roi":
@@ -455,7 +482,7 @@ def exercise(db: str, *, seconds: int, runs: int) -> dict[str, Any]:
             wait_for_port(port, timeout_s=60)
             headers = {"Authorization": f"Bearer {key}"}
             with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
-                for endpoint in ("roi", "compare"):
+                for endpoint in ("roi", "compare", "roi_select"):
                     paths = query_mix(endpoint)
                     out[f"{endpoint}_miss"] = miss_ms(client, sessions, paths)
                     load = [wrk(base, paths, key, seconds=seconds) for _ in range(runs)]
@@ -489,6 +516,7 @@ def run(*, quick: bool) -> dict[str, Any]:
         "headline_won_deals": max(sizes),
         "roi_p95_ms": headline["roi"]["p95_ms"],
         "compare_p95_ms": headline["compare"]["p95_ms"],
+        "roi_select_p95_ms": headline["roi_select"]["p95_ms"],
         "api_rss_mb": headline["api_memory"]["rss_mb"],
         "sizes": {str(n): figures for n, figures in sizes.items()},
     }

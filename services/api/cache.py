@@ -11,8 +11,12 @@ Invariants:
   Writers commit their changes and a new version together, so once a commit is visible no
   body built before it is served.
 - The key is everything the body depends on besides the projection: the report, its parsed
-  parameters (models resolved, period, grouping) and the format (JSON or CSV). Authentication
-  and validation run before the lookup on every request; only successful bodies are stored.
+  parameters (models resolved, period, grouping; for ROI and compare also the filters, sort
+  and page, ``services.api.selection``) and the format (JSON or CSV). A next-page ``Link``
+  header is stored with the body: two requests that parse alike (``channel=a,b`` and
+  ``channel=b,a``) may share the link the first one spelled, which names the same page.
+  Authentication and validation run before the lookup on every request; only successful
+  bodies are stored.
 - At most ``max_entries`` bodies and ``max_bytes`` bytes are held; the least recently used
   go first (bodies of older versions are never hit again, so they age out).
 - Concurrent misses of one key build it once: the others wait for that body (a burst of

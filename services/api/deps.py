@@ -25,6 +25,14 @@ from services.api import queries
 from services.api.cache import CachedReports
 from services.api.errors import UnknownModel
 from services.api.params import Period, ReportFormat, negotiate, parse_model_list, parse_period
+from services.api.selection import (
+    MAX_LIMIT,
+    MAX_OFFSET,
+    Filters,
+    Page,
+    Sourced,
+    parse_filters,
+)
 from services.core.auth import Principal
 from services.core.http import authorize
 from services.core.publisher import Publisher
@@ -119,6 +127,38 @@ async def _format(
 
 
 FormatDep = Annotated[ReportFormat, Depends(_format)]
+
+
+async def _filters(
+    channel: Annotated[
+        str | None, Query(description="only these channels, comma-separated; absent: all")
+    ] = None,
+    campaign_id: Annotated[
+        str | None, Query(description="only these campaign ids, comma-separated; absent: all")
+    ] = None,
+    sourced: Annotated[
+        Sourced | None,
+        Query(description="sales: only sales-sourced campaigns; marketing: only the others"),
+    ] = None,
+) -> Filters:
+    return parse_filters(channel, campaign_id, sourced)
+
+
+FiltersDep = Annotated[Filters, Depends(_filters)]
+
+
+async def _page(
+    limit: Annotated[
+        int | None, Query(ge=1, le=MAX_LIMIT, description="at most this many rows; absent: all")
+    ] = None,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="skip this many rows of the sorted list")
+    ] = 0,
+) -> Page:
+    return Page(limit, offset)
+
+
+PageDep = Annotated[Page, Depends(_page)]
 
 
 ModelQuery = Annotated[str, Query(description="attribution model id")]

@@ -12,13 +12,14 @@ Decisions where the contract is silent:
   last), by code point.
 - ``status`` says, per model, whether it has credited all won revenue in the range
   (``services.api.readiness``): a move against a pending model is not a real move yet.
-- The sums run in SQL (``queries.grouped_rows``); only the few aggregated rows are sorted here.
+- The sums run in SQL (``grouped.grouped_rows``); only the few aggregated rows are sorted here.
 """
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from services.api import grouped as grouped_sql
 from services.api import queries, readiness, snapshots
 from services.api.formatting import ratio
 from services.api.params import Period
@@ -42,7 +43,7 @@ def compare_diff(
     currency: str,
 ) -> CompareDiffOut:
     """Build the per-campaign (or per-channel) revenue moved from ``base`` to ``other``."""
-    grouped = queries.grouped_rows(session, [base, other], period, group_by=group_by)
+    grouped = grouped_sql.grouped_rows(session, [base, other], period, group_by=group_by)
     rows = [r for r in grouped if r.revenue[0] or r.revenue[1]]
     key = (lambda r: r.campaign_id) if group_by == "campaign" else (lambda r: r.channel)
     rows.sort(key=lambda r: (-abs(r.revenue[1] - r.revenue[0]), key(r) is None, key(r) or ""))

@@ -17,24 +17,18 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    CTE,
     ColumnElement,
-    Float,
     Select,
     and_,
-    case,
-    cast,
     func,
     select,
     true,
-    union,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from services.api.params import Period
 from services.core.db.schema import (
     AttributionModelRow,
-    CampaignCostDayRow,
     CampaignRow,
     CreditRow,
     DealAttributionRow,
@@ -47,18 +41,6 @@ from services.core.db.version import PROJECTION_VERSION_KEY, projection_version
 WON = "won"
 CONVERTED = "converted"
 UNCONVERTED = "unconverted"
-
-
-@dataclass(frozen=True)
-class GroupRow:
-    """One report row: a campaign (or a channel) with revenue and deals per model, and cost."""
-
-    campaign_id: str | None
-    campaign_name: str | None
-    channel: str | None
-    revenue: tuple[int, ...]
-    deals: tuple[float, ...]
-    cost: int
 
 
 @dataclass(frozen=True)
@@ -117,16 +99,6 @@ def bytewise(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
     return column.collate("C") if dialect == "postgresql" else column
 
 
-def _days_in(period: Period) -> list[ColumnElement[bool]]:
-    day = CampaignCostDayRow.day
-    conditions: list[ColumnElement[bool]] = []
-    if period.start is not None:
-        conditions.append(day >= period.start)
-    if period.end is not None:
-        conditions.append(day < period.end)
-    return conditions
-
-
 def models(session: Session) -> list[AttributionModelRow]:
     """Return every attribution model in display order."""
     stmt = select(AttributionModelRow).order_by(
@@ -162,113 +134,6 @@ def version_and_model_ids(session: Session) -> tuple[str, list[str]]:
     if not rows:
         return projection_version(session), []
     return rows[0][0], [model_id for _, model_id in rows]
-
-
-def _credited(model_list: Sequence[str], period: Period) -> CTE:
-    """Per campaign: ``r<i>``/``d<i>`` revenue and deals under model i, as a CTE.
-
-    A CTE because the report reads it twice (the campaign ids, then the sums): PostgreSQL
-    computes a CTE referenced twice once, where it would scan the credits twice for a
-    subquery.
-
-    The scan groups by (campaign, model), one pair of sums per row, and only its few result
-    rows (at most campaigns × models) are pivoted into columns: the same sums as one
-    ``CASE`` per model and row of the scan, which costs twice as much over millions of rows.
-    """
-    long = (
-        select(
-            CreditRow.campaign_id,
-            CreditRow.model_id,
-            func.sum(CreditRow.credit_minor).label("revenue"),
-            func.sum(CreditRow.weight).label("deals"),
-        )
-        .where(CreditRow.model_id.in_(model_list), *closed_in(CreditRow.closed_at, period))
-        .group_by(CreditRow.campaign_id, CreditRow.model_id)
-        .subquery("credited_by_model")
-    )
-    sums: list[Any] = []
-    for i, model_id in enumerate(model_list):
-        is_model = long.c.model_id == model_id
-        sums.append(func.sum(case((is_model, long.c.revenue), else_=0)).label(f"r{i}"))
-        sums.append(func.sum(case((is_model, long.c.deals), else_=0.0)).label(f"d{i}"))
-    return select(long.c.campaign_id, *sums).group_by(long.c.campaign_id).cte("credited")
-
-
-def _per_campaign(model_list: Sequence[str], period: Period) -> Select[Any]:
-    """Select per campaign: ``r<i>``/``d<i>`` revenue and deals under model i, and ``cost``."""
-    credited = _credited(model_list, period)
-    spent = (
-        select(
-            CampaignCostDayRow.campaign_id, func.sum(CampaignCostDayRow.cost_minor).label("cost")
-        )
-        .where(*_days_in(period))
-        .group_by(CampaignCostDayRow.campaign_id)
-        .cte("spent")
-    )
-    ids = union(select(credited.c.campaign_id), select(spent.c.campaign_id)).subquery("ids")
-    columns: list[Any] = [
-        ids.c.campaign_id,
-        CampaignRow.name.label("campaign_name"),
-        CampaignRow.channel.label("channel"),
-    ]
-    for i in range(len(model_list)):
-        columns.append(func.coalesce(credited.c[f"r{i}"], 0).label(f"r{i}"))
-        columns.append(func.coalesce(credited.c[f"d{i}"], 0.0).label(f"d{i}"))
-    columns.append(func.coalesce(spent.c.cost, 0).label("cost"))
-    return (
-        select(*columns)
-        .select_from(ids)
-        .outerjoin(credited, credited.c.campaign_id == ids.c.campaign_id)
-        .outerjoin(spent, spent.c.campaign_id == ids.c.campaign_id)
-        .outerjoin(CampaignRow, CampaignRow.campaign_id == ids.c.campaign_id)
-    )
-
-
-def grouped_rows(
-    session: Session, model_list: Sequence[str], period: Period, *, group_by: str
-) -> list[GroupRow]:
-    """Return revenue, deals and cost per campaign or per channel, best first.
-
-    Rows are every campaign (channel) with a credit or a cost day in the period, ordered by the
-    first model's revenue (descending), then campaign id (channel; a null channel last).
-    """
-    per_campaign = _per_campaign(model_list, period)
-    n = len(model_list)
-    dialect = session.get_bind().dialect.name
-    stmt: Select[Any]
-    if group_by == "campaign":
-        cols = per_campaign.selected_columns
-        stmt = per_campaign.order_by(
-            (cols.r0 if n else cols.cost).desc(), bytewise(cols.campaign_id, dialect)
-        )
-    else:
-        sub = per_campaign.subquery("per_campaign")
-        sums: list[Any] = []
-        for i in range(n):
-            sums += [
-                func.sum(sub.c[f"r{i}"]).label(f"r{i}"),
-                cast(func.sum(sub.c[f"d{i}"]), Float).label(f"d{i}"),
-            ]
-        stmt = (
-            select(sub.c.channel, *sums, func.sum(sub.c.cost).label("cost"))
-            .group_by(sub.c.channel)
-            .order_by(
-                func.sum(sub.c.r0 if n else sub.c.cost).desc(),
-                sub.c.channel.is_(None),
-                bytewise(sub.c.channel, dialect),
-            )
-        )
-    return [
-        GroupRow(
-            campaign_id=row.get("campaign_id"),
-            campaign_name=row.get("campaign_name"),
-            channel=row.channel,
-            revenue=tuple(int(row[f"r{i}"]) for i in range(n)),
-            deals=tuple(float(row[f"d{i}"]) for i in range(n)),
-            cost=int(row.cost),
-        )
-        for row in session.execute(stmt).mappings()
-    ]
 
 
 def deal_attribution_sums(

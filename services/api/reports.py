@@ -1,8 +1,10 @@
 """Turn query results into report bodies: money formatting, ratios, zero-filling.
 
 Invariants kept here:
-- ``totals.revenue`` is the sum of the rows' revenue, ``totals.cost`` the sum of their cost
-  (integers, summed before formatting, so the totals match the rows to the cent).
+- ``totals.revenue`` is the sum of the revenue of every filtered row, ``totals.cost`` the sum
+  of their cost, over all pages (integers, summed before formatting, so the totals match the
+  rows to the cent: the rows of all pages together). ``unattributed_revenue`` and
+  ``pending_revenue`` belong to no campaign: they are over the range, whatever the filters.
 - Every requested model appears in every compare row and total (zero when it has no credit).
 - A report over a data-driven model (markov, shapley) names the fit snapshot behind its credits
   (``services.api.snapshots.used_by_reports``): ``snapshot`` in ROI, ``snapshots`` in compare.
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 from services.api import queries, readiness, snapshots
 from services.api.errors import DealNotFound
 from services.api.formatting import ratio, rfc3339
+from services.api.grouped import ALL_ROWS, DEFAULT, NO_FILTERS, grouped
 from services.api.params import Period
 from services.api.schemas import (
     CompareCampaignRowOut,
@@ -43,6 +46,7 @@ from services.api.schemas import (
     RoiTotalsOut,
     UnconvertedOut,
 )
+from services.api.selection import Filters, Page, Sort
 from services.core.money import format_minor
 
 
@@ -56,11 +60,35 @@ def _states(
     return readiness.model_states(session, model_ids, period, sums=sums, won=won)
 
 
+def _paging(sort: Sort, page: Page, found: int, total_rows: int) -> dict[str, object]:
+    """The order and page fields: the next page starts where this one ends, if rows remain."""
+    following = page.offset + found
+    more = page.limit is not None and following < total_rows
+    return {
+        "sort": sort.text(),
+        "total_rows": total_rows,
+        "offset": page.offset,
+        "limit": page.limit,
+        "next_offset": following if more else None,
+    }
+
+
 def roi_report(
-    session: Session, *, model_id: str, period: Period, group_by: GroupBy, currency: str
+    session: Session,
+    *,
+    model_id: str,
+    period: Period,
+    group_by: GroupBy,
+    currency: str,
+    filters: Filters = NO_FILTERS,
+    sort: Sort = DEFAULT,
+    page: Page = ALL_ROWS,
 ) -> RoiReportOut:
-    """Build the ROI report of one model over a period."""
-    rows = queries.grouped_rows(session, [model_id], period, group_by=group_by)
+    """Build the ROI report of one model over a period: one page of the filtered rows."""
+    found = grouped(
+        session, [model_id], period, group_by=group_by, filters=filters, sort=sort, page=page
+    )
+    rows = found.rows
     sums = queries.deal_attribution_sums(session, [model_id], period)
     state = _states(session, [model_id], period, sums)[model_id]
     out_rows: list[RoiCampaignRowOut] | list[RoiChannelRowOut]
@@ -94,13 +122,14 @@ def roi_report(
         group_by=group_by,
         rows=out_rows,
         totals=RoiTotalsOut(
-            revenue=format_minor(sum(r.revenue[0] for r in rows), currency),
-            cost=format_minor(sum(r.cost for r in rows), currency),
+            revenue=format_minor(found.revenue[0], currency),
+            cost=format_minor(found.cost, currency),
             unattributed_revenue=format_minor(
                 sums.get(model_id, queries.NO_DEALS).unattributed, currency
             ),
             pending_revenue=format_minor(state.pending_minor, currency),
         ),
+        **_paging(sort, page, len(rows), found.total_rows),
     )
     used = snapshots.used_by_reports(session, [model_id], sums)
     if model_id not in used:
@@ -109,10 +138,21 @@ def roi_report(
 
 
 def compare_report(
-    session: Session, *, model_ids: Sequence[str], period: Period, group_by: GroupBy, currency: str
+    session: Session,
+    *,
+    model_ids: Sequence[str],
+    period: Period,
+    group_by: GroupBy,
+    currency: str,
+    filters: Filters = NO_FILTERS,
+    sort: Sort = DEFAULT,
+    page: Page = ALL_ROWS,
 ) -> CompareReportOut:
-    """Build the side-by-side revenue of several models over a period."""
-    rows = queries.grouped_rows(session, model_ids, period, group_by=group_by)
+    """Build the side-by-side revenue of several models over a period: one page of rows."""
+    found = grouped(
+        session, model_ids, period, group_by=group_by, filters=filters, sort=sort, page=page
+    )
+    rows = found.rows
     sums = queries.deal_attribution_sums(session, model_ids, period)
     states = _states(session, model_ids, period, sums)
 
@@ -148,14 +188,15 @@ def compare_report(
         group_by=group_by,
         rows=out_rows,
         totals=CompareTotalsOut(
-            revenue=per_model([sum(r.revenue[i] for r in rows) for i in range(len(model_ids))]),
+            revenue=per_model(found.revenue),
             unattributed_revenue=per_model(
                 [sums.get(m, queries.NO_DEALS).unattributed for m in model_ids]
             ),
             pending_revenue=per_model([states[m].pending_minor for m in model_ids]),
-            cost=format_minor(sum(r.cost for r in rows), currency),
+            cost=format_minor(found.cost, currency),
         ),
         snapshots=snapshots.used_by_reports(session, model_ids, sums),
+        **_paging(sort, page, len(rows), found.total_rows),
     )
 
 

@@ -73,10 +73,22 @@ class RoiChannelRowOut(_Out):
 
 
 class RoiTotalsOut(_Out):
+    """Revenue and cost over every filtered row (not the page); the rest over the range."""
+
     revenue: str
     cost: str
     unattributed_revenue: str
     pending_revenue: str = Field(description="won revenue in range the model has not credited yet")
+
+
+# The order and page of ROI's and compare's rows (``services.api.selection``).
+SortText = Annotated[str, Field(description="the order of the rows, as `sort` writes it")]
+TotalRows = Annotated[int, Field(description="rows after the filters, over every page")]
+Offset = Annotated[int, Field(description="rows skipped before this page")]
+Limit = Annotated[int | None, Field(description="the page size asked for; null: every row")]
+NextOffset = Annotated[
+    int | None, Field(description="the `offset` of the next page; null: this is the last")
+]
 
 
 class RoiReportOut(_Out):
@@ -88,6 +100,11 @@ class RoiReportOut(_Out):
     group_by: GroupBy
     rows: list[RoiCampaignRowOut] | list[RoiChannelRowOut]
     totals: RoiTotalsOut
+    sort: SortText
+    total_rows: TotalRows
+    offset: Offset
+    limit: Limit
+    next_offset: NextOffset
 
 
 class CompareCampaignRowOut(_Out):
@@ -105,6 +122,8 @@ class CompareChannelRowOut(_Out):
 
 
 class CompareTotalsOut(_Out):
+    """Revenue and cost over every filtered row (not the page); the rest over the range."""
+
     revenue: dict[str, str]
     unattributed_revenue: dict[str, str]
     pending_revenue: dict[str, str]
@@ -126,6 +145,11 @@ class CompareReportOut(_Out):
     group_by: GroupBy
     rows: list[CompareCampaignRowOut] | list[CompareChannelRowOut]
     totals: CompareTotalsOut
+    sort: SortText
+    total_rows: TotalRows
+    offset: Offset
+    limit: Limit
+    next_offset: NextOffset
     snapshots: dict[str, SnapshotRefOut | None] = Field(
         default_factory=dict, description="per data-driven model compared: its snapshot"
     )

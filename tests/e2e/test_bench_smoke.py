@@ -43,6 +43,7 @@ def test_bench_quick_runs_and_reports_figures() -> None:
     assert freshness["ingest_memory"]["hwm_mib"] > 0 and freshness["worker_memory"]["hwm_mib"] > 0
     reports = figures["reports"]
     assert reports["roi_p95_ms"] > 0 and reports["compare_p95_ms"] > 0 and reports["api_rss_mb"] > 0
+    assert reports["roi_select_p95_ms"] > 0
     recompute = figures["recompute"]
     assert recompute["ours_s"] > 0 and recompute["anchor_s"] > 0
     assert all(size["agrees_within_rounding"] for size in recompute["sizes"])

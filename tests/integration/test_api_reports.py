@@ -373,6 +373,12 @@ def test_roi_by_campaign_in_january(api: Api) -> None:
             "unattributed_revenue": "0.00",
             "pending_revenue": "0.00",
         },
+        # the default order, every row: one page
+        "sort": "-revenue",
+        "total_rows": 3,
+        "offset": 0,
+        "limit": None,
+        "next_offset": None,
     }
 
 

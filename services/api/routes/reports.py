@@ -15,18 +15,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from services.api.deps import (
     DEFAULT_MODEL,
     BaseQuery,
     CachedReportsDep,
+    FiltersDep,
     FormatDep,
     ModelQuery,
     ModelsQuery,
     OtherQuery,
+    PageDep,
     PeriodDep,
     ReadPrincipal,
     SessionDep,
@@ -48,37 +51,77 @@ from services.api.schemas import (
     RoiSnapshotReportOut,
 )
 from services.api.scoring import leads as leads_report
+from services.api.selection import check_sort_model, parse_sort
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 _CSV: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}},
     406: {"description": "neither JSON nor CSV accepted"},
-    422: {"description": "bad date, range or model"},
+    422: {"description": "bad date, range, model, filter, sort or page"},
 }
 GroupByQuery = Annotated[GroupBy, Query(description="campaign or channel")]
+SortQuery = Annotated[
+    str | None,
+    Query(description="field to order rows by, `-field` descending; default `-revenue`"),
+]
+# What a next-page link keeps of the request: the parameters the report reads.
+_PAGED_PARAMS = frozenset(
+    [
+        "model",
+        "models",
+        "from",
+        "to",
+        "group_by",
+        "channel",
+        "campaign_id",
+        "sourced",
+        "sort",
+        "limit",
+    ]
+)
+
+
+def _paged(request: Request, response: Response, next_offset: int | None) -> Response:
+    """Link the next page (``Link: rel="next"``, relative) when there is one."""
+    if next_offset is not None:
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k in _PAGED_PARAMS]
+        query = urlencode([*kept, ("offset", str(next_offset))])
+        response.headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'
+    return response
 
 
 @router.get("/roi", response_model=RoiReportOut | RoiSnapshotReportOut, responses=_CSV)
 async def roi(
+    request: Request,
     _: ReadPrincipal,
     fmt: FormatDep,
     reports: CachedReportsDep,
     settings: SettingsDep,
     period: PeriodDep,
+    filters: FiltersDep,
+    page: PageDep,
     model: ModelQuery = DEFAULT_MODEL,
     group_by: GroupByQuery = "campaign",
+    sort: SortQuery = None,
 ) -> Response:
     """Revenue, fractional deals, cost, ROI and ROAS per campaign or channel under one model.
 
-    Rows are the campaigns (channels) with a credit or a cost day in the range, by revenue
-    descending, then id. A credited campaign with no ``campaign.upserted`` yet has a null name
-    and channel. ``totals.unattributed_revenue`` is the won revenue in range no touch earned;
-    ``totals.pending_revenue`` the won revenue the model has not credited yet, and ``status``
-    is ``pending`` while it has not credited everything (a data-driven model before its first
-    fit, a custom model being computed), else ``ready``. For ``markov`` and ``shapley``,
-    ``snapshot`` names the fit behind the credits (null before the first fit).
+    Rows are the campaigns (channels) with a credit or a cost day in the range, by default by
+    revenue descending, then id. A credited campaign with no ``campaign.upserted`` yet has a
+    null name and channel. ``totals.unattributed_revenue`` is the won revenue in range no touch
+    earned; ``totals.pending_revenue`` the won revenue the model has not credited yet, and
+    ``status`` is ``pending`` while it has not credited everything (a data-driven model before
+    its first fit, a custom model being computed), else ``ready``. For ``markov`` and
+    ``shapley``, ``snapshot`` names the fit behind the credits (null before the first fit).
+
+    ``channel``, ``campaign_id`` (comma-separated) and ``sourced`` filter the rows; ``sort``
+    orders them (ties by id, null ROI/ROAS last either way); ``limit``/``offset`` page them
+    (no ``limit``: every row). ``total_rows`` counts the filtered rows; ``totals.revenue``
+    and ``totals.cost`` are over all of them, not the page; ``next_offset`` and a ``Link:
+    rel="next"`` header name the next page.
     """
+    order = parse_sort(sort, report="roi", group_by=group_by)
 
     def build(session: Session, model_id: str) -> Response:
         body = roi_report(
@@ -87,11 +130,14 @@ async def roi(
             period=period,
             group_by=group_by,
             currency=settings.reporting_currency,
+            filters=filters,
+            sort=order,
+            page=page,
         )
-        return render(body, fmt, filename="roi.csv")
+        return _paged(request, render(body, fmt, filename="roi.csv"), body.next_offset)
 
     return await reports.answer(
-        ("roi", period, group_by, fmt),
+        ("roi", period, group_by, fmt, filters, order, page),
         resolve=lambda known: requested_model(known, model),
         build=build,
     )
@@ -99,22 +145,35 @@ async def roi(
 
 @router.get("/compare", response_model=CompareReportOut, responses=_CSV)
 async def compare(
+    request: Request,
     _: ReadPrincipal,
     fmt: FormatDep,
     reports: CachedReportsDep,
     settings: SettingsDep,
     period: PeriodDep,
+    filters: FiltersDep,
+    page: PageDep,
     models: ModelsQuery = None,
     group_by: GroupByQuery = "campaign",
+    sort: SortQuery = None,
 ) -> Response:
     """Revenue per campaign or channel under several models side by side (default: all).
 
     Every requested model is a key of every row's ``revenue`` (zero when it credits nothing).
-    Rows are ordered by the first model's revenue, descending, then id. ``status`` and
-    ``totals.pending_revenue`` say, per model, whether it has credited all won revenue and
-    what it has not yet (as in ROI). ``snapshots`` names, per data-driven model compared, the
-    fit behind its credits.
+    By default rows are ordered by the first model's revenue, descending, then id.
+    ``status`` and ``totals.pending_revenue`` say, per model, whether it has credited all
+    won revenue and what it has not yet (as in ROI). ``snapshots`` names, per data-driven
+    model compared, the fit behind its credits.
+
+    Filters, ``limit`` and ``offset`` as in ROI; ``sort`` by ``revenue`` (the first model),
+    ``revenue:<model>``, ``cost``, ``campaign_name``, ``campaign_id`` or ``channel``.
     """
+    order = parse_sort(sort, report="compare", group_by=group_by)
+
+    def resolve(known: list[str]) -> tuple[str, ...]:
+        model_ids = requested_models(known, models)
+        check_sort_model(order, model_ids)
+        return model_ids
 
     def build(session: Session, model_ids: tuple[str, ...]) -> Response:
         body = compare_report(
@@ -123,12 +182,15 @@ async def compare(
             period=period,
             group_by=group_by,
             currency=settings.reporting_currency,
+            filters=filters,
+            sort=order,
+            page=page,
         )
-        return render(body, fmt, filename="compare.csv")
+        return _paged(request, render(body, fmt, filename="compare.csv"), body.next_offset)
 
     return await reports.answer(
-        ("compare", period, group_by, fmt),
-        resolve=lambda known: requested_models(known, models),
+        ("compare", period, group_by, fmt, filters, order, page),
+        resolve=resolve,
         build=build,
     )
 
