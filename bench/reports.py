@@ -1,4 +1,4 @@
-"""Report latency and API memory: ``/v1/reports/roi`` and ``/compare`` under 32 clients.
+"""Report latency and API memory: ``/v1/reports/roi``, ``/compare``, ``/influence``, 32 clients.
 
 The projection the API reads (campaigns, costs, deals, touches, credits, deal attributions,
 the models and two fit snapshots) is written straight into a fresh PostgreSQL database with
@@ -132,6 +132,10 @@ def query_mix(endpoint: str) -> list[str]:
     if endpoint == "roi_select":
         return _selection_mix()
     rng = random.Random(endpoint)
+    if endpoint == "influence":  # no model, no grouping: one query per period
+        picks = [f"/v1/reports/influence?{period.lstrip('&')}" for period in PERIODS]
+        rng.shuffle(picks)
+        return picks
     picks: list[str] = []
     for i, period in enumerate(PERIODS):
         for group_by in ("campaign", "channel"):
@@ -482,7 +486,7 @@ def exercise(db: str, *, seconds: int, runs: int) -> dict[str, Any]:
             wait_for_port(port, timeout_s=60)
             headers = {"Authorization": f"Bearer {key}"}
             with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
-                for endpoint in ("roi", "compare", "roi_select"):
+                for endpoint in ("roi", "compare", "roi_select", "influence"):
                     paths = query_mix(endpoint)
                     out[f"{endpoint}_miss"] = miss_ms(client, sessions, paths)
                     load = [wrk(base, paths, key, seconds=seconds) for _ in range(runs)]
@@ -517,6 +521,7 @@ def run(*, quick: bool) -> dict[str, Any]:
         "roi_p95_ms": headline["roi"]["p95_ms"],
         "compare_p95_ms": headline["compare"]["p95_ms"],
         "roi_select_p95_ms": headline["roi_select"]["p95_ms"],
+        "influence_p95_ms": headline["influence"]["p95_ms"],
         "api_rss_mb": headline["api_memory"]["rss_mb"],
         "sizes": {str(n): figures for n, figures in sizes.items()},
     }

@@ -42,6 +42,7 @@ from services.api.routes import (
     dead_letters,
     deals,
     health,
+    influence,
     models,
     reports,
 )
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
         health.router,
         models.router,
         reports.router,
+        influence.router,
         deals.router,
         accounts.router,
         dead_letters.router,

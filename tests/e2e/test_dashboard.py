@@ -313,6 +313,58 @@ def test_reconciliation_adds_up_per_model(page: Any, stack: Any) -> None:
     screenshot(page, "reconciliation")
 
 
+def test_influence_shows_the_api_sourced_and_influenced_numbers(
+    page: Any, stack: Any, tmp_path: Path
+) -> None:
+    sign_in(page, stack, "/influence")
+    page.wait_for_selector("#influence-table tbody tr")
+    report = api(stack, "/v1/reports/influence")
+    assert report["rows"] and report["totals"]["won_deals"] > 0
+    expected = [
+        [
+            r["campaign_name"] or r["campaign_id"],
+            r["channel"] or "–",
+            "Sales" if r["is_sales_sourced"] else "Marketing",
+            shown(r["sourced_revenue"]),
+            str(r["sourced_deals"]),
+            shown(r["influenced_revenue"]),
+            str(r["influenced_deals"]),
+        ]
+        for r in report["rows"]
+    ]
+    assert table(page, "#influence-table") == expected
+    totals = report["totals"]
+    assert page.inner_text("#won-revenue") == f"{shown(totals['won_revenue'])} USD"
+    assert page.inner_text("#won-deals") == str(totals["won_deals"])
+    for side in ("sales", "marketing"):
+        money, deals = totals[f"{side}_sourced_revenue"], totals[f"{side}_sourced_deals"]
+        assert page.inner_text(f"#{side}-sourced") == f"{shown(money)} USD · {deals} deals"
+    unsourced = f"{shown(totals['unsourced_revenue'])} USD · {totals['unsourced_deals']} deals"
+    assert page.inner_text("#unsourced") == unsourced
+    assert page.inner_text("#influence-check").startswith("✓")
+    traces = chart(page, "influence-chart")
+    assert [t["name"] for t in traces] == ["Sourced", "Influenced"]
+    for trace, key in zip(traces, ("sourced_revenue", "influenced_revenue"), strict=True):
+        assert trace["x"] == [row[0] for row in expected]
+        assert trace["text"] == [shown(r[key]) for r in report["rows"]]
+        assert trace["y"] == [float(Decimal(r[key])) for r in report["rows"]]
+
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    saved = tmp_path / "influence.csv"
+    download.value.save_as(saved)
+    csv_answer = httpx.get(
+        stack["url"] + "/v1/reports/influence",
+        headers={"Authorization": f"Bearer {stack['key']}", "Accept": "text/csv"},
+    )
+    assert saved.read_bytes() == csv_answer.content
+    assert download.value.suggested_filename == "influence.csv"
+    screenshot(page, "influence")
+
+    page.goto(f"{stack['empty_url']}/influence#key={stack['empty_key']}")
+    page.wait_for_selector("#message:has-text('No data yet')")
+
+
 def test_a_wrong_key_shows_the_message_and_the_key_form(page: Any, stack: Any) -> None:
     unknown = "cl_" + "A" * 43
     page.goto(f"{stack['url']}/roi#key={unknown}")
@@ -343,6 +395,7 @@ def test_the_navigation_lists_the_built_pages_only(page: Any, stack: Any) -> Non
         ["Compare models", "/"],
         ["ROI", "/roi"],
         ["Deal explorer", "/deals"],
+        ["Influence", "/influence"],
         ["Reconciliation", "/reconciliation"],
     ]
     for _, href in links:

@@ -7,7 +7,7 @@ So these routes need no key, read no database and are left out of the OpenAPI do
 
 Decisions:
 - One page per read report that exists: compare models (``/``), ROI, deal explorer,
-  reconciliation; the navigation lists exactly these (``PAGES``).
+  influence, reconciliation; the navigation lists exactly these (``PAGES``).
 - Pages are ``templates/base.html`` around ``templates/<page>.html``, filled in with
   ``string.Template`` from fixed text (nothing from the request is ever substituted).
 - plotly.js is the bundle the ``plotly`` wheel ships (``plotly/package_data/plotly.min.js``),
@@ -57,6 +57,7 @@ PAGES = (
     Page("/", "compare", "Compare models"),
     Page("/roi", "roi", "ROI"),
     Page("/deals", "deals", "Deal explorer"),
+    Page("/influence", "influence", "Influence"),
     Page("/reconciliation", "reconciliation", "Reconciliation"),
 )
 
