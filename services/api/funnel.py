@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, String, func, literal, select
 from sqlalchemy.orm import Session
@@ -48,8 +48,9 @@ from services.core.events import FUNNEL_STAGES, SIDE_EXITS
 WON, LOST = "won", "lost"
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
+    """One stage change; tuples sort by (occurred_at, event_id), the history's order."""
+
     at: datetime
     event_id: str
     stage: str
@@ -67,7 +68,7 @@ class Tally:
 def collapse(steps: Iterable[Step]) -> list[Step]:
     """Order steps by (occurred_at, event_id) and drop repeats of the stage just held."""
     out: list[Step] = []
-    for step in sorted(steps, key=lambda s: (s.at, s.event_id)):
+    for step in sorted(steps):
         if not out or out[-1].stage != step.stage:
             out.append(step)
     return out
