@@ -19,6 +19,7 @@ from services.attribution.conflicts import Conflict, Origin
 from services.attribution.credits import affected_deals, recompute_deals
 from services.attribution.event_cache import EventCache
 from services.attribution.registry import active_models
+from services.attribution.stage_history import project_stage_changes
 from services.attribution.state_store import (
     Impact,
     project_campaigns,
@@ -80,6 +81,7 @@ def apply_events(
     project_campaigns(session, new, cache=cache)
     project_touches(session, new, impact)
     project_contacts(session, new, impact, cache=cache)
+    project_stage_changes(session, new)
     project_fx_rates(session, new, impact)
     project_costs(session, new, impact, reporting=settings.reporting_currency)
     session.flush()

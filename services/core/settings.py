@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(default=2000.0, gt=0)
     rate_limit_burst: int = Field(default=4000, ge=1)
 
+    # The deal funnel's stage order (comma-separated stage names); stages not listed follow
+    # in the order they first appear. Unset: every stage in order of first appearance.
+    deal_stage_order: str = ""
+    # The marketing-to-sales hand-off SLA: hours from becoming MQL to a sales response.
+    sla_hours: float = Field(default=24.0, gt=0, le=24 * 365)
+
     @field_validator("reporting_currency")
     @classmethod
     def _known_currency(cls, value: str) -> str:

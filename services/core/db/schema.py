@@ -5,6 +5,9 @@ Layers:
 - ``campaigns``, ``contacts``, ``touches``, ``deals``, ``deal_contacts``, ``fx_rates``,
   ``campaign_costs``, ``campaign_cost_days`` are state derived from the events in
   (``occurred_at``, ``event_id``) order; the worker rebuilds them from ``events``.
+- ``lifecycle_changes`` and ``deal_stage_changes`` are the stage histories (one row per event
+  that carried a stage or a won/lost status), read by the funnel and SLA reports; written
+  once per event (keyed by ``event_id``), so they never depend on arrival order.
 - ``credits`` and ``deal_attributions`` are the report projection: per model, per deal, per touch
   credits in reporting-currency minor units. For every (model, deal):
   sum(credits.credit_minor) = deal_attributions.attributed_minor, and
@@ -120,6 +123,40 @@ class ContactRow(Base):
     merged_into: Mapped[str | None] = mapped_column(ID)
     root_contact_id: Mapped[str] = mapped_column(ID, index=True)
     effective_account_id: Mapped[str | None] = mapped_column(ID, index=True)
+
+
+class LifecycleChangeRow(Base):
+    """A ``contact.upserted`` that carried ``lifecycle_stage``: one step of a contact's history.
+
+    Rows of the same stage in a row are repeats, not changes; readers collapse them after
+    ordering by (``occurred_at``, ``event_id``) and grouping by the root contact.
+    """
+
+    __tablename__ = "lifecycle_changes"
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    contact_id: Mapped[str] = mapped_column(ID)
+    stage: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+    __table_args__ = (Index("ix_lifecycle_changes_contact_occurred", "contact_id", "occurred_at"),)
+
+
+class DealStageChangeRow(Base):
+    """A deal event that carried a ``stage`` (``kind`` stage) or closed it (``won``/``lost``).
+
+    For ``won`` and ``lost`` rows ``stage`` repeats the kind; ``deal.reopened`` is not a step.
+    """
+
+    __tablename__ = "deal_stage_changes"
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    deal_id: Mapped[str] = mapped_column(ID)
+    kind: Mapped[str] = mapped_column(String(10))
+    stage: Mapped[str] = mapped_column(String(100))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+    __table_args__ = (Index("ix_deal_stage_changes_deal_occurred", "deal_id", "occurred_at"),)
 
 
 class TouchRow(Base):

@@ -1,0 +1,247 @@
+"""The funnel report (contract §6): stage volumes, conversions, days to the next stage.
+
+How it is computed:
+- A contact's stage history is its ``lifecycle_changes`` rows plus those of every contact
+  merged into it, grouped by the root contact (``contacts.root_contact_id``, maintained by
+  the worker through merges), so an absorbed contact never counts on its own. A deal's
+  history is its ``deal_stage_changes`` (its stages, then ``won`` / ``lost``).
+- A history is ordered by (``occurred_at``, ``event_id``) and repeats of the same stage in a
+  row are collapsed: a step is a change. A stage is *entered* at its first step; a stage
+  never entered (skipped) counts nowhere.
+- ``volume`` of stage S: histories whose first entry into S is inside [from, to).
+  ``converted``: of them, those with a later step into a stage further along the order (at
+  any time stored; no clock, so the body is cached per projection version);
+  ``median_days_to_next``: the median over those of the days from entering S to the first
+  such step (exact fractions, rounded half-up to 2 decimals). ``recycled`` /
+  ``disqualified`` (deals: ``lost``): the step right after entering S is that exit.
+- Deal stages are ordered by the ``deal_stage_order`` setting, then any other stage by its
+  first appearance overall (earliest step, then event_id); ``won`` comes last in the order
+  (every stage converts into it), and ``lost`` is the deals' exit, shown as a final row.
+  ``won`` and ``lost`` rows convert into nothing.
+SQL selects the histories with a first entry in range; the tally runs in Python.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, Select, String, func, literal, select
+from sqlalchemy.orm import Session
+
+from services.api.formatting import ratio
+from services.api.funnel_schemas import (
+    DealFunnelOut,
+    DealFunnelStageOut,
+    FunnelOut,
+    FunnelStageOut,
+)
+from services.api.params import Period
+from services.core.db.schema import ContactRow, DealStageChangeRow, LifecycleChangeRow
+from services.core.events import FUNNEL_STAGES, SIDE_EXITS
+
+WON, LOST = "won", "lost"
+
+
+class Step(NamedTuple):
+    """One stage change; tuples sort by (occurred_at, event_id), the history's order."""
+
+    at: datetime
+    event_id: str
+    stage: str
+
+
+@dataclass
+class Tally:
+    """What the histories did after first entering one stage."""
+
+    volume: int = 0
+    days: list[Fraction] = field(default_factory=list)  # one per converted history
+    exits: dict[str, int] = field(default_factory=dict)
+
+
+def collapse(steps: Iterable[Step]) -> list[Step]:
+    """Order steps by (occurred_at, event_id) and drop repeats of the stage just held."""
+    out: list[Step] = []
+    for step in sorted(steps):
+        if not out or out[-1].stage != step.stage:
+            out.append(step)
+    return out
+
+
+def _inside(at: datetime, period: Period) -> bool:
+    start, end = period.start_at, period.end_at
+    return (start is None or at >= start) and (end is None or at < end)
+
+
+def tally(
+    histories: Iterable[Sequence[Step]],
+    *,
+    order: Sequence[str],
+    exits: Sequence[str],
+    rows: Sequence[str],
+    period: Period,
+) -> dict[str, Tally]:
+    """Tally collapsed histories per row stage (``order`` ranks; ``exits`` are side exits)."""
+    rank = {stage: i for i, stage in enumerate(order)}
+    out = {stage: Tally(exits=dict.fromkeys(exits, 0)) for stage in rows}
+    for steps in histories:
+        first: dict[str, int] = {}
+        for index, step in enumerate(steps):
+            first.setdefault(step.stage, index)
+        for stage, t in out.items():
+            i = first.get(stage)
+            if i is None or not _inside(steps[i].at, period):
+                continue
+            t.volume += 1
+            here = rank.get(stage)
+            if here is not None:
+                later = (s for s in steps[i + 1 :] if rank.get(s.stage, -1) > here)
+                nxt = next(later, None)
+                if nxt is not None:
+                    t.days.append(Fraction(_micros(nxt.at - steps[i].at), 86_400_000_000))
+            if i + 1 < len(steps) and steps[i + 1].stage in t.exits:
+                t.exits[steps[i + 1].stage] += 1
+    return out
+
+
+def _micros(delta: Any) -> int:
+    return int((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+
+
+def two_decimals(value: Fraction) -> float:
+    """Round an exact quantity half-up to 2 decimals."""
+    exact = Decimal(value.numerator) / Decimal(value.denominator)
+    return float(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def median(values: Sequence[Fraction]) -> float | None:
+    """Return the median (mean of the middle two for an even count), 2 decimals, or None."""
+    return two_decimals(statistics.median(values)) if values else None
+
+
+def contact_root() -> ColumnElement[str]:
+    """The root contact of a lifecycle change (itself when no contact row exists)."""
+    return func.coalesce(ContactRow.root_contact_id, LifecycleChangeRow.contact_id)
+
+
+def contact_steps(session: Session, period: Period, stages: Sequence[str]) -> dict[str, list[Step]]:
+    """Load the collapsed histories of roots that first entered one of ``stages`` in range."""
+    root = contact_root().label("entity")
+    base = select(
+        root, LifecycleChangeRow.stage, LifecycleChangeRow.occurred_at, LifecycleChangeRow.event_id
+    ).outerjoin(ContactRow, ContactRow.contact_id == LifecycleChangeRow.contact_id)
+    return _histories(session, base.subquery("h"), period, stages)
+
+
+def deal_steps(session: Session, period: Period) -> dict[str, list[Step]]:
+    """Load the collapsed histories of deals with a first entry into any stage in range."""
+    base = select(
+        DealStageChangeRow.deal_id.label("entity"),
+        DealStageChangeRow.stage,
+        DealStageChangeRow.occurred_at,
+        DealStageChangeRow.event_id,
+    ).where(DealStageChangeRow.kind != "stage")
+    stages = select(
+        DealStageChangeRow.deal_id,
+        # A CRM stage named like an outcome stays apart from the outcome itself.
+        (literal("stage:", String()) + DealStageChangeRow.stage).label("stage"),
+        DealStageChangeRow.occurred_at,
+        DealStageChangeRow.event_id,
+    ).where(DealStageChangeRow.kind == "stage")
+    return _histories(session, base.union_all(stages).subquery("h"), period, None)
+
+
+def _histories(
+    session: Session, h: Any, period: Period, stages: Sequence[str] | None
+) -> dict[str, list[Step]]:
+    stmt: Select[Any] = select(h.c.entity, h.c.stage, h.c.occurred_at, h.c.event_id)
+    if period.start is not None or period.end is not None:
+        # Uncorrelated: the same subquery, read a second time for the first entries.
+        firsts = select(h.c.entity).group_by(h.c.entity, h.c.stage).correlate(None)
+        if stages is not None:
+            firsts = firsts.where(h.c.stage.in_(stages))
+        if period.start_at is not None:
+            firsts = firsts.having(func.min(h.c.occurred_at) >= period.start_at)
+        if period.end_at is not None:
+            firsts = firsts.having(func.min(h.c.occurred_at) < period.end_at)
+        stmt = stmt.where(h.c.entity.in_(firsts))
+    by_entity: dict[str, list[Step]] = {}
+    for entity, stage, at, event_id in session.execute(stmt):
+        by_entity.setdefault(entity, []).append(Step(at, event_id, stage))
+    return {entity: collapse(steps) for entity, steps in by_entity.items()}
+
+
+def funnel_report(session: Session, *, period: Period) -> FunnelOut:
+    """Build the contacts funnel over ``period`` (see the module docstring)."""
+    tallies = tally(
+        contact_steps(session, period, FUNNEL_STAGES).values(),
+        order=FUNNEL_STAGES,
+        exits=SIDE_EXITS,
+        rows=FUNNEL_STAGES,
+        period=period,
+    )
+    start, end = period.echo()
+    return FunnelOut(
+        from_=start,
+        to=end,
+        stages=[
+            FunnelStageOut(
+                stage=stage,
+                volume=t.volume,
+                converted=len(t.days),
+                conversion_rate=ratio(len(t.days), t.volume),
+                median_days_to_next=median(t.days),
+                recycled=t.exits["recycled"],
+                disqualified=t.exits["disqualified"],
+            )
+            for stage, t in tallies.items()
+        ],
+    )
+
+
+def deal_stage_order(session: Session, configured: str) -> list[str]:
+    """Return the deal stages in funnel order: the configured ones, then by first appearance."""
+    listed = [s.strip() for s in configured.split(",") if s.strip()]
+    seen = session.execute(
+        select(DealStageChangeRow.stage)
+        .where(DealStageChangeRow.kind == "stage")
+        .group_by(DealStageChangeRow.stage)
+        .order_by(func.min(DealStageChangeRow.occurred_at), func.min(DealStageChangeRow.event_id))
+    )
+    return list(dict.fromkeys([*listed, *(stage for (stage,) in seen)]))
+
+
+def deal_funnel_report(session: Session, *, period: Period, configured_order: str) -> DealFunnelOut:
+    """Build the deal-stage funnel over ``period`` (see the module docstring)."""
+    names = deal_stage_order(session, configured_order)
+    order = [f"stage:{s}" for s in names] + [WON]
+    tallies = tally(
+        deal_steps(session, period).values(),
+        order=order,
+        exits=(LOST,),
+        rows=[*order, LOST],
+        period=period,
+    )
+    start, end = period.echo()
+    return DealFunnelOut(
+        from_=start,
+        to=end,
+        stage_order=[*names, WON, LOST],
+        stages=[
+            DealFunnelStageOut(
+                stage=stage.removeprefix("stage:"),
+                volume=t.volume,
+                converted=len(t.days),
+                conversion_rate=ratio(len(t.days), t.volume),
+                median_days_to_next=median(t.days),
+                lost=t.exits[LOST],
+            )
+            for stage, t in tallies.items()
+        ],
+    )

@@ -1,0 +1,89 @@
+"""``/v1/reports/funnel`` and ``/v1/reports/sla``: stage funnels and the hand-off SLA.
+
+The funnel depends on the projection alone (no clock), so its rendered body is cached per
+projection version like ROI; the SLA depends on the clock ("none yet once that long has
+passed") and is built on every request, like leads.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy.orm import Session
+
+from services.api.deps import (
+    CachedReportsDep,
+    FormatDep,
+    PeriodDep,
+    ReadPrincipal,
+    SessionDep,
+    SettingsDep,
+)
+from services.api.funnel import deal_funnel_report, funnel_report
+from services.api.funnel_schemas import DealFunnelOut, FunnelOut, SlaOut
+from services.api.rendering import render
+from services.api.sla import sla_report
+
+router = APIRouter(prefix="/v1/reports", tags=["reports"])
+
+_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}},
+    406: {"description": "neither JSON nor CSV accepted"},
+    422: {"description": "bad date or range"},
+}
+ObjectQuery = Annotated[
+    Literal["contacts", "deals"], Query(description="contacts' lifecycle stages or deal stages")
+]
+
+
+@router.get("/funnel", response_model=FunnelOut | DealFunnelOut, responses=_CSV)
+async def funnel(
+    _: ReadPrincipal,
+    fmt: FormatDep,
+    reports: CachedReportsDep,
+    settings: SettingsDep,
+    period: PeriodDep,
+    object: ObjectQuery = "contacts",  # noqa: A002 - the contract's parameter name
+) -> Response:
+    """Per stage: volume first entering it in range, converted onward, days to next, exits.
+
+    Contacts count after merges (the surviving contact holds both histories); stages in
+    order subscriber, lead, mql, sql, opportunity, customer, with ``recycled`` and
+    ``disqualified`` counting those whose next change was that exit. ``object=deals``: deal
+    stages in the configured order (``CLOSEDLOOP_DEAL_STAGE_ORDER``, then by first
+    appearance), then ``won`` and ``lost``. See ``services.api.funnel``.
+    """
+    order = settings.deal_stage_order
+
+    def build(session: Session, _: None) -> Response:
+        body: FunnelOut | DealFunnelOut = (
+            deal_funnel_report(session, period=period, configured_order=order)
+            if object == "deals"
+            else funnel_report(session, period=period)
+        )
+        return render(body, fmt, filename=f"funnel-{object}.csv")
+
+    return await reports.answer(
+        ("funnel", object, order, period, fmt), resolve=lambda _: None, build=build
+    )
+
+
+@router.get("/sla", response_model=SlaOut, responses=_CSV)
+def sla(
+    _: ReadPrincipal,
+    fmt: FormatDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    period: PeriodDep,
+) -> Response:
+    """MQLs in range per ISO week and overall: responses, median and p90 hours, breaches.
+
+    A sales response is the first later touch (after merges) of a sales-sourced campaign or
+    of type meeting, call or sales_email, or the first later change to sql, recycled or
+    disqualified. Breached: answered after more than ``CLOSEDLOOP_SLA_HOURS`` (default 24),
+    or unanswered that long after. The breaching contacts are listed (JSON only).
+    """
+    body = sla_report(session, period=period, now=datetime.now(UTC), sla_hours=settings.sla_hours)
+    return render(body, fmt, filename="sla.csv")
