@@ -6,19 +6,23 @@ How it is computed:
 - The sales response is the earliest of: a touch by any contact under the root, at or after
   the MQL moment, of a sales-sourced campaign or with ``touch_type`` ``meeting``, ``call`` or
   ``sales_email``; and the first step of the root's history after the MQL step to ``sql``,
-  ``recycled`` or ``disqualified``. Only what happened by ``now`` counts.
+  ``recycled`` or ``disqualified``. Only what happened by ``now`` counts: the first response
+  over all time is found once per projection version (``HandoffCache``), and a first
+  response later than ``now`` means none yet (no earlier one exists).
 - Hours to response are exact (fractions of microseconds); the median is the mean of the
   middle two for an even count; the 90th percentile is the nearest rank: the
   ceil(0.9·n)-th smallest. Both are rounded half-up to 2 decimals.
 - Breached: a response more than ``sla_hours`` after the MQL moment, or none by ``now`` while
-  more than ``sla_hours`` have passed. The answer depends on the clock, so it is built on
-  every request (never cached).
+  more than ``sla_hours`` have passed. The answer depends on the clock, so the body is built
+  on every request; only the clock-free hand-offs are cached, per projection version.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
@@ -71,9 +75,40 @@ def nearest_rank(values: Sequence[Fraction], share: Fraction) -> float | None:
     return two_decimals(sorted(values)[rank - 1])
 
 
-def _stage_responses(
-    histories: dict[str, list[Step]], period: Period, now: datetime
-) -> list[Handoff]:
+class HandoffCache:
+    """Hand-offs per (projection version, period): the clock-free part of the report."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self._entries: OrderedDict[Hashable, list[Handoff]] = OrderedDict()
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def get_or_build(self, key: Hashable, build: Callable[[], list[Handoff]]) -> list[Handoff]:
+        """Return the hand-offs stored under ``key``, building and storing them if missing."""
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        built = build()
+        with self._lock:
+            self._entries[key] = built
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return built
+
+
+def as_of(found: Sequence[Handoff], now: datetime) -> list[Handoff]:
+    """Return the hand-offs as known at ``now``: a first response after ``now`` is none yet."""
+    return [
+        h
+        if h.responded_at is None or h.responded_at <= now
+        else Handoff(h.contact_id, h.mql_at, None)
+        for h in found
+        if h.mql_at <= now
+    ]
+
+
+def _stage_responses(histories: dict[str, list[Step]], period: Period) -> list[Handoff]:
     out = []
     for root, steps in histories.items():
         i = next((k for k, s in enumerate(steps) if s.stage == "mql"), None)
@@ -82,13 +117,13 @@ def _stage_responses(
         start, end = period.start_at, period.end_at
         if (start is not None and steps[i].at < start) or (end is not None and steps[i].at >= end):
             continue
-        later = (s.at for s in steps[i + 1 :] if s.stage in RESPONSE_STAGES and s.at <= now)
+        later = (s.at for s in steps[i + 1 :] if s.stage in RESPONSE_STAGES)
         out.append(Handoff(root, steps[i].at, next(later, None)))
     return out
 
 
-def _touch_times(session: Session, roots: set[str], now: datetime) -> dict[str, list[datetime]]:
-    """Return the sales-response touches by ``now`` of every contact under ``roots``."""
+def _touch_times(session: Session, roots: set[str]) -> dict[str, list[datetime]]:
+    """Return the sales-response touches of every contact under ``roots``."""
     members: dict[str, str] = dict(
         session.execute(
             select(ContactRow.contact_id, ContactRow.root_contact_id).where(
@@ -102,7 +137,6 @@ def _touch_times(session: Session, roots: set[str], now: datetime) -> dict[str, 
         .outerjoin(CampaignRow, CampaignRow.campaign_id == TouchRow.campaign_id)
         .where(
             among(session, TouchRow.contact_id, members),
-            TouchRow.occurred_at <= now,
             or_(
                 CampaignRow.is_sales_sourced.is_(True),
                 TouchRow.touch_type.in_(SALES_TOUCH_TYPES),
@@ -115,10 +149,10 @@ def _touch_times(session: Session, roots: set[str], now: datetime) -> dict[str, 
     return out
 
 
-def handoffs(session: Session, *, period: Period, now: datetime) -> list[Handoff]:
-    """Return the MQLs in range with their first sales response by ``now``."""
-    found = _stage_responses(contact_steps(session, period, ("mql",)), period, now)
-    touches = _touch_times(session, {h.contact_id for h in found}, now)
+def handoffs(session: Session, *, period: Period) -> list[Handoff]:
+    """Return the MQLs in range with their first sales response (at any time)."""
+    found = _stage_responses(contact_steps(session, period, ("mql",)), period)
+    touches = _touch_times(session, {h.contact_id for h in found})
     out = []
     for h in found:
         candidates = [t for t in touches.get(h.contact_id, []) if t >= h.mql_at]
@@ -140,10 +174,12 @@ def _summary(week: str, group: Sequence[Handoff], *, now: datetime, sla: Fractio
     )
 
 
-def sla_report(session: Session, *, period: Period, now: datetime, sla_hours: float) -> SlaOut:
-    """Build the hand-off SLA report over ``period`` as of ``now``."""
+def sla_report(
+    found: Sequence[Handoff], *, period: Period, now: datetime, sla_hours: float
+) -> SlaOut:
+    """Build the hand-off SLA report over ``period`` as of ``now`` from its hand-offs."""
     sla = Fraction(str(sla_hours))
-    found = handoffs(session, period=period, now=now)
+    found = as_of(found, now)
     weeks: dict[str, list[Handoff]] = {}
     for h in found:
         weeks.setdefault(h.week, []).append(h)

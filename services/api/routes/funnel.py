@@ -2,7 +2,8 @@
 
 The funnel depends on the projection alone (no clock), so its rendered body is cached per
 projection version like ROI; the SLA depends on the clock ("none yet once that long has
-passed") and is built on every request, like leads.
+passed"): its hand-offs (each MQL and its first response) are cached per projection version
+and period, and the body is built from them as of the request's clock.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from services.api.deps import (
@@ -24,7 +25,8 @@ from services.api.deps import (
 from services.api.funnel import deal_funnel_report, funnel_report
 from services.api.funnel_schemas import DealFunnelOut, FunnelOut, SlaOut
 from services.api.rendering import render
-from services.api.sla import sla_report
+from services.api.sla import HandoffCache, handoffs, sla_report
+from services.core.db.version import projection_version
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -73,6 +75,7 @@ async def funnel(
 @router.get("/sla", response_model=SlaOut, responses=_CSV)
 def sla(
     _: ReadPrincipal,
+    request: Request,
     fmt: FormatDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -85,5 +88,11 @@ def sla(
     disqualified. Breached: answered after more than ``CLOSEDLOOP_SLA_HOURS`` (default 24),
     or unanswered that long after. The breaching contacts are listed (JSON only).
     """
-    body = sla_report(session, period=period, now=datetime.now(UTC), sla_hours=settings.sla_hours)
+    now = datetime.now(UTC)
+    cache: HandoffCache = request.app.state.handoffs
+    # The version and the hand-offs come from this request's one snapshot (services.api.db).
+    found = cache.get_or_build(
+        (projection_version(session), period), lambda: handoffs(session, period=period)
+    )
+    body = sla_report(found, period=period, now=now, sla_hours=settings.sla_hours)
     return render(body, fmt, filename="sla.csv")
