@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -365,6 +365,123 @@ def test_influence_shows_the_api_sourced_and_influenced_numbers(
     page.wait_for_selector("#message:has-text('No data yet')")
 
 
+def _rate(value: float | None) -> str:
+    """How the dashboard writes a ratio: a percentage with two decimals."""
+    return "–" if value is None else f"{value * 100:.2f}%"
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _utc(stamp: str | None) -> str:
+    return "–" if stamp is None else stamp.replace("T", " ").replace("Z", " UTC")
+
+
+def _funnel_rows(report: dict[str, Any], exits: list[str]) -> list[list[str]]:
+    return [
+        [s["stage"], str(s["volume"]), str(s["converted"]), _rate(s["conversion_rate"])]
+        + [_num(s["median_days_to_next"]), *(str(s[key]) for key in exits)]
+        for s in report["stages"]
+    ]
+
+
+def _sla_row(period: dict[str, Any]) -> list[str]:
+    return [
+        period["week"],
+        str(period["mqls"]),
+        str(period["responded"]),
+        _num(period["median_hours"]),
+        _num(period["p90_hours"]),
+        str(period["breached"]),
+    ]
+
+
+def test_funnel_and_sla_show_the_api_numbers(page: Any, stack: Any) -> None:
+    sign_in(page, stack, "/funnel")
+    page.wait_for_selector("#funnel-table tbody tr")
+    page.wait_for_selector("#sla-table tbody tr")
+    funnel = api(stack, "/v1/reports/funnel")
+    assert any(s["volume"] for s in funnel["stages"])
+    assert any(s["median_days_to_next"] is not None for s in funnel["stages"])
+    exits = ["recycled", "disqualified"]
+    assert table(page, "#funnel-table") == _funnel_rows(funnel, exits)
+    [trace] = chart(page, "funnel-chart")
+    assert trace["y"] == [s["stage"] for s in funnel["stages"]]
+    assert trace["x"] == [s["volume"] for s in funnel["stages"]]
+    assert trace["text"] == [
+        str(s["volume"])
+        if s["conversion_rate"] is None
+        else f"{s['volume']} · {_rate(s['conversion_rate'])} onward"
+        for s in funnel["stages"]
+    ]
+
+    sla = api(stack, "/v1/reports/sla")
+    assert sla["overall"]["mqls"] > 0 and sla["breaches"], "the simulated history has MQLs"
+    assert table(page, "#sla-table") == [_sla_row(w) for w in sla["weeks"]]
+    footer = page.eval_on_selector_all(
+        "#sla-table tfoot td", "cells => cells.map(c => c.innerText.trim())"
+    )
+    assert footer == ["Overall", *_sla_row(sla["overall"])[1:]]
+    assert page.inner_text("#sla-mqls") == str(sla["overall"]["mqls"])
+    assert page.inner_text("#sla-breached") == str(sla["overall"]["breached"])
+    assert page.inner_text("#sla-median") == _num(sla["overall"]["median_hours"])
+    assert page.inner_text("#sla-p90") == _num(sla["overall"]["p90_hours"])
+    mqls, breached = chart(page, "sla-chart")
+    assert (mqls["name"], breached["name"]) == ("MQLs", "Breached")
+    assert mqls["x"] == [w["week"] for w in sla["weeks"]]
+    assert mqls["y"] == [w["mqls"] for w in sla["weeks"]]
+    assert breached["y"] == [w["breached"] for w in sla["weeks"]]
+    assert table(page, "#breaches-table") == [
+        [
+            b["contact_id"],
+            b["week"],
+            _utc(b["mql_at"]),
+            _utc(b["responded_at"]) if b["responded_at"] else "no response yet",
+            _num(b["hours_to_response"]),
+        ]
+        for b in sla["breaches"]
+    ]
+    screenshot(page, "funnel-sla")
+
+    # The deal funnel, chosen from the keyboard: its stages end in won and lost.
+    page.focus("#funnel-object")
+    page.keyboard.press("ArrowDown")
+    page.wait_for_selector("#funnel-title:has-text('Deal funnel')")
+    deals = api(stack, "/v1/reports/funnel", object="deals")
+    assert [s["stage"] for s in deals["stages"]][-2:] == ["won", "lost"]
+    assert any(s["lost"] for s in deals["stages"])
+    assert table(page, "#funnel-table") == _funnel_rows(deals, ["lost"])
+    assert chart(page, "funnel-chart")[0]["x"] == [s["volume"] for s in deals["stages"]]
+    assert "object=deals" in page.url
+
+
+def test_funnel_and_sla_follow_the_date_range(page: Any, stack: Any) -> None:
+    start, end = (START + timedelta(days=30)).date(), (START + timedelta(days=60)).date()
+    sign_in(page, stack, "/funnel")
+    page.wait_for_selector("#funnel-table tbody tr")
+    page.fill("input[name=from]", start.isoformat())
+    page.fill("input[name=to]", end.isoformat())
+    page.press("input[name=to]", "Enter")
+    page.wait_for_url(f"**/funnel?*from={start.isoformat()}*")
+    period = {"from": start.isoformat(), "to": end.isoformat()}
+    funnel = api(stack, "/v1/reports/funnel", **period)
+    expected = _funnel_rows(funnel, ["recycled", "disqualified"])
+    assert expected != _funnel_rows(api(stack, "/v1/reports/funnel"), ["recycled", "disqualified"])
+    page.wait_for_function(
+        "rows => JSON.stringify([...document.querySelectorAll('#funnel-table tbody tr')]"
+        ".map(r => [...r.cells].map(c => c.innerText.trim()))) === JSON.stringify(rows)",
+        arg=expected,
+    )
+    sla = api(stack, "/v1/reports/sla", **period)
+    assert table(page, "#sla-table") == [_sla_row(w) for w in sla["weeks"]]
+
+    page.goto(f"{stack['empty_url']}/funnel#key={stack['empty_key']}")
+    page.wait_for_selector("#message:has-text('No data yet')")
+    assert page.inner_text("#sla-mqls") == "0"
+    assert table(page, "#breaches-table") == []
+
+
 def test_a_wrong_key_shows_the_message_and_the_key_form(page: Any, stack: Any) -> None:
     unknown = "cl_" + "A" * 43
     page.goto(f"{stack['url']}/roi#key={unknown}")
@@ -395,6 +512,7 @@ def test_the_navigation_lists_the_built_pages_only(page: Any, stack: Any) -> Non
         ["Compare models", "/"],
         ["ROI", "/roi"],
         ["Deal explorer", "/deals"],
+        ["Funnel and SLA", "/funnel"],
         ["Influence", "/influence"],
         ["Reconciliation", "/reconciliation"],
     ]

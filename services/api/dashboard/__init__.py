@@ -6,8 +6,8 @@ user's script calls, with the key the user entered (kept in the browser, never s
 So these routes need no key, read no database and are left out of the OpenAPI document.
 
 Decisions:
-- One page per read report that exists: compare models (``/``), ROI, deal explorer,
-  influence, reconciliation; the navigation lists exactly these (``PAGES``).
+- One page per read report that exists: compare models (``/``), ROI, deal explorer, funnel
+  and SLA, influence, reconciliation; the navigation lists exactly these (``PAGES``).
 - Pages are ``templates/base.html`` around ``templates/<page>.html``, filled in with
   ``string.Template`` from fixed text (nothing from the request is ever substituted).
 - plotly.js is the bundle the ``plotly`` wheel ships (``plotly/package_data/plotly.min.js``),
@@ -57,6 +57,7 @@ PAGES = (
     Page("/", "compare", "Compare models"),
     Page("/roi", "roi", "ROI"),
     Page("/deals", "deals", "Deal explorer"),
+    Page("/funnel", "funnel", "Funnel and SLA"),
     Page("/influence", "influence", "Influence"),
     Page("/reconciliation", "reconciliation", "Reconciliation"),
 )
