@@ -44,6 +44,15 @@ _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+def csv_responses(invalid: str) -> dict[int | str, dict[str, Any]]:
+    """Describe a report that also answers CSV: 200 ``text/csv``, 406, 422 ``invalid``."""
+    return {
+        200: {"content": {"text/csv": {}}},
+        406: {"description": "neither JSON nor CSV accepted"},
+        422: {"description": invalid},
+    }
+
+
 def render(body: BaseModel, fmt: ReportFormat, *, filename: str) -> Response:
     """Answer ``body`` as JSON, or as a CSV attachment named ``filename``."""
     if fmt is ReportFormat.CSV:

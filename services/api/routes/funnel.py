@@ -9,7 +9,7 @@ and period, and the body is built from them as of the request's clock.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
@@ -24,17 +24,13 @@ from services.api.deps import (
 )
 from services.api.funnel import deal_funnel_report, funnel_report
 from services.api.funnel_schemas import DealFunnelOut, FunnelOut, SlaOut
-from services.api.rendering import render
+from services.api.rendering import csv_responses, render
 from services.api.sla import HandoffCache, handoffs, sla_report
 from services.core.db.version import projection_version
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
-_CSV: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {}}},
-    406: {"description": "neither JSON nor CSV accepted"},
-    422: {"description": "bad date or range"},
-}
+_CSV = csv_responses("bad date or range")
 ObjectQuery = Annotated[
     Literal["contacts", "deals"], Query(description="contacts' lifecycle stages or deal stages")
 ]

@@ -8,22 +8,16 @@ cached per projection version after the key's scope and the period were checked.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
 from sqlalchemy.orm import Session
 
 from services.api.deps import CachedReportsDep, FormatDep, PeriodDep, ReadPrincipal, SettingsDep
 from services.api.influence import SOURCE_MODEL, InfluenceReportOut, influence_report
-from services.api.rendering import render
+from services.api.rendering import csv_responses, render
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
-_CSV: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {}}},
-    406: {"description": "neither JSON nor CSV accepted"},
-    422: {"description": "bad date or range"},
-}
+_CSV = csv_responses("bad date or range")
 
 
 @router.get("/influence", response_model=InfluenceReportOut, responses=_CSV)

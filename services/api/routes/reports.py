@@ -14,7 +14,7 @@ time.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
@@ -39,7 +39,7 @@ from services.api.deps import (
     requested_models,
 )
 from services.api.diff import compare_diff
-from services.api.rendering import render
+from services.api.rendering import csv_responses, render
 from services.api.reports import compare_report, reconciliation_report, roi_report
 from services.api.schemas import (
     CompareDiffOut,
@@ -55,11 +55,7 @@ from services.api.selection import check_sort_model, parse_sort
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
-_CSV: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {}}},
-    406: {"description": "neither JSON nor CSV accepted"},
-    422: {"description": "bad date, range, model, filter, sort or page"},
-}
+_CSV = csv_responses("bad date, range, model, filter, sort or page")
 GroupByQuery = Annotated[GroupBy, Query(description="campaign or channel")]
 SortQuery = Annotated[
     str | None,

@@ -1,7 +1,7 @@
 // Compare models: GET /v1/reports/compare (grouped bars) and /v1/reports/compare/diff.
 import { getJSON } from "./api.js";
 import {
-  NO_DATA, NOTHING_IN_RANGE, campaignLabel, el, fillSelect, fillTable, handleError, models, money,
+  NO_DATA, NOTHING_IN_RANGE, campaignLabel, el, fillSelect, fillTable, guarded, models, money,
   pendingNote, plot, readFilters, restoreFilters, saveFilters, showMessage, start,
 } from "./ui.js";
 
@@ -88,10 +88,6 @@ async function load() {
   await Promise.all([drawCompare(), drawDiff()]);
 }
 
-const guarded = (fn) => async (event) => {
-  if (event) event.preventDefault();
-  try { await fn(); } catch (err) { handleError(err); }
-};
 boxes.addEventListener("change", guarded(drawCompare));
 form.addEventListener("submit", guarded(() => Promise.all([drawCompare(), drawDiff()])));
 diffForm.addEventListener("submit", guarded(drawDiff));

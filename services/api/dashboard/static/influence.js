@@ -1,8 +1,8 @@
 // Influence: GET /v1/reports/influence; sourced vs influenced revenue per campaign, and who sourced it.
-import { getCSV, getJSON } from "./api.js";
+import { getJSON } from "./api.js";
 import {
-  NO_DATA, addDecimals, compareDecimal, el, fillCards, fillTable, handleError, money, plot,
-  readFilters, restoreFilters, saveFilters, showMessage, start,
+  NO_DATA, addDecimals, compareDecimal, downloadCSV, el, fillCards, fillTable, guarded, money,
+  plot, readFilters, restoreFilters, saveFilters, showMessage, start,
 } from "./ui.js";
 
 const form = document.getElementById("filters");
@@ -74,24 +74,13 @@ async function draw() {
   drawTable(report);
 }
 
-async function download() {
-  const { blob, filename } = await getCSV("/v1/reports/influence", readFilters(form));
-  const link = el("a", { href: URL.createObjectURL(blob), download: filename });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-}
+const download = () => downloadCSV("/v1/reports/influence", readFilters(form));
 
 async function load() {
   restoreFilters(form);
   await draw();
 }
 
-const guarded = (fn) => async (event) => {
-  if (event) event.preventDefault();
-  try { await fn(); } catch (err) { handleError(err); }
-};
 form.addEventListener("submit", guarded(draw));
 document.getElementById("download-csv").addEventListener("click", guarded(download));
 start(load);

@@ -1,8 +1,9 @@
 // ROI: GET /v1/reports/roi for one model, sorted here; the CSV is the API's own (Accept: text/csv).
-import { getCSV, getJSON } from "./api.js";
+import { getJSON } from "./api.js";
 import {
-  NO_DATA, NOTHING_IN_RANGE, campaignLabel, compareDecimal, el, fillCards, fillSelect, handleError,
-  models, money, number, pendingNote, readFilters, restoreFilters, saveFilters, showMessage, start,
+  NO_DATA, NOTHING_IN_RANGE, campaignLabel, compareDecimal, downloadCSV, el, fillCards, fillSelect,
+  guarded, models, money, number, pendingNote, readFilters, restoreFilters, saveFilters,
+  showMessage, start,
 } from "./ui.js";
 
 const form = document.getElementById("filters");
@@ -81,14 +82,7 @@ async function draw() {
   drawTable();
 }
 
-async function download() {
-  const { blob, filename } = await getCSV("/v1/reports/roi", readFilters(form));
-  const link = el("a", { href: URL.createObjectURL(blob), download: filename });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-}
+const download = () => downloadCSV("/v1/reports/roi", readFilters(form));
 
 async function load() {
   const query = restoreFilters(form);
@@ -96,10 +90,6 @@ async function load() {
   await draw();
 }
 
-const guarded = (fn) => async (event) => {
-  if (event) event.preventDefault();
-  try { await fn(); } catch (err) { handleError(err); }
-};
 form.addEventListener("submit", guarded(() => { sort = { key: null, descending: true }; return draw(); }));
 document.getElementById("model").addEventListener("change", guarded(draw));
 document.getElementById("download-csv").addEventListener("click", guarded(download));

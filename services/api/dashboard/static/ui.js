@@ -1,5 +1,5 @@
 // Shared page behaviour: the key form, messages, exact decimal helpers, tables, filters.
-import { ApiError, forgetKey, getJSON, storedKey, storeKey, takeKeyFromFragment } from "./api.js";
+import { ApiError, forgetKey, getCSV, getJSON, storedKey, storeKey, takeKeyFromFragment } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -166,4 +166,20 @@ export function pendingNote(node, statuses) {
 export function plot(node, traces, layout) {
   const base = { margin: { t: 30, r: 10, b: 110, l: 80 }, font: { family: "system-ui, sans-serif", size: 12 }, legend: { orientation: "h", y: 1.12 } };
   return window.Plotly.react(node, traces, { ...base, ...layout }, { responsive: true, displaylogo: false });
+}
+
+// An event handler that runs `fn` and shows its error instead of leaving it unhandled.
+export const guarded = (fn) => async (event) => {
+  if (event) event.preventDefault();
+  try { await fn(); } catch (err) { handleError(err); }
+};
+
+// Download a report as CSV: the API answers it (Accept: text/csv), the browser saves it.
+export async function downloadCSV(path, params) {
+  const { blob, filename } = await getCSV(path, params);
+  const link = el("a", { href: URL.createObjectURL(blob), download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
 }
