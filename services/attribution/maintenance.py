@@ -1,5 +1,5 @@
 """Model upkeep the worker does between batches: fits (first, scheduled, requested, being
-applied) and custom models.
+applied), custom models, and the pipeline snapshot.
 
 Each step is idempotent and commits on its own; the worker calls ``maintain_models`` every few
 seconds, so a fit requested through the API, the first fit of a model once decided deals exist,
@@ -15,10 +15,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.fitting import due_models, request_fit, run_requested_fits
+from services.attribution.pipeline import compute_pipeline
 from services.attribution.rebuild import CHUNK, Stop
 from services.attribution.recompute import Progress, UnknownModel, recompute
 from services.core.db.schema import AttributionModelRow, CreditRow, DealAttributionRow
-from services.core.db.version import bump_projection_version
+from services.core.db.version import bump_projection_version, projection_version
 from services.core.settings import Settings
 
 
@@ -77,3 +78,21 @@ def compute_custom_models(sessions: sessionmaker[Session], settings: Settings) -
             elif row.status == "computing" and row.params == params:
                 row.status = "ready"  # else redefined meanwhile: the next call computes again
     return list(pending)
+
+
+def refresh_pipeline(
+    sessions: sessionmaker[Session], settings: Settings, *, last_version: str | None
+) -> str | None:
+    """Recompute the pipeline snapshot unless the projection is still at ``last_version``.
+
+    Returns the version the snapshot left the projection at (the next pass skips while it
+    stays there), or None when a batch committed during the computation, so that the next
+    pass computes again. One snapshot is one transaction (``compute_pipeline``).
+    """
+    if last_version is not None:
+        with sessions() as session:
+            if projection_version(session) == last_version:
+                return last_version
+    with sessions() as session, session.begin():
+        snapshot = compute_pipeline(session, settings, datetime.now(UTC))
+    return snapshot.version if snapshot.current else None
