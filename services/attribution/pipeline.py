@@ -2,9 +2,9 @@
 
 Invariants:
 - One snapshot is one transaction: ``pipeline_credits`` and ``pipeline_deals`` are replaced
-  whole, the snapshot's time is recorded (``system_state`` key ``pipeline_computed_at``, read
-  by the report as ``as_of``) and the projection version is bumped with them, so a reader sees
-  one whole snapshot, never a mix of two.
+  whole, the snapshot's time and the models it credited are recorded (``system_state`` key
+  ``pipeline_snapshot``, JSON: the report's ``as_of`` and which models are ``ready``), and the
+  projection version is bumped with them, so a reader sees one whole snapshot, never a mix.
 - An open deal's journey is built like a won deal's, ending at the snapshot's time (contract
   §2): C is its ``deal.created`` time (the snapshot's time when none arrived, as a won deal's
   C falls back to its close), touches in [C − lookback, now]; time decay ages touches from
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -45,7 +46,7 @@ from services.domain import AttributionModel, select_journey
 from services.domain.attribute import deal_credits
 from services.domain.state import STATUS_OPEN, DealState, Rate, convert
 
-PIPELINE_COMPUTED_AT_KEY = "pipeline_computed_at"
+PIPELINE_SNAPSHOT_KEY = "pipeline_snapshot"
 CONVERTED, UNCONVERTED = "converted", "unconverted"
 _CHUNK = 1000  # open deals whose journeys are fetched together
 
@@ -60,6 +61,16 @@ class PipelineSnapshot:
     credits: int
     version: str
     current: bool
+
+
+def snapshot_value(computed_at: datetime, models: Sequence[AttributionModel]) -> str:
+    """Return the stored description of a snapshot: its time and the models it credited."""
+    return orjson.dumps(
+        {
+            "computed_at": computed_at.isoformat().replace("+00:00", "Z"),
+            "models": [m.model_id for m in models],
+        }
+    ).decode()
 
 
 def _open_deals(session: Session) -> list[DealRow]:
@@ -206,7 +217,7 @@ def compute_pipeline(session: Session, settings: Settings, now: datetime) -> Pip
     upsert(
         session,
         SystemStateRow,
-        [{"key": PIPELINE_COMPUTED_AT_KEY, "value": now.isoformat(), "updated_at": now}],
+        [{"key": PIPELINE_SNAPSHOT_KEY, "value": snapshot_value(now, models), "updated_at": now}],
     )
     bump_projection_version(session)
     return PipelineSnapshot(
