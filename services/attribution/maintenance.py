@@ -15,11 +15,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.fitting import due_models, request_fit, run_requested_fits
-from services.attribution.pipeline import compute_pipeline
+from services.attribution.pipeline import compute_pipeline, snapshot_is_current
 from services.attribution.rebuild import CHUNK, Stop
 from services.attribution.recompute import Progress, UnknownModel, recompute
 from services.core.db.schema import AttributionModelRow, CreditRow, DealAttributionRow
-from services.core.db.version import bump_projection_version, projection_version
+from services.core.db.version import bump_projection_version
 from services.core.settings import Settings
 
 
@@ -80,19 +80,16 @@ def compute_custom_models(sessions: sessionmaker[Session], settings: Settings) -
     return list(pending)
 
 
-def refresh_pipeline(
-    sessions: sessionmaker[Session], settings: Settings, *, last_version: str | None
-) -> str | None:
-    """Recompute the pipeline snapshot unless the projection is still at ``last_version``.
+def refresh_pipeline(sessions: sessionmaker[Session], settings: Settings) -> bool:
+    """Recompute the pipeline snapshot unless it is current with the projection; return
+    whether it computed one.
 
-    Returns the version the snapshot left the projection at (the next pass skips while it
-    stays there), or None when a batch committed during the computation, so that the next
-    pass computes again. One snapshot is one transaction (``compute_pipeline``).
+    A snapshot that a batch raced is stored as not current, so the next pass computes again.
+    One snapshot is one transaction (``compute_pipeline``).
     """
-    if last_version is not None:
-        with sessions() as session:
-            if projection_version(session) == last_version:
-                return last_version
+    with sessions() as session:
+        if snapshot_is_current(session):
+            return False
     with sessions() as session, session.begin():
-        snapshot = compute_pipeline(session, settings, datetime.now(UTC))
-    return snapshot.version if snapshot.current else None
+        compute_pipeline(session, settings, datetime.now(UTC))
+    return True

@@ -3,8 +3,10 @@
 Invariants:
 - One snapshot is one transaction: ``pipeline_credits`` and ``pipeline_deals`` are replaced
   whole, the snapshot's time and the models it credited are recorded (``system_state`` key
-  ``pipeline_snapshot``, JSON: the report's ``as_of`` and which models are ``ready``), and the
-  projection version is bumped with them, so a reader sees one whole snapshot, never a mix.
+  ``pipeline_snapshot``, JSON: the report's ``as_of``, which models are ``ready``, and the
+  projection version the snapshot is current with), and the projection version is bumped with
+  them, so a reader sees one whole snapshot, never a mix. A snapshot is recomputed only when
+  the projection moved past that version, by whichever worker comes first.
 - An open deal's journey is built like a won deal's, ending at the snapshot's time (contract
   §2): C is its ``deal.created`` time (the snapshot's time when none arrived, as a won deal's
   C falls back to its close), touches in [C − lookback, now]; time decay ages touches from
@@ -63,14 +65,26 @@ class PipelineSnapshot:
     current: bool
 
 
-def snapshot_value(computed_at: datetime, models: Sequence[AttributionModel]) -> str:
-    """Return the stored description of a snapshot: its time and the models it credited."""
+def snapshot_value(
+    computed_at: datetime, models: Sequence[AttributionModel], *, version: str | None
+) -> str:
+    """Return the stored description of a snapshot: its time, the models it credited, and the
+    projection version it is up to date with (null when a batch raced it)."""
     return orjson.dumps(
         {
             "computed_at": computed_at.isoformat().replace("+00:00", "Z"),
             "models": [m.model_id for m in models],
+            "version": version,
         }
     ).decode()
+
+
+def snapshot_is_current(session: Session) -> bool:
+    """Return whether the stored snapshot is up to date with the projection (no change since)."""
+    row = session.get(SystemStateRow, PIPELINE_SNAPSHOT_KEY, populate_existing=True)
+    if row is None:
+        return False
+    return bool(orjson.loads(row.value).get("version") == projection_version(session))
 
 
 def _open_deals(session: Session) -> list[DealRow]:
@@ -214,17 +228,22 @@ def compute_pipeline(session: Session, settings: Settings, now: datetime) -> Pip
         session.execute(delete(table).execution_options(synchronize_session=False))
     insert_new(session, PipelineDealRow, deal_rows)
     insert_new(session, PipelineCreditRow, credit_rows)
+    bump_projection_version(session)
+    version = projection_version(session)
+    # Stored with the version it leaves the projection at: any worker's next pass skips while
+    # nothing else changed (comparing with its own last snapshot instead, several workers
+    # would recompute after one another's bumps forever).
+    value = snapshot_value(now, models, version=version if current else None)
     upsert(
         session,
         SystemStateRow,
-        [{"key": PIPELINE_SNAPSHOT_KEY, "value": snapshot_value(now, models), "updated_at": now}],
+        [{"key": PIPELINE_SNAPSHOT_KEY, "value": value, "updated_at": now}],
     )
-    bump_projection_version(session)
     return PipelineSnapshot(
         computed_at=now,
         open_deals=len(deal_rows),
         unconverted=sum(1 for d in deal_rows if d["conversion"] == UNCONVERTED),
         credits=len(credit_rows),
-        version=projection_version(session),
+        version=version,
         current=current,
     )

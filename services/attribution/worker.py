@@ -96,7 +96,6 @@ class Worker:
         self._scheduled_at = time.monotonic()
         # The pipeline snapshot is due at the first pass, then every pipeline interval.
         self._pipeline_at: float | None = None
-        self._pipeline_version: str | None = None
         self._maintenance = MaintenanceThread(self._maintain)
         self.events_applied = 0
         self._activity = ActivityLog(every_s=0.0 if settings.verbose else 2.0)
@@ -167,9 +166,7 @@ class Worker:
                 stop=self._maintenance.stopping,
             )
             if self._pipeline_due(now):
-                self._pipeline_version = refresh_pipeline(
-                    self.sessions, self.settings, last_version=self._pipeline_version
-                )
+                refresh_pipeline(self.sessions, self.settings)
         except DBAPIError as exc:
             if not is_transient(exc):
                 raise

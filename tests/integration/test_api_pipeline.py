@@ -322,7 +322,7 @@ def test_refusals_name_the_problem(api: Api) -> None:
 
 
 def test_the_worker_maintenance_pass_takes_the_snapshot(db_url: str) -> None:
-    """First pass: a snapshot; no change: none; a change after the interval: a new one."""
+    """First pass: a snapshot; no change: none (from any worker); a change: a new one."""
     settings = Settings(_env_file=None, database_url=db_url, pipeline_interval_s=0.01)
     sessions = make_sessionmaker(make_engine(db_url))
     with sessions.begin() as session:
@@ -345,6 +345,8 @@ def test_the_worker_maintenance_pass_takes_the_snapshot(db_url: str) -> None:
     worker._pipeline_at = 0.0  # the interval passed
     worker._maintain()
     assert snapshot() == (first, deals)  # nothing changed: not recomputed
+    Worker(settings, sessions=sessions)._maintain()  # another worker: current, no recompute
+    assert snapshot() == (first, deals)
     with sessions.begin() as session:
         apply_events(
             session,
