@@ -45,6 +45,7 @@ from services.api.routes import (
     health,
     influence,
     models,
+    pipeline,
     reports,
 )
 from services.api.sla import HandoffCache
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
         models.router,
         reports.router,
         influence.router,
+        pipeline.router,
         funnel.router,
         deals.router,
         accounts.router,

@@ -1,5 +1,5 @@
 """Model upkeep the worker does between batches: fits (first, scheduled, requested, being
-applied) and custom models.
+applied), custom models, and the pipeline snapshot.
 
 Each step is idempotent and commits on its own; the worker calls ``maintain_models`` every few
 seconds, so a fit requested through the API, the first fit of a model once decided deals exist,
@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.fitting import due_models, request_fit, run_requested_fits
+from services.attribution.pipeline import compute_pipeline, snapshot_is_current
 from services.attribution.rebuild import CHUNK, Stop
 from services.attribution.recompute import Progress, UnknownModel, recompute
 from services.core.db.schema import AttributionModelRow, CreditRow, DealAttributionRow
@@ -77,3 +78,18 @@ def compute_custom_models(sessions: sessionmaker[Session], settings: Settings) -
             elif row.status == "computing" and row.params == params:
                 row.status = "ready"  # else redefined meanwhile: the next call computes again
     return list(pending)
+
+
+def refresh_pipeline(sessions: sessionmaker[Session], settings: Settings) -> bool:
+    """Recompute the pipeline snapshot unless it is current with the projection; return
+    whether it computed one.
+
+    A snapshot that a batch raced is stored as not current, so the next pass computes again.
+    One snapshot is one transaction (``compute_pipeline``).
+    """
+    with sessions() as session:
+        if snapshot_is_current(session):
+            return False
+    with sessions() as session, session.begin():
+        compute_pipeline(session, settings, datetime.now(UTC))
+    return True

@@ -46,7 +46,7 @@ from services.attribution.consuming import (
     transaction_chunks,
 )
 from services.attribution.event_cache import EventCache
-from services.attribution.maintenance import maintain_models
+from services.attribution.maintenance import maintain_models, refresh_pipeline
 from services.attribution.recompute import recompute_if_parameters_changed
 from services.attribution.registry import sync_builtin_models
 from services.core.db.engine import make_engine, make_sessionmaker
@@ -94,6 +94,8 @@ class Worker:
         self._dead_producer: KafkaProducer | None = None
         self.batches = 0
         self._scheduled_at = time.monotonic()
+        # The pipeline snapshot is due at the first pass, then every pipeline interval.
+        self._pipeline_at: float | None = None
         self._maintenance = MaintenanceThread(self._maintain)
         self.events_applied = 0
         self._activity = ActivityLog(every_s=0.0 if settings.verbose else 2.0)
@@ -143,7 +145,8 @@ class Worker:
                 self._wait_out(exc, what, backoff)
 
     def _maintain(self) -> None:
-        """One maintenance pass: queue, run and finish model fits, compute new custom models.
+        """One maintenance pass: queue, run and finish model fits, compute new custom models,
+        and, when due, the pipeline snapshot.
 
         Runs on the maintenance thread (see ``MaintenanceThread``); a database outage here is
         logged and retried on a later pass, never fatal.
@@ -162,12 +165,26 @@ class Worker:
                 progress=_log_progress,
                 stop=self._maintenance.stopping,
             )
+            if self._pipeline_due(now):
+                refresh_pipeline(self.sessions, self.settings)
         except DBAPIError as exc:
             if not is_transient(exc):
                 raise
             log.warning(
                 "model maintenance postponed: database unavailable (%s)", exc.__class__.__name__
             )
+
+    def _pipeline_due(self, now: float) -> bool:
+        """Return whether the pipeline snapshot is due (first pass, then every interval)."""
+        if self._maintenance.stopping():
+            return False
+        if (
+            self._pipeline_at is not None
+            and now - self._pipeline_at < self.settings.pipeline_interval_s
+        ):
+            return False
+        self._pipeline_at = now
+        return True
 
     def _stored_offsets(self) -> dict[int, int]:
         with self.sessions() as session:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     markov_order: int = Field(default=1, ge=1, le=4)
     # Data-driven models are refitted on this schedule when new decided deals exist.
     fit_interval_s: float = Field(default=600.0, gt=0)
+    # The pipeline snapshot (open deals credited, journeys cut at now) is recomputed this often
+    # when the projection changed since the last one, and once soon after the worker starts.
+    pipeline_interval_s: float = Field(default=60.0, gt=0)
     worker_max_poll_records: int = 2000
     # One transaction takes about this many bytes of record values (~2,000 events).
     worker_batch_bytes: int = Field(default=750_000, ge=1)

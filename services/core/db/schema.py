@@ -12,6 +12,8 @@ Layers:
   credits in reporting-currency minor units. For every (model, deal):
   sum(credits.credit_minor) = deal_attributions.attributed_minor, and
   attributed_minor + unattributed_minor = deal's converted amount.
+- ``pipeline_credits`` and ``pipeline_deals`` are the pipeline snapshot: open deals credited
+  with their journeys cut at the snapshot's time, replaced whole every time it is computed.
 - ``consumer_offsets``, ``dead_letters``, ``event_conflicts``, ``api_keys``, ``audit_log``,
   ``attribution_models`` are plumbing.
 Money columns end in ``_minor`` and are integers of minor units.
@@ -297,6 +299,47 @@ class DealAttributionRow(Base):
     fit_id: Mapped[int | None] = mapped_column(Integer)  # data-driven models: the snapshot used
 
     __table_args__ = (Index("ix_deal_attributions_model_closed", "model_id", "closed_at"),)
+
+
+class PipelineCreditRow(Base):
+    """One touch's credit for one open deal under one model, in the latest pipeline snapshot.
+
+    The whole table is replaced at once by the worker (``services.attribution.pipeline``); per
+    (model, deal) the credits sum to the deal's ``pipeline_deals.reporting_minor``.
+    """
+
+    __tablename__ = "pipeline_credits"
+
+    model_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    deal_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    touch_event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ID)
+    stage: Mapped[str | None] = mapped_column(String(100))
+    credit_minor: Mapped[int] = mapped_column(BigInteger)
+    weight: Mapped[float] = mapped_column(Float)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_pipeline_credits_model_campaign", "model_id", "campaign_id"),)
+
+
+class PipelineDealRow(Base):
+    """An open deal with an amount in the latest pipeline snapshot.
+
+    ``reporting_minor`` is its amount converted at the latest rate on or before the snapshot's
+    day, or null when no rate converts it (``conversion`` = 'unconverted'); a converted deal
+    with ``journey_touches`` = 0 is unattributed pipeline.
+    """
+
+    __tablename__ = "pipeline_deals"
+
+    deal_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    stage: Mapped[str | None] = mapped_column(String(100))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reporting_minor: Mapped[int | None] = mapped_column(BigInteger)
+    conversion: Mapped[str] = mapped_column(String(20))
+    journey_touches: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ConsumerOffsetRow(Base):
