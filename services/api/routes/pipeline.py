@@ -8,7 +8,7 @@ key's scope and the model were checked.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
@@ -23,15 +23,11 @@ from services.api.deps import (
     requested_model,
 )
 from services.api.pipeline import GroupBy, PipelineReportOut, pipeline_report
-from services.api.rendering import render
+from services.api.rendering import csv_responses, render
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
-_CSV: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {}}},
-    406: {"description": "neither JSON nor CSV accepted"},
-    422: {"description": "unknown model or grouping"},
-}
+_CSV = csv_responses("unknown model or grouping")
 GroupByQuery = Annotated[GroupBy, Query(description="campaign or channel")]
 
 
