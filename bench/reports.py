@@ -46,10 +46,13 @@ import httpx
 import psycopg
 
 from bench.common import make_key, memory_kib
+from services.attribution.pipeline import PIPELINE_SNAPSHOT_KEY, snapshot_value
 from services.attribution.registry import sync_builtin_models
 from services.core.broker import free_port, wait_for_port
 from services.core.db.engine import make_engine, make_sessionmaker
-from services.core.db.version import bump_projection_version
+from services.core.db.schema import SystemStateRow
+from services.core.db.version import bump_projection_version, projection_version
+from services.core.events import SIDE_EXITS
 from services.core.settings import Settings
 from services.domain import (
     AttributionModel,
@@ -87,6 +90,17 @@ DATA_DRIVEN_WEIGHTS = {
 }
 FIT_IDS = {"markov": 1, "shapley": 2}
 HALF_LIFE_DAYS = 7.0
+# Open deals (a fifth of the won ones) are credited in a pipeline snapshot taken at year end;
+# lost deals (a quarter) only have stages and contacts.
+OPEN_SHARE, LOST_SHARE = 5, 4
+SNAPSHOT = YEAR + timedelta(days=365)
+DEAL_STAGES = (
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+)
 CHUNK = 2_000  # deals per COPY transaction (one per pool task)
 SIZES = (1_000, 10_000, 100_000)  # won deals: about 10k, 100k and 1M touches
 
@@ -127,16 +141,39 @@ def _selection_mix() -> list[str]:
     return picks
 
 
+PIPELINE_MODELS = ["linear", "w_shaped", "time_decay", "markov", "first_touch", "shapley"]
+
+
+def _mix(endpoint: str) -> list[str]:
+    """The queries of the endpoints without a model and grouping mix of their own."""
+    if endpoint == "influence":  # no model, no grouping: one query per period
+        return [f"/v1/reports/influence?{period.lstrip('&')}" for period in PERIODS]
+    if endpoint == "funnel":  # contacts' lifecycle stages and deal stages, per period
+        return [
+            f"/v1/reports/funnel?object={obj}{period}"
+            for period in PERIODS
+            for obj in ("contacts", "deals")
+        ]
+    if endpoint == "sla":  # built per request from the hand-offs cached per period
+        return [f"/v1/reports/sla?{period.lstrip('&')}" for period in PERIODS]
+    # pipeline: no period (the snapshot is the open deals now), models by both groupings
+    return [
+        f"/v1/reports/pipeline?model={model}&group_by={group_by}"
+        for model in PIPELINE_MODELS
+        for group_by in ("campaign", "channel")
+    ]
+
+
 def query_mix(endpoint: str) -> list[str]:
     """Return the distinct request paths the load cycles over for one endpoint."""
     if endpoint == "roi_select":
         return _selection_mix()
     rng = random.Random(endpoint)
-    if endpoint == "influence":  # no model, no grouping: one query per period
-        picks = [f"/v1/reports/influence?{period.lstrip('&')}" for period in PERIODS]
+    picks: list[str] = []
+    if endpoint in ("influence", "funnel", "sla", "pipeline"):
+        picks = _mix(endpoint)
         rng.shuffle(picks)
         return picks
-    picks: list[str] = []
     for i, period in enumerate(PERIODS):
         for group_by in ("campaign", "channel"):
             if endpoint == "roi":
@@ -183,7 +220,13 @@ class _Writer:
             "touches": [],
             "credits": [],
             "deal_attributions": [],
+            "contacts": [],
+            "lifecycle_changes": [],
+            "deal_stage_changes": [],
+            "pipeline_deals": [],
+            "pipeline_credits": [],
         }
+        self.meeting: datetime | None = None
 
     def _weights(
         self,
@@ -204,29 +247,27 @@ class _Writer:
         return self.positional[key]
 
     def deal(self, i: int, rng: random.Random) -> None:
-        """Add deal ``i``: its row, its journey's touches, its credits under every model."""
+        """Add deal ``i``: won below ``n``, then open (a fifth of ``n``), then lost."""
+        if i < self.n:
+            self.won(i, rng)
+        elif i < self.n + self.n // OPEN_SHARE:
+            self.open(i, rng)
+        else:
+            self.lost(i, rng)
+
+    def won(self, i: int, rng: random.Random) -> None:
+        """Add won deal ``i``: its row, its journey's touches, its credits under every model."""
         deal_id, account = f"D{i:07d}", f"A{i:07d}"
         closed = YEAR + timedelta(days=365 * (i + rng.random()) / self.n)
         amount = max(1, int(rng.lognormvariate(math.log(2_000_000), 0.8)))
         span = timedelta(days=rng.uniform(20, 120))
         start, created = closed - span, closed - span * rng.uniform(0.3, 0.6)
-        count = 0 if rng.random() < 0.03 else rng.randint(3, 17)
-        times = sorted(start + span * rng.random() for _ in range(count))
-        picks = rng.choices(CAMPAIGNS, weights=POPULARITY, k=count)
-        journey = [
-            Touch(f"T{i:07d}-{k:02d}", t, c[0], c[2], lead_created=k == min(1, count - 1))
-            for k, (t, c) in enumerate(zip(times, picks, strict=True))
-        ]
+        journey = self._journey(i, rng, start, span)
         closed_text = _ts(closed)
         self.lines["deals"].append(
             f"{deal_id}\t{account}\twon\tclosed_won\t{amount}\tUSD\t{_ts(created)}\t{closed_text}"
-            f"\t\\N\t{amount}\t\\N\t\\N\tconverted\t{count}\n"
+            f"\t\\N\t{amount}\t\\N\t\\N\tconverted\t{len(journey)}\n"
         )
-        self.lines["touches"] += [
-            f"{t.event_id}\t{_ts(t.occurred_at)}\t{t.campaign_id}\tC{i:07d}\t{account}"
-            f"\tpage_view\t{'t' if t.lead_created else 'f'}\n"
-            for t in journey
-        ]
         roles = assign_roles(journey, created_at=created) if journey else []
         labels = [",".join(role_labels(r)) for r in roles]
         for model in self.models:
@@ -246,6 +287,160 @@ class _Writer:
             self.lines["deal_attributions"].append(
                 f"{model.model_id}\t{deal_id}\t{closed_text}\t{amount}\t{amount}\t0\t{fit}\n"
             )
+        self._deal_stages(deal_id, rng, created, closed, len(DEAL_STAGES), "won")
+        self._people(i, rng, journey, start, created, end=("customer", closed))
+
+    def _journey(self, i: int, rng: random.Random, start: datetime, span: timedelta) -> list[Touch]:
+        """Draw and write deal ``i``'s touches; one after its contact's MQL is a meeting."""
+        count = 0 if rng.random() < 0.03 else rng.randint(3, 17)
+        times = sorted(start + span * rng.random() for _ in range(count))
+        picks = rng.choices(CAMPAIGNS, weights=POPULARITY, k=count)
+        journey = [
+            Touch(f"T{i:07d}-{k:02d}", t, c[0], c[2], lead_created=k == min(1, count - 1))
+            for k, (t, c) in enumerate(zip(times, picks, strict=True))
+        ]
+        # The sales meeting answering the MQL: a touch after the lead-creating one (9 in 10).
+        meeting = rng.randrange(2, count) if count > 2 and rng.random() < 0.9 else -1
+        self.lines["touches"] += [
+            f"{t.event_id}\t{_ts(t.occurred_at)}\t{t.campaign_id}\tC{i:07d}\tA{i:07d}"
+            f"\t{'meeting' if k == meeting else 'page_view'}\t{'t' if t.lead_created else 'f'}\n"
+            for k, t in enumerate(journey)
+        ]
+        self.meeting = journey[meeting].occurred_at if meeting > 0 else None
+        return journey
+
+    def open(self, i: int, rng: random.Random) -> None:
+        """Add open deal ``i``: its row, touches, stages and credits in the pipeline snapshot."""
+        deal_id, account = f"D{i:07d}", f"A{i:07d}"
+        created = YEAR + timedelta(days=365 * rng.uniform(0.3, 0.99))
+        amount = max(1, int(rng.lognormvariate(math.log(2_000_000), 0.8)))
+        span = timedelta(days=rng.uniform(20, 120))
+        start = created - span * rng.uniform(0.4, 0.7)
+        journey = self._journey(i, rng, start, min(span, SNAPSHOT - start))
+        stage = self._deal_stages(deal_id, rng, created, SNAPSHOT, rng.randint(1, 5), None)
+        self.lines["deals"].append(
+            f"{deal_id}\t{account}\topen\t{stage}\t{amount}\tUSD\t{_ts(created)}\t\\N\t\\N"
+            "\t\\N\t\\N\t\\N\t\\N\t0\n"
+        )
+        at = _ts(SNAPSHOT)
+        self.lines["pipeline_deals"].append(
+            f"{deal_id}\t{stage}\t{amount}\tUSD\t{amount}\tconverted\t{len(journey)}\t{at}\n"
+        )
+        roles = assign_roles(journey, created_at=created) if journey else []
+        for model in self.models if journey else []:
+            exact, floats = self._weights(model, journey, roles, SNAPSHOT)
+            cents = split_cents(amount, exact)
+            self.lines["pipeline_credits"] += [
+                f"{model.model_id}\t{deal_id}\t{t.event_id}\t{t.campaign_id}\t{stage}\t{c}"
+                f"\t{w!r}\t{at}\n"
+                for t, w, c in zip(journey, floats, cents, strict=True)
+            ]
+        self._people(i, rng, journey, start, created)
+
+    def lost(self, i: int, rng: random.Random) -> None:
+        """Add lost deal ``i``: its row, its stages up to the loss, its contacts (no touches)."""
+        deal_id, account = f"D{i:07d}", f"A{i:07d}"
+        created = YEAR + timedelta(days=365 * rng.random())
+        lost_at = created + timedelta(days=rng.uniform(10, 90))
+        amount = max(1, int(rng.lognormvariate(math.log(2_000_000), 0.8)))
+        self._deal_stages(deal_id, rng, created, lost_at, rng.randint(1, 4), "lost")
+        self.lines["deals"].append(
+            f"{deal_id}\t{account}\tlost\tclosedlost\t{amount}\tUSD\t{_ts(created)}\t\\N"
+            f"\t{_ts(lost_at)}\t\\N\t\\N\t\\N\t\\N\t0\n"
+        )
+        self.meeting = None
+        exit_stage = rng.choice(SIDE_EXITS)
+        self._people(i, rng, [], created - timedelta(days=30), created, end=(exit_stage, lost_at))
+
+    def _deal_stages(
+        self,
+        deal_id: str,
+        rng: random.Random,
+        created: datetime,
+        end: datetime,
+        top: int,
+        outcome: str | None,
+    ) -> str:
+        """Write a deal's stage steps (the first ``top`` stages, some skipped); return the last."""
+        names = [s for k, s in enumerate(DEAL_STAGES[:top]) if k == 0 or rng.random() < 0.8]
+        times = sorted(created + (end - created) * rng.random() for _ in names[1:])
+        rows = [("stage", s, t) for s, t in zip(names, [created, *times], strict=True)]
+        if outcome is not None:
+            rows.append((outcome, outcome, end))
+        self.lines["deal_stage_changes"] += [
+            f"S{deal_id}-{k}\t{deal_id}\t{kind}\t{stage}\t{_ts(t)}\n"
+            for k, (kind, stage, t) in enumerate(rows)
+        ]
+        return names[-1]
+
+    def _people(
+        self,
+        i: int,
+        rng: random.Random,
+        journey: list[Touch],
+        start: datetime,
+        opportunity: datetime,
+        end: tuple[str, datetime] | None = None,
+    ) -> None:
+        """Write the account's 2-3 contacts and their lifecycle histories."""
+        primary = f"C{i:07d}"
+        lead_at = journey[min(1, len(journey) - 1)].occurred_at if journey else start
+        steps = [("lead", lead_at)]
+        if rng.random() < 0.7:
+            steps.insert(0, ("subscriber", lead_at - timedelta(days=rng.uniform(1, 60))))
+        if rng.random() < 0.1:  # a repeat of the stage held: not a change
+            steps.append(("lead", lead_at + timedelta(hours=1)))
+        if self.meeting is not None:  # the meeting answers the MQL, usually within a day
+            room = (self.meeting - lead_at).total_seconds() / 3600 * 0.9
+            mql = self.meeting - timedelta(hours=min(rng.lognormvariate(math.log(6), 1.2), room))
+        else:
+            mql = lead_at + timedelta(days=rng.uniform(1, 20))
+        steps.append(("mql", mql))
+        answered = max(mql, self.meeting or mql) + timedelta(hours=rng.uniform(2, 96))
+        if rng.random() < 0.85:
+            steps.append(("sql", answered))
+        steps.append(("opportunity", max(opportunity, answered + timedelta(hours=1))))
+        if end is not None:
+            steps.append((end[0], max(end[1], steps[-1][1] + timedelta(hours=1))))
+        self._contact(i, 0, primary, primary, steps)
+        for k in range(1, rng.choice((2, 3))):
+            root = primary if rng.random() < 0.05 else f"{primary}-{k}"  # merged into the primary
+            self._contact(i, k, f"{primary}-{k}", root, _side_history(rng, start, opportunity))
+
+    def _contact(
+        self, i: int, k: int, contact: str, root: str, steps: list[tuple[str, datetime]]
+    ) -> None:
+        merged = root if root != contact else "\\N"
+        self.lines["contacts"].append(
+            f"{contact}\tA{i:07d}\t{steps[-1][0]}\t{merged}\t{root}\tA{i:07d}\n"
+        )
+        self.lines["lifecycle_changes"] += [
+            f"L{i:07d}-{k}-{j}\t{contact}\t{stage}\t{_ts(at)}\n"
+            for j, (stage, at) in enumerate(steps)
+        ]
+
+
+def _side_history(
+    rng: random.Random, start: datetime, until: datetime
+) -> list[tuple[str, datetime]]:
+    """A colleague's history: a lead, half of them MQLs, answered by a stage change or not."""
+    lead_at = start + (until - start) * rng.random()
+    steps = [("lead", lead_at)]
+    if rng.random() < 0.5:
+        steps.insert(0, ("subscriber", lead_at - timedelta(days=rng.uniform(1, 60))))
+    if rng.random() < 0.5:
+        return steps
+    mql = lead_at + timedelta(days=rng.uniform(1, 20))
+    steps.append(("mql", mql))
+    draw = rng.random()
+    if draw < 0.6:
+        steps.append(("sql", mql + timedelta(hours=rng.lognormvariate(math.log(20), 1.0))))
+    elif draw < 0.75:  # recycled, and back as a lead a month later
+        steps.append(("recycled", mql + timedelta(days=rng.uniform(1, 10))))
+        steps.append(("lead", steps[-1][1] + timedelta(days=30)))
+    elif draw < 0.85:
+        steps.append(("disqualified", mql + timedelta(days=rng.uniform(1, 10))))
+    return steps
 
 
 _COLUMNS = {
@@ -257,6 +452,14 @@ _COLUMNS = {
     "credit_minor, closed_at",
     "deal_attributions": "model_id, deal_id, closed_at, amount_minor, attributed_minor, "
     "unattributed_minor, fit_id",
+    "contacts": "contact_id, account_id, lifecycle_stage, merged_into, root_contact_id, "
+    "effective_account_id",
+    "lifecycle_changes": "event_id, contact_id, stage, occurred_at",
+    "deal_stage_changes": "event_id, deal_id, kind, stage, occurred_at",
+    "pipeline_deals": "deal_id, stage, amount_minor, currency, reporting_minor, conversion, "
+    "journey_touches, computed_at",
+    "pipeline_credits": "model_id, deal_id, touch_event_id, campaign_id, stage, credit_minor, "
+    "weight, computed_at",
 }
 
 
@@ -318,7 +521,15 @@ def _static_rows(url: str, days: int) -> None:
             copy.write("".join(cost_days))
 
 
-BIG_TABLES = ("credits", "deal_attributions", "touches")
+BIG_TABLES = (
+    "credits",
+    "deal_attributions",
+    "touches",
+    "contacts",
+    "lifecycle_changes",
+    "deal_stage_changes",
+    "pipeline_credits",
+)
 
 
 def _secondary_indexes(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
@@ -329,6 +540,16 @@ def _secondary_indexes(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
         "AND NOT x.indisprimary",
         (list(BIG_TABLES),),
     ).fetchall()
+
+
+def _pipeline_snapshot(url: str) -> None:
+    """Record the snapshot as the worker does: its time, its models, the version it is at."""
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as session, session.begin():
+        bump_projection_version(session)
+        value = snapshot_value(SNAPSHOT, _models(), version=projection_version(session))
+        session.add(SystemStateRow(key=PIPELINE_SNAPSHOT_KEY, value=value, updated_at=SNAPSHOT))
+    engine.dispose()
 
 
 def populate(url: str, *, deals: int, seed: int = 7) -> dict[str, Any]:
@@ -345,18 +566,25 @@ def populate(url: str, *, deals: int, seed: int = 7) -> dict[str, Any]:
         indexes = _secondary_indexes(conn)
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
-    tasks = [(dsn, deals, seed, lo, min(deals, lo + CHUNK)) for lo in range(0, deals, CHUNK)]
+    total = deals + deals // OPEN_SHARE + deals // LOST_SHARE
+    tasks = [(dsn, deals, seed, lo, min(total, lo + CHUNK)) for lo in range(0, total, CHUNK)]
     with multiprocessing.get_context("fork").Pool(2) as pool:
         credits = sum(pool.imap_unordered(_copy_chunk, tasks))
+    _pipeline_snapshot(url)
     with psycopg.connect(dsn, autocommit=True) as conn:
         for _, definition in indexes:
             conn.execute(definition)
         # Autovacuum would get there on its own; now, so every run starts from the same state.
         conn.execute("VACUUM ANALYZE")
-        touches = conn.execute("SELECT count(*) FROM touches").fetchone()
+        counted = {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            for table in ("touches", "contacts", "lifecycle_changes", "pipeline_credits")
+        }
     return {
         "won_deals": deals,
-        "touches": touches[0] if touches else 0,
+        "open_deals": deals // OPEN_SHARE,
+        "lost_deals": deals // LOST_SHARE,
+        **{table: row[0] if row else 0 for table, row in counted.items()},
         "credit_rows": credits,
         "load_s": round(time.perf_counter() - started, 1),
     }
@@ -463,6 +691,7 @@ def bumping(sessions: Any, every_s: float) -> Iterator[None]:
 
 
 FIGURES = ("p50_ms", "p95_ms", "p99_ms", "requests_per_s")
+ENDPOINTS = ("roi", "compare", "roi_select", "influence", "funnel", "sla", "pipeline")
 
 
 def exercise(db: str, *, seconds: int, runs: int) -> dict[str, Any]:
@@ -486,7 +715,7 @@ def exercise(db: str, *, seconds: int, runs: int) -> dict[str, Any]:
             wait_for_port(port, timeout_s=60)
             headers = {"Authorization": f"Bearer {key}"}
             with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
-                for endpoint in ("roi", "compare", "roi_select", "influence"):
+                for endpoint in ENDPOINTS:
                     paths = query_mix(endpoint)
                     out[f"{endpoint}_miss"] = miss_ms(client, sessions, paths)
                     load = [wrk(base, paths, key, seconds=seconds) for _ in range(runs)]
@@ -522,6 +751,9 @@ def run(*, quick: bool) -> dict[str, Any]:
         "compare_p95_ms": headline["compare"]["p95_ms"],
         "roi_select_p95_ms": headline["roi_select"]["p95_ms"],
         "influence_p95_ms": headline["influence"]["p95_ms"],
+        "funnel_p95_ms": headline["funnel"]["p95_ms"],
+        "sla_p95_ms": headline["sla"]["p95_ms"],
+        "pipeline_p95_ms": headline["pipeline"]["p95_ms"],
         "api_rss_mb": headline["api_memory"]["rss_mb"],
         "sizes": {str(n): figures for n, figures in sizes.items()},
     }
