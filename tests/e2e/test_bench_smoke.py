@@ -45,6 +45,8 @@ def test_bench_quick_runs_and_reports_figures() -> None:
     assert reports["roi_p95_ms"] > 0 and reports["compare_p95_ms"] > 0 and reports["api_rss_mb"] > 0
     assert reports["roi_select_p95_ms"] > 0
     assert reports["influence_p95_ms"] > 0
+    assert reports["funnel_p95_ms"] > 0 and reports["sla_p95_ms"] > 0
+    assert reports["pipeline_p95_ms"] > 0
     recompute = figures["recompute"]
     assert recompute["ours_s"] > 0 and recompute["anchor_s"] > 0
     assert all(size["agrees_within_rounding"] for size in recompute["sizes"])
