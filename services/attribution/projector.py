@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from services.attribution.attributes import project_attributes
 from services.attribution.conflicts import Conflict, Origin
 from services.attribution.credits import affected_deals, recompute_deals
 from services.attribution.event_cache import EventCache
@@ -82,6 +83,7 @@ def apply_events(
     project_touches(session, new, impact)
     project_contacts(session, new, impact, cache=cache)
     project_stage_changes(session, new)
+    project_attributes(session, new)
     project_fx_rates(session, new, impact)
     project_costs(session, new, impact, reporting=settings.reporting_currency)
     session.flush()

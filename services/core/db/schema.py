@@ -14,6 +14,13 @@ Layers:
   attributed_minor + unattributed_minor = deal's converted amount.
 - ``pipeline_credits`` and ``pipeline_deals`` are the pipeline snapshot: open deals credited
   with their journeys cut at the snapshot's time, replaced whole every time it is computed.
+- ``accounts`` and ``attributes`` are the firmographic state (contract §1 ``account.upserted``
+  and contact ``attributes``): per owner and key the latest value by (``occurred_at``,
+  ``event_id``), so they never depend on arrival order; merges are resolved by readers.
+- ``lead_definitions``, ``lead_qualifications`` and ``mqls`` are the lead lifecycle (§7): the
+  versioned definitions, each account's qualification episodes under a definition, and the
+  ``mql`` events the worker emitted for them (also its outbox: ``published_at`` null until the
+  broker acknowledged the event).
 - ``consumer_offsets``, ``dead_letters``, ``event_conflicts``, ``api_keys``, ``audit_log``,
   ``attribution_models`` are plumbing.
 Money columns end in ``_minor`` and are integers of minor units.
@@ -125,6 +132,34 @@ class ContactRow(Base):
     merged_into: Mapped[str | None] = mapped_column(ID)
     root_contact_id: Mapped[str] = mapped_column(ID, index=True)
     effective_account_id: Mapped[str | None] = mapped_column(ID, index=True)
+
+
+class AccountRow(Base):
+    """An account named by ``account.upserted``: its latest name (with the stamp that set it)."""
+
+    __tablename__ = "accounts"
+
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(500))
+    name_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    name_event_id: Mapped[str | None] = mapped_column(ID)
+
+
+class AttributeRow(Base):
+    """One attribute of an account or a contact: the latest value by (occurred_at, event_id).
+
+    ``owner_kind`` is ``account`` or ``contact``; a contact's row is its own (merges are
+    resolved by readers through ``contacts.root_contact_id``, latest stamp per key wins).
+    """
+
+    __tablename__ = "attributes"
+
+    owner_kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(500))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    event_id: Mapped[str] = mapped_column(ID)
 
 
 class LifecycleChangeRow(Base):
@@ -434,3 +469,62 @@ class EventConflictRow(Base):
     copies: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (UniqueConstraint("event_id", "payload_sha256"),)
+
+
+class LeadDefinitionRow(Base):
+    """One version of a named lead definition (contract §7); versions are never changed.
+
+    ``rule`` is JSON: ``min_score``, ``min_grade``, ``required_attributes``,
+    ``sales_ready_stages``. The active definition's id is ``system_state`` key
+    ``active_lead_definition``; its latest version is the one in force.
+    """
+
+    __tablename__ = "lead_definitions"
+
+    definition_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(Text)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class LeadQualificationRow(Base):
+    """An episode of an account meeting a lead definition: from ``qualified_at`` to ``ended_at``.
+
+    At most one open episode (``ended_at`` null) per (definition, account); a later episode
+    after the account stopped meeting the definition has the next ``episode`` number.
+    """
+
+    __tablename__ = "lead_qualifications"
+
+    definition_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    episode: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    qualified_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    score: Mapped[float | None] = mapped_column(Float)
+    grade: Mapped[str | None] = mapped_column(String(2))
+    raw_grade: Mapped[float | None] = mapped_column(Float)
+
+
+class MqlRow(Base):
+    """A ``contact.upserted`` to ``mql`` the worker emitted for a qualification (and its outbox).
+
+    ``event_id`` is derived from (definition, account, episode, contact), so an evaluation
+    repeated after a crash finds the row and emits nothing new; the event re-published after
+    a crash before ``published_at`` was set is a duplicate the store ignores.
+    """
+
+    __tablename__ = "mqls"
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    contact_id: Mapped[str] = mapped_column(ID)
+    account_id: Mapped[str] = mapped_column(ID)
+    definition_id: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    episode: Mapped[int] = mapped_column(Integer)
+    qualified_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)

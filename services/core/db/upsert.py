@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Insert, String, any_, bindparam, func, select
+from sqlalchemy import ColumnElement, Insert, String, any_, bindparam, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -132,3 +132,34 @@ def upsert(
     stmt = _insert(session, row_cls)
     updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
     session.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates), list(rows))
+
+
+def upsert_latest(
+    session: Session,
+    row_cls: type[DeclarativeBase],
+    rows: Sequence[dict[str, Any]],
+    *,
+    stamp: tuple[str, str] = ("occurred_at", "event_id"),
+) -> None:
+    """Insert ``rows``, or overwrite an existing row only where the new ``stamp`` is later.
+
+    ``stamp`` names the (occurred_at, event_id) columns: "the latest event wins" in the order
+    of contract §1, whatever order the rows arrive in; a row without a stamp yet always
+    loses. Rows must have distinct keys.
+    """
+    if not rows:
+        return
+    table = row_cls.__table__
+    keys = [c.name for c in table.primary_key.columns]  # type: ignore[attr-defined]
+    stmt = _insert(session, row_cls)
+    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    current = tuple_(*(table.c[name] for name in stamp))  # type: ignore[attr-defined]
+    incoming = tuple_(*(stmt.excluded[name] for name in stamp))
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=keys,
+            set_=updates,
+            where=or_(table.c[stamp[0]].is_(None), current < incoming),  # type: ignore[attr-defined]
+        ),
+        list(rows),
+    )
