@@ -99,11 +99,12 @@ class NoFit(Exception):
 
 
 class AccountNotFound(LookupError):
-    """No touch has ever been seen for this account."""
+    """The account is unknown (for a score: no touch has ever been seen for it)."""
 
-    def __init__(self, account_id: str) -> None:
+    def __init__(self, account_id: str, why: str = "no touch has been seen for") -> None:
         super().__init__(account_id)
         self.account_id = account_id
+        self.why = why
 
 
 class NotAcceptable(Exception):
@@ -141,14 +142,17 @@ def install_errors(app: FastAPI) -> None:
     @app.exception_handler(NoFit)
     async def _no_fit(_: Request, exc: NoFit) -> JSONResponse:
         detail = (
-            f"the {exc.model_id} model has no fit yet; request one with "
+            "the grade has no fit yet: the worker fits it as soon as decided deals with an "
+            "account include a won and a lost one"
+            if exc.model_id == "grade"
+            else f"the {exc.model_id} model has no fit yet; request one with "
             f"POST /v1/models/{exc.model_id}/fit (admin) and retry once it is done"
         )
         return problem_response(Problem(409, "Conflict", detail))
 
     @app.exception_handler(AccountNotFound)
     async def _no_account(_: Request, exc: AccountNotFound) -> JSONResponse:
-        detail = f"no touch has been seen for account {exc.account_id!r}"
+        detail = f"{exc.why} account {exc.account_id!r}"
         return problem_response(Problem(404, "Not Found", detail))
 
     @app.exception_handler(NotAcceptable)

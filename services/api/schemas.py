@@ -390,6 +390,8 @@ class AccountScoreOut(_Out):
 class LeadOut(_Out):
     account_id: str
     probability: float
+    grade: str | None = Field(description="A-D from the latest grade fit; null without one")
+    raw_grade: float | None = Field(description="the grade's summed log-odds contributions")
     touches: int
     last_touch_at: str | None
     state: str
@@ -398,9 +400,31 @@ class LeadOut(_Out):
 class LeadsOut(_Out):
     as_of: str
     min_score: float
+    min_grade: str | None
+    sort: str
     limit: int
     snapshot: SnapshotRefOut
+    grade_snapshot: SnapshotRefOut | None = Field(description="the grade fit used, if any")
     rows: list[LeadOut]
+
+
+class GradeContributionOut(_Out):
+    key: str = Field(description="the attribute; a contact's is prefixed contact.")
+    value: str
+    contribution: float = Field(description="log-odds against the base rate; 0 when unseen")
+    seen: bool = Field(description="whether the fit saw this value on a decided deal")
+    deals: int = Field(description="decided deals the fit saw with this value")
+    won: int
+
+
+class AccountGradeOut(_Out):
+    account_id: str
+    letter: str
+    raw: float = Field(description="the sum of the contributions (6 decimals)")
+    cutoffs: dict[str, float] = Field(description="the least raw grade earning A, B and C")
+    base_rate: float = Field(description="won / decided deals the fit learned from")
+    snapshot: SnapshotRefOut
+    contributions: list[GradeContributionOut]
 
 
 class AuditEntryOut(_Out):

@@ -29,122 +29,34 @@ How the score is computed:
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, Subquery, exists, or_, select, union
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from services.api import queries, snapshots
+from services.api import snapshots
 from services.api.errors import AccountNotFound, NoFit
 from services.api.formatting import rfc3339
+from services.api.grading import grade_of, load_grade_fit
 from services.api.schemas import AccountScoreOut, LeadOut, LeadsOut, ScoreTouchOut
-from services.core.db.schema import CampaignRow, ContactRow, DealRow, ModelFitRow, TouchRow
+from services.core.db.accounts import OpenTouch, account_attributes, open_journeys
+from services.core.db.schema import ContactRow, ModelFitRow, TouchRow
 from services.domain import UNKNOWN_CHANNEL
-from services.domain.datadriven import markov_from_json
-from services.domain.markov import (
-    MarkovFit,
-    conversion_probability,
-    journey_state,
-    score_contributions,
-    state_label,
-)
+from services.domain.grade import letter_at_least
+from services.domain.markov import score_contributions
+from services.domain.scoring import Scorer
 
 
-@dataclass(frozen=True)
-class _Touch:
-    event_id: str
-    occurred_at: datetime
-    campaign_id: str
-    channel: str | None
-
-
-class Scorer:
-    """A rebuilt Markov snapshot with a memo of scores per channel sequence."""
-
-    def __init__(self, row: ModelFitRow) -> None:
-        self.row = row
-        self.fit: MarkovFit = markov_from_json(json.loads(row.results))
-        self._memo: dict[tuple[str, ...], tuple[float, str]] = {}
-
-    def score(self, channels: Sequence[str]) -> tuple[float, str]:
-        """Return the journey's conversion probability and its current state's label."""
-        key = tuple(channels)
-        hit = self._memo.get(key)
-        if hit is None:
-            hit = (
-                conversion_probability(self.fit, key),
-                state_label(journey_state(self.fit, key)),
-            )
-            self._memo[key] = hit
-        return hit
-
-
-def load_scorer(session: Session) -> Scorer:
-    """Return a scorer over the latest done markov fit, or raise NoFit."""
+def load_scorer(session: Session) -> tuple[ModelFitRow, Scorer]:
+    """Return the latest done markov fit and a scorer over it, or raise NoFit."""
     row = snapshots.latest_done(session, "markov")
     if row is None:
         raise NoFit("markov")
-    return Scorer(row)
+    return row, Scorer(json.loads(row.results))
 
 
-def _members(conditions: Sequence[ColumnElement[bool]], account_id: str | None) -> Subquery:
-    """Select (account_id, event_id) of touches under ``conditions``, by either membership."""
-    own = select(TouchRow.account_id.label("account_id"), TouchRow.event_id).where(
-        TouchRow.account_id.is_not(None), *conditions
-    )
-    via = (
-        select(ContactRow.effective_account_id.label("account_id"), TouchRow.event_id)
-        .join(ContactRow, ContactRow.contact_id == TouchRow.contact_id)
-        .where(ContactRow.effective_account_id.is_not(None), *conditions)
-    )
-    if account_id is not None:
-        own = own.where(TouchRow.account_id == account_id)
-        via = via.where(ContactRow.effective_account_id == account_id)
-    return union(own, via).subquery("members")
-
-
-def _journeys(
-    session: Session, *, now: datetime, lookback_days: int, account_id: str | None = None
-) -> dict[str, list[_Touch]]:
-    """Return each account's touches in the window, in journey order.
-
-    With ``account_id``, that account only; without, every account with no won deal.
-    """
-    window = [
-        TouchRow.occurred_at >= now - timedelta(days=lookback_days),
-        TouchRow.occurred_at <= now,
-    ]
-    members = _members(window, account_id)
-    stmt = (
-        select(
-            members.c.account_id,
-            TouchRow.event_id,
-            TouchRow.occurred_at,
-            TouchRow.campaign_id,
-            CampaignRow.channel,
-        )
-        .join(TouchRow, TouchRow.event_id == members.c.event_id)
-        .outerjoin(CampaignRow, CampaignRow.campaign_id == TouchRow.campaign_id)
-    )
-    if account_id is None:
-        stmt = stmt.where(
-            ~exists().where(
-                DealRow.account_id == members.c.account_id, DealRow.status == queries.WON
-            )
-        )
-    out: dict[str, list[_Touch]] = defaultdict(list)
-    for account, event_id, occurred_at, campaign_id, channel in session.execute(stmt):
-        out[account].append(_Touch(event_id, occurred_at, campaign_id, channel))
-    for touches in out.values():
-        # Journey order (contract §2), by code point: no database collation involved.
-        touches.sort(key=lambda t: (t.occurred_at, t.event_id))
-    return out
-
-
-def _channels(touches: Sequence[_Touch]) -> list[str]:
+def _channels(touches: Sequence[OpenTouch]) -> list[str]:
     return [t.channel or UNKNOWN_CHANNEL for t in touches]
 
 
@@ -165,10 +77,10 @@ def account_score(
     """Score one account's journey so far (see the module docstring)."""
     if "\x00" in account_id or not _known_account(session, account_id):
         raise AccountNotFound(account_id)
-    scorer = load_scorer(session)
-    touches = _journeys(session, now=now, lookback_days=lookback_days, account_id=account_id).get(
-        account_id, []
-    )
+    fit_row, scorer = load_scorer(session)
+    touches = open_journeys(
+        session, now=now, lookback_days=lookback_days, account_id=account_id
+    ).get(account_id, [])
     channels = _channels(touches)
     probability, state = scorer.score(channels)
     return AccountScoreOut(
@@ -185,7 +97,7 @@ def account_score(
             )
             for t in touches
         ],
-        snapshot=snapshots.ref(scorer.row),
+        snapshot=snapshots.ref(fit_row),
         contributions=score_contributions(scorer.fit, channels),
     )
 
@@ -196,28 +108,51 @@ def leads(
     now: datetime,
     lookback_days: int,
     min_score: float,
+    min_grade: str | None,
+    sort: str,
     limit: int,
 ) -> LeadsOut:
-    """Rank the open accounts (touched in the window, no won deal) by lead score."""
-    scorer = load_scorer(session)
+    """Rank the open accounts (touched in the window, no won deal) by score or by grade."""
+    fit_row, scorer = load_scorer(session)
+    graded = load_grade_fit(session)
+    journeys = open_journeys(session, now=now, lookback_days=lookback_days)
+    attributes = account_attributes(session, journeys) if graded is not None else {}
     rows: list[LeadOut] = []
-    for account_id, touches in _journeys(session, now=now, lookback_days=lookback_days).items():
+    for account_id, touches in journeys.items():
         probability, state = scorer.score(_channels(touches))
-        if probability >= min_score:
-            rows.append(
-                LeadOut(
-                    account_id=account_id,
-                    probability=probability,
-                    touches=len(touches),
-                    last_touch_at=rfc3339(touches[-1].occurred_at),
-                    state=state,
-                )
+        result = None if graded is None else grade_of(graded[1], attributes[account_id])
+        if probability < min_score or (
+            min_grade is not None
+            and (result is None or not letter_at_least(result.letter, min_grade))
+        ):
+            continue
+        rows.append(
+            LeadOut(
+                account_id=account_id,
+                probability=probability,
+                grade=None if result is None else result.letter,
+                raw_grade=None if result is None else result.raw,
+                touches=len(touches),
+                last_touch_at=rfc3339(touches[-1].occurred_at),
+                state=state,
             )
-    rows.sort(key=lambda r: (-r.probability, r.account_id))
+        )
+    rows.sort(key=by_grade if sort == "grade" else by_score)
     return LeadsOut(
         as_of=rfc3339(now) or "",
         min_score=min_score,
+        min_grade=min_grade,
+        sort=sort,
         limit=limit,
-        snapshot=snapshots.ref(scorer.row),
+        snapshot=snapshots.ref(fit_row),
+        grade_snapshot=None if graded is None else snapshots.ref(graded[0]),
         rows=rows[:limit],
     )
+
+
+def by_score(r: LeadOut) -> tuple[float, float, str]:
+    return (-r.probability, -(r.raw_grade or 0.0), r.account_id)
+
+
+def by_grade(r: LeadOut) -> tuple[float, float, str]:
+    return (-(r.raw_grade or 0.0), -r.probability, r.account_id)

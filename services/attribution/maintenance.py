@@ -1,5 +1,5 @@
 """Model upkeep the worker does between batches: fits (first, scheduled, requested, being
-applied), custom models, and the pipeline snapshot.
+applied; the grade's with them), custom models, and the pipeline snapshot.
 
 Each step is idempotent and commits on its own; the worker calls ``maintain_models`` every few
 seconds, so a fit requested through the API, the first fit of a model once decided deals exist,
@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.fitting import due_models, request_fit, run_requested_fits
+from services.attribution.grading import fit_grade_snapshot, grade_due
 from services.attribution.pipeline import compute_pipeline, snapshot_is_current
 from services.attribution.rebuild import CHUNK, Stop
 from services.attribution.recompute import Progress, UnknownModel, recompute
@@ -40,6 +41,9 @@ def maintain_models(
         for model_id in due_models(session, settings, now=now, schedule=schedule):
             request_fit(session, model_id, now=now)
     run_requested_fits(sessions, settings, chunk=chunk, progress=progress, stop=stop)
+    with sessions() as session, session.begin():
+        if grade_due(session, settings, now=now, schedule=schedule):
+            fit_grade_snapshot(session, settings, now=now)
     if stop is None or not stop():
         compute_custom_models(sessions, settings)
 

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     # The pipeline snapshot (open deals credited, journeys cut at now) is recomputed this often
     # when the projection changed since the last one, and once soon after the worker starts.
     pipeline_interval_s: float = Field(default=60.0, gt=0)
+    # The grade (contract §7) smooths each attribute value's win rate with a Beta prior
+    # centred on the base rate, worth this many deals; refitted with the data-driven models.
+    grade_prior_strength: float = Field(default=10.0, gt=0, le=10_000)
+    # Open accounts are checked against the active lead definition this often (MQL emission).
+    lead_interval_s: float = Field(default=30.0, gt=0)
     worker_max_poll_records: int = 2000
     # One transaction takes about this many bytes of record values (~2,000 events).
     worker_batch_bytes: int = Field(default=750_000, ge=1)

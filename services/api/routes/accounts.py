@@ -1,4 +1,4 @@
-"""``/v1/accounts/{account_id}/score``: the closed-loop lead score of one account."""
+"""``/v1/accounts/{account_id}/score`` and ``/grade``: one account's lead score and grade."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 
 from services.api.deps import ReadPrincipal, SessionDep, SettingsDep
-from services.api.schemas import AccountScoreOut
+from services.api.grading import account_grade
+from services.api.schemas import AccountGradeOut, AccountScoreOut
 from services.api.scoring import account_score
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
@@ -33,3 +34,21 @@ def score(
     return account_score(
         session, account_id, now=datetime.now(UTC), lookback_days=settings.lookback_days
     )
+
+
+@router.get(
+    "/{account_id}/grade",
+    responses={
+        404: {"description": "no event ever named this account"},
+        409: {"description": "the grade has no fit yet"},
+    },
+)
+def grade(account_id: str, _: ReadPrincipal, session: SessionDep) -> AccountGradeOut:
+    """How closely the account's attributes (and its contacts') match the accounts that won.
+
+    Each attribute value contributes the log-odds of its smoothed win rate against the base
+    rate, from the latest grade snapshot (0 for a value the fit never saw, listed with
+    ``seen`` false); ``raw`` is their sum and the letter comes from the snapshot's cut-offs
+    (A: top quarter of decided deals' accounts). See ``services.domain.grade``.
+    """
+    return account_grade(session, account_id)

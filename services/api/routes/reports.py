@@ -14,7 +14,7 @@ time.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
@@ -268,19 +268,30 @@ def leads(
     min_score: Annotated[
         float, Query(ge=0.0, le=1.0, description="only accounts scoring at least this")
     ] = 0.0,
+    min_grade: Annotated[
+        Literal["A", "B", "C", "D"] | None,
+        Query(description="only accounts graded this letter or better (A is best)"),
+    ] = None,
+    sort: Annotated[
+        Literal["score", "grade"], Query(description="rank by score (default) or by grade")
+    ] = "score",
     limit: Annotated[int, Query(ge=1, le=1000, description="at most this many rows")] = 100,
 ) -> Response:
-    """Open accounts (touched in the lookback window, no won deal) ranked by lead score.
+    """Open accounts (touched in the lookback window, no won deal) ranked by score or grade.
 
-    Each row: the account's score (see ``/v1/accounts/{account_id}/score``), its touches in
-    the window, the latest one's time and its journey's state; by score descending, then
-    account id. ``snapshot`` is the markov fit used.
+    Each row: the account's score (see ``/v1/accounts/{account_id}/score``) and grade (see
+    ``/v1/accounts/{account_id}/grade``; null before the first grade fit), its touches in
+    the window, the latest one's time and its journey's state. By score descending (then
+    raw grade), or with ``sort=grade`` by raw grade descending (then score); then account
+    id. ``snapshot`` is the markov fit used, ``grade_snapshot`` the grade fit.
     """
     body = leads_report(
         session,
         now=datetime.now(UTC),
         lookback_days=settings.lookback_days,
         min_score=min_score,
+        min_grade=min_grade,
+        sort=sort,
         limit=limit,
     )
     return render(body, fmt, filename="leads.csv")

@@ -153,13 +153,13 @@ def upsert_latest(
     keys = [c.name for c in table.primary_key.columns]  # type: ignore[attr-defined]
     stmt = _insert(session, row_cls)
     updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    current = tuple_(*(table.c[name] for name in stamp))  # type: ignore[attr-defined]
+    current = tuple_(*(table.c[name] for name in stamp))
     incoming = tuple_(*(stmt.excluded[name] for name in stamp))
     session.execute(
         stmt.on_conflict_do_update(
             index_elements=keys,
             set_=updates,
-            where=or_(table.c[stamp[0]].is_(None), current < incoming),  # type: ignore[attr-defined]
+            where=or_(table.c[stamp[0]].is_(None), current < incoming),
         ),
         list(rows),
     )
