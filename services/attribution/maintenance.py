@@ -9,6 +9,7 @@ and a fit whose credits an outage or a stop interrupted is finished at the next 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.attribution.fitting import due_models, request_fit, run_requested_fits
 from services.attribution.grading import fit_grade_snapshot, grade_due
 from services.attribution.pipeline import compute_pipeline, snapshot_is_current
+from services.attribution.qualifying import publish_mqls, qualify_accounts
 from services.attribution.rebuild import CHUNK, Stop
 from services.attribution.recompute import Progress, UnknownModel, recompute
 from services.core.db.schema import AttributionModelRow, CreditRow, DealAttributionRow
@@ -97,3 +99,21 @@ def refresh_pipeline(sessions: sessionmaker[Session], settings: Settings) -> boo
     with sessions() as session, session.begin():
         compute_pipeline(session, settings, datetime.now(UTC))
     return True
+
+
+def maintain_leads(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    send_all: Callable[[list[tuple[bytes, bytes]]], None],
+) -> int:
+    """Qualify open accounts under the active lead definition, then publish pending MQLs.
+
+    Two transactions: the episodes and their MQL rows commit together, then the rows not yet
+    acknowledged are published and marked (``services.attribution.qualifying``). Returns the
+    number of MQL events published.
+    """
+    now = datetime.now(UTC)
+    with sessions() as session, session.begin():
+        qualify_accounts(session, settings, now=now)
+    with sessions() as session, session.begin():
+        return publish_mqls(session, send_all, now=now)

@@ -46,7 +46,7 @@ from services.attribution.consuming import (
     transaction_chunks,
 )
 from services.attribution.event_cache import EventCache
-from services.attribution.maintenance import maintain_models, refresh_pipeline
+from services.attribution.maintenance import maintain_leads, maintain_models, refresh_pipeline
 from services.attribution.recompute import recompute_if_parameters_changed
 from services.attribution.registry import sync_builtin_models
 from services.core.db.engine import make_engine, make_sessionmaker
@@ -92,10 +92,12 @@ class Worker:
         self._stopping = False
         self.pending_assignment: set[TopicPartition] = set()
         self._dead_producer: KafkaProducer | None = None
+        self._mql_producer: KafkaProducer | None = None  # the maintenance thread's own
         self.batches = 0
         self._scheduled_at = time.monotonic()
         # The pipeline snapshot is due at the first pass, then every pipeline interval.
         self._pipeline_at: float | None = None
+        self._leads_at: float | None = None
         self._maintenance = MaintenanceThread(self._maintain)
         self.events_applied = 0
         self._activity = ActivityLog(every_s=0.0 if settings.verbose else 2.0)
@@ -167,12 +169,46 @@ class Worker:
             )
             if self._pipeline_due(now):
                 refresh_pipeline(self.sessions, self.settings)
+            if self._leads_due(now):
+                maintain_leads(self.sessions, self.settings, self._send_mqls)
+        except KafkaError as exc:  # the MQL rows stay pending: published at a later pass
+            log.warning("MQL events not published yet: broker unavailable (%r)", exc)
+            self._close_mql_producer()
         except DBAPIError as exc:
             if not is_transient(exc):
                 raise
             log.warning(
                 "model maintenance postponed: database unavailable (%s)", exc.__class__.__name__
             )
+
+    def _leads_due(self, now: float) -> bool:
+        """Return whether the lead qualification pass is due (first pass, then every interval)."""
+        if self._maintenance.stopping() or (
+            self._leads_at is not None and now - self._leads_at < self.settings.lead_interval_s
+        ):
+            return False
+        self._leads_at = now
+        return True
+
+    def _send_mqls(self, records: list[tuple[bytes, bytes]]) -> None:
+        """Publish MQL events to the events topic; return once the broker acknowledged all."""
+        if self._mql_producer is None:
+            self._mql_producer = make_producer(self.settings, client_id="closedloop-worker-mql")
+        futures = [
+            self._mql_producer.send(self.settings.events_topic, key=key, value=value)
+            for key, value in records
+        ]
+        self._mql_producer.flush(self.settings.publish_timeout_s)
+        for future in futures:
+            future.get(timeout=self.settings.publish_timeout_s)
+
+    def _close_mql_producer(self) -> None:
+        producer, self._mql_producer = self._mql_producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception as exc:  # noqa: BLE001 - closing a broken client is best effort
+                log.warning("could not close the MQL producer: %r", exc)
 
     def _pipeline_due(self, now: float) -> bool:
         """Return whether the pipeline snapshot is due (first pass, then every interval)."""
@@ -355,6 +391,7 @@ class Worker:
             self._disconnect(timeout_ms=self.settings.kafka_request_timeout_ms)
             self._maintenance.finish()
             self._close_dead_producer(timeout_s=5)
+            self._close_mql_producer()
 
     def _consume(
         self, backoff: Backoff, *, max_batches: int | None, idle_exit_s: float | None
