@@ -44,7 +44,9 @@ from services.api.routes import (
     funnel,
     health,
     influence,
+    lead_definitions,
     models,
+    mqls,
     pipeline,
     reports,
 )
@@ -103,6 +105,8 @@ def create_app(settings: Settings) -> FastAPI:
         funnel.router,
         deals.router,
         accounts.router,
+        lead_definitions.router,
+        mqls.router,
         dead_letters.router,
         audit.router,
         conflicts.router,

@@ -107,6 +107,14 @@ class AccountNotFound(LookupError):
         self.why = why
 
 
+class LeadDefinitionNotFound(LookupError):
+    """No lead definition with this id."""
+
+    def __init__(self, definition_id: str) -> None:
+        super().__init__(definition_id)
+        self.definition_id = definition_id
+
+
 class NotAcceptable(Exception):
     """The ``Accept`` header admits none of the media types a report is available in."""
 
@@ -153,6 +161,11 @@ def install_errors(app: FastAPI) -> None:
     @app.exception_handler(AccountNotFound)
     async def _no_account(_: Request, exc: AccountNotFound) -> JSONResponse:
         detail = f"{exc.why} account {exc.account_id!r}"
+        return problem_response(Problem(404, "Not Found", detail))
+
+    @app.exception_handler(LeadDefinitionNotFound)
+    async def _no_definition(_: Request, exc: LeadDefinitionNotFound) -> JSONResponse:
+        detail = f"no lead definition with id {exc.definition_id!r}"
         return problem_response(Problem(404, "Not Found", detail))
 
     @app.exception_handler(NotAcceptable)
