@@ -41,7 +41,7 @@ from services.core.db.schema import (
     SystemStateRow,
 )
 from services.core.db.upsert import among, insert_ignore
-from services.core.events import ContactUpserted, decode, encode, partition_key
+from services.core.events import EVENT_ADAPTER, decode, encode, partition_key
 from services.core.settings import Settings
 from services.domain import UNKNOWN_CHANNEL
 from services.domain.grade import account_features, grade, grade_fit_from_json
@@ -197,13 +197,15 @@ def _open_episodes(
         )
         for contact_id in below.get(account_id, []):
             event_id = mql_event_id(definition.definition_id, account_id, episode, contact_id)
-            event = ContactUpserted(
-                event_id=event_id,
-                type="contact.upserted",
-                occurred_at=now,
-                source=MQL_SOURCE,
-                contact_id=contact_id,
-                lifecycle_stage="mql",
+            event = EVENT_ADAPTER.validate_python(
+                {
+                    "event_id": event_id,
+                    "type": "contact.upserted",
+                    "occurred_at": now.isoformat().replace("+00:00", "Z"),
+                    "source": MQL_SOURCE,
+                    "contact_id": contact_id,
+                    "lifecycle_stage": "mql",
+                }
             )
             mqls.append(
                 {
