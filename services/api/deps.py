@@ -4,7 +4,7 @@ The engines, session factories, key store, publisher and cached reports live on 
 (created in ``create_app`` and its lifespan); nothing here is global. FastAPI caches a
 dependency per request, so one request uses one session, hence one database snapshot (see
 ``services.api.db``). The admin session factory is the only writable one; only the admin
-writes (dead-letter retry, model fits and definitions) use it. The cached reports resolve
+writes (dead-letter retry, model fits and definitions, lead definitions) use it. The cached reports resolve
 their model parameters with the pure ``requested_*`` functions inside their one database trip
 (``services.api.cache.CachedReports``).
 
