@@ -4,9 +4,9 @@ The engines, session factories, key store, publisher and cached reports live on 
 (created in ``create_app`` and its lifespan); nothing here is global. FastAPI caches a
 dependency per request, so one request uses one session, hence one database snapshot (see
 ``services.api.db``). The admin session factory is the only writable one; only the admin
-writes (dead-letter retry, model fits and definitions) use it. The cached reports resolve
-their model parameters with the pure ``requested_*`` functions inside their one database trip
-(``services.api.cache.CachedReports``).
+writes (dead-letter retry, model fits and definitions, lead definitions) use it. The cached
+reports resolve their model parameters with the pure ``requested_*`` functions inside their
+one database trip (``services.api.cache.CachedReports``).
 
 Dependencies that do no I/O are ``async``: FastAPI runs them on the event loop, where a sync
 one would cost a hop to the thread pool on every request.

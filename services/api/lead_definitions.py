@@ -13,8 +13,11 @@ Invariants:
   the active definition), a new projection version, so nothing cached before it is served
   after it.
 
-Two ``PUT``s of one definition racing for version n + 1: the primary key (definition_id,
-version) lets one insert, the other rolls back and tries again against the winner's rule.
+Concurrent ``PUT``s: on PostgreSQL each takes one transaction-scoped advisory lock first, so
+they run one after another (versions and the active flag are decided on what the previous one
+committed). SQLite serialises writers itself, but a ``PUT`` may have read the latest version
+before another committed: the primary key (definition_id, version) then refuses its insert,
+and it rolls back and starts again, reading the winner's version.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from datetime import datetime
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,7 +57,15 @@ from services.domain.leads import (
 
 DEFINITION_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 ACTIVE_KEY = "active_lead_definition"
-_ATTEMPTS = 3
+# Each round of racing SQLite writers lets at least one of them through.
+_ATTEMPTS = 10
+_PG_LOCK = 7_120_421_002  # services.attribution.projector holds ..._001
+
+
+def _lock(session: Session) -> None:
+    """Serialise lead-definition writes (PostgreSQL; SQLite serialises writers itself)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
 
 
 def check_definition_id(definition_id: str) -> None:
@@ -93,10 +104,11 @@ def define(
     Return the definition and whether a version was stored.
     """
     check_definition_id(definition_id)
-    rule, created = _rule(body), False
+    rule = _rule(body)
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with sessions.begin() as session:
+                _lock(session)
                 version, created = _store(session, definition_id, rule, body.note, principal, now)
                 before = _active(session)
                 after = _activate(session, definition_id, body.active, before=before, now=now)
@@ -112,12 +124,12 @@ def define(
                 }
                 target = f"lead_definition:{definition_id}"
                 record_audit(session, principal, "lead_definition.define", target, detail, at=now)
-            break
+                # Read in the same transaction: the answer is the state this PUT committed.
+                return find(session, definition_id), created
         except IntegrityError:
             if attempt == _ATTEMPTS:
                 raise
-    with sessions() as session:
-        return find(session, definition_id), created
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _store(

@@ -37,7 +37,8 @@ def index(
     """Admin actions, newest first: when, by which key (or ``cli``), what, on what, detail.
 
     Recorded: ``key.create`` and ``key.revoke`` (CLI), ``model.define``, ``model.delete`` and
-    ``model.fit`` (API or CLI), ``dead_letter.retry``, ``projection.recompute`` (CLI).
+    ``model.fit`` (API or CLI), ``dead_letter.retry``, ``projection.recompute`` (CLI),
+    ``lead_definition.define``.
     ``next_before_id`` (also a ``Link: rel="next"`` header) is null on the last page.
     """
     body = list_audit(session, limit=limit, before_id=before_id, action=action)
