@@ -1,9 +1,12 @@
-"""Accounts, contacts, touches and deals of a simulated run.
+"""Journeys of a simulated run: accounts that reach a deal, and prospects that never do.
 
-A deal's timeline: first touch → weeks of nurture → ``deal.created`` → the deal is worked
-(meetings, amount and stage updates) → closed (or still open at the end of the window).
-Contacts are created by their first touch and only move forward through
-lead → mql → sql → opportunity → customer.
+A deal's timeline: its account is created with the first touch → weeks of nurture → the
+primary contact becomes an mql and sales answers (mostly by accepting it as an sql within
+hours; some primaries are recycled first and come back as mqls later) → ``deal.created`` →
+the deal is worked (meetings, amount and stage updates) → closed (or still open at the end).
+Outcomes are exactly 40% won, 30% lost, 30% open; which decided deals are won follows each
+deal's fit (``firmographics``: industry, segment, the primary contact's seniority).
+Prospects are touched, some become mqls, and sales follows up (``people.follow_up``).
 """
 
 from __future__ import annotations
@@ -11,34 +14,50 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from services.simulate.catalog import (
-    ACCOUNT_MIX,
-    CHANNEL_BY_SLUG,
-    DEAL_STAGES,
-    FIRST_TOUCH_MIX,
-    NURTURE_MIX,
-    WORKING_MIX,
+from services.simulate.catalog import ACCOUNT_MIX, FIRST_TOUCH_MIX, NURTURE_MIX, WORKING_MIX
+from services.simulate.deals import deal_events
+from services.simulate.firmographics import (
+    Firmographics,
+    Persona,
+    draw_account,
+    draw_persona,
+    fit,
+    pick_winners,
 )
-from services.simulate.world import DAY, HOUR, Fields, Simulation
+from services.simulate.people import (
+    Contact,
+    add_account,
+    advance,
+    follow_up,
+    leave,
+    promote,
+    response_delay,
+    touch,
+)
+from services.simulate.world import DAY, HOUR, Simulation
 
-LIFECYCLE = ("lead", "mql", "sql", "opportunity", "customer")
 WON_SHARE = 0.40
 LOST_SHARE = 0.30
 REOPEN_SHARE = 0.06  # of won deals: closed, reopened, won again
 SALES_SOURCED_SHARE = 0.20
-LEAD_CREATED_SHARE = 0.85
 ACCOUNT_TOUCH_SHARE = 0.15
-UNMATCHED_SHARE = 0.15  # new contacts not yet matched to their company
 PROSPECTS_PER_DEAL = 0.6  # accounts (or lone contacts) that never reach a deal
+PROSPECT_MQL_SHARE = 0.35
+JUNK_SHARE = 0.05  # prospect leads disqualified without ever becoming an mql
+PRIMARY_RECYCLE_SHARE = 0.15  # of primaries with a long nurture: recycled once first
+PROMOTION_SHARE = 0.03
 MERGE_SHARE = 0.04
 MOVE_SHARE = 0.03
 
 
 @dataclass
-class Contact:
-    id: str
-    stage: int = -1
-    introduced_at: int | None = None
+class DealPlan:
+    """Who a deal is with, drawn before outcomes are assigned (they depend on it)."""
+
+    firm: Firmographics
+    primary: Persona
+    outcome: str = "open"
+    reopen: bool = False
 
 
 @dataclass
@@ -51,52 +70,76 @@ class DealRecord:
     closed_at: int | None
 
 
+def new_contact(sim: Simulation) -> Contact:
+    """Return a new contact with a persona."""
+    return Contact(sim.new_id("ct"), draw_persona(sim.rng))
+
+
 def add_prospects(sim: Simulation) -> None:
     """Emit accounts and lone contacts that are touched but never reach a deal."""
     rng = sim.rng
     for _ in range(round(PROSPECTS_PER_DEAL * sim.deals)):
         lone = rng.random() < 0.25
+        first = sim.between(0, sim.length - 2 * DAY)
         account = None if lone else sim.new_id("acc")
         if account is not None:
-            sim.prospect_accounts.append(account)
-        contacts = [Contact(sim.new_id("ct")) for _ in range(1 if lone else rng.randint(1, 3))]
-        first = sim.between(0, sim.length - 2 * DAY)
+            created = max(0, first - sim.between(0, 2 * HOUR))
+            sim.prospect_accounts.append((account, created))
+            add_account(sim, account, draw_account(rng), created)
+        contacts = [new_contact(sim) for _ in range(1 if lone else rng.randint(1, 3))]
         last = min(sim.length - HOUR, first + sim.between(7 * DAY, 60 * DAY))
         times = [first, *sorted(sim.between(first + 60, last) for _ in range(rng.randint(1, 5)))]
         for i, at in enumerate(times):
             if account is not None and i > 0 and rng.random() < ACCOUNT_TOUCH_SHARE:
-                _touch(sim, at, sim.pick(ACCOUNT_MIX), contact=None, account=account)
+                touch(sim, at, sim.pick(ACCOUNT_MIX), contact=None, account=account)
                 continue
             contact = contacts[0] if i == 0 else rng.choice(contacts)
             mix = FIRST_TOUCH_MIX if contact.introduced_at is None else NURTURE_MIX
-            _touch(sim, at, sim.pick(mix), contact=contact, account=account)
+            touch(sim, at, sim.pick(mix), contact=contact, account=account)
         for contact in contacts:
-            if contact.introduced_at is not None and rng.random() < 0.3:
-                mql_at = sim.between(contact.introduced_at + HOUR, last)
-                _advance(sim, contact, "mql", mql_at, account)
+            _prospect_stages(sim, contact, account, last)
+
+
+def _prospect_stages(sim: Simulation, contact: Contact, account: str | None, last: int) -> None:
+    """Move a prospect contact: a few junk leads are disqualified, some become mqls."""
+    if contact.introduced_at is None:
+        return
+    roll, at = sim.rng.random(), sim.between(contact.introduced_at + HOUR, last)
+    if roll < JUNK_SHARE:
+        leave(sim, contact, "disqualified", at, account)
+    elif roll < JUNK_SHARE + PROSPECT_MQL_SHARE:
+        mql_at = advance(sim, contact, "mql", at, account)
+        if mql_at is not None:
+            follow_up(sim, contact, mql_at, account)
+    elif contact.stage == "subscriber" and sim.rng.random() < 0.3:
+        advance(sim, contact, "lead", at, account)
 
 
 def add_deals(sim: Simulation) -> None:
-    """Emit ``sim.deals`` deals with their journeys: exactly 40% won, 30% lost, the rest open."""
+    """Emit ``sim.deals`` deals: exactly 40% won and 30% lost (by fit), the rest open."""
     rng = sim.rng
     won, lost = round(WON_SHARE * sim.deals), round(LOST_SHARE * sim.deals)
-    outcomes = ["won"] * won + ["lost"] * lost + ["open"] * (sim.deals - won - lost)
-    rng.shuffle(outcomes)
-    won_at = [i for i, outcome in enumerate(outcomes) if outcome == "won"]
-    reopened = set(rng.sample(won_at, max(1, round(REOPEN_SHARE * won)))) if won_at else set()
-    records = [_deal(sim, outcome, reopen=i in reopened) for i, outcome in enumerate(outcomes)]
+    plans = [DealPlan(draw_account(rng), draw_persona(rng)) for _ in range(sim.deals)]
+    decided = rng.sample(range(sim.deals), won + lost)
+    winners = pick_winners(rng, [fit(plans[i].firm, plans[i].primary) for i in decided], won)
+    for k, i in enumerate(decided):
+        plans[i].outcome = "won" if k in winners else "lost"
+    won_at = [i for i, plan in enumerate(plans) if plan.outcome == "won"]
+    for i in rng.sample(won_at, max(1, round(REOPEN_SHARE * won))) if won_at else []:
+        plans[i].reopen = True
+    records = [_deal(sim, plan) for plan in plans]
     if not records:
         return
     for record in rng.sample(records, min(len(records), max(1, round(MERGE_SHARE * sim.deals)))):
         _merge(sim, record)
-    decided = [record for record in records if record.closed_at is not None]
-    for record in rng.sample(decided, min(len(decided), max(1, round(MOVE_SHARE * sim.deals)))):
+    closed = [record for record in records if record.closed_at is not None]
+    for record in rng.sample(closed, min(len(closed), max(1, round(MOVE_SHARE * sim.deals)))):
         _move(sim, record)
 
 
-def _deal(sim: Simulation, outcome: str, *, reopen: bool) -> DealRecord:
+def _deal(sim: Simulation, plan: DealPlan) -> DealRecord:
     rng, length = sim.rng, sim.length
-    if outcome == "open":
+    if plan.outcome == "open":
         created = sim.between(0.35 * length, length - DAY)
         closed_at = None
         end = min(length - HOUR, created + sim.between(14 * DAY, 60 * DAY))
@@ -106,17 +149,29 @@ def _deal(sim: Simulation, outcome: str, *, reopen: bool) -> DealRecord:
         end = closed_at
     first = int(created - min(rng.uniform(10, 80) * DAY, 0.85 * created))
     account = sim.new_id("acc")
+    add_account(sim, account, plan.firm, first - sim.between(0, 2 * HOUR))
     size = rng.choices((1, 2, 3, 4), weights=(25, 35, 25, 15))[0]
-    contacts = [Contact(sim.new_id("ct")) for _ in range(size)]
+    contacts = [Contact(sim.new_id("ct"), plan.primary)]
+    contacts += [new_contact(sim) for _ in range(size - 1)]
     _lay_touches(sim, account, contacts, first=first, created=created, end=end)
     contact_ids = _progress_contacts(sim, account, contacts, first=first, created=created)
-    status_at = _deal_events(
-        sim, account, contact_ids, outcome=outcome, reopen=reopen, created=created, end=end
+    status_at = deal_events(
+        sim,
+        account,
+        contact_ids,
+        outcome=plan.outcome,
+        reopen=plan.reopen,
+        created=created,
+        end=end,
+        size=plan.firm.size_factor,
     )
     if status_at is not None:  # the deal was won at status_at: its buyers become customers
         by_id = {contact.id: contact for contact in contacts}
         for n, contact_id in enumerate(contact_ids):
-            _advance(sim, by_id[contact_id], "customer", status_at + 300 + n, account)
+            advance(sim, by_id[contact_id], "customer", status_at + 300 + n, account)
+    for contact in contacts:
+        if contact.introduced_at is not None and rng.random() < PROMOTION_SHARE:
+            promote(sim, contact, sim.between(contact.introduced_at + DAY, end))
     return DealRecord(account, contacts, end, closed_at)
 
 
@@ -135,15 +190,15 @@ def _lay_touches(
     waiting = list(contacts[1:])
     sales_sourced = rng.random() < SALES_SOURCED_SHARE
     first_channel = "outbound_sales" if sales_sourced else sim.pick(FIRST_TOUCH_MIX)
-    _touch(sim, first, first_channel, contact=contacts[0], account=account, lead_share=0.9)
+    touch(sim, first, first_channel, contact=contacts[0], account=account, lead_share=0.9)
     for at in sorted(later):
         mix = NURTURE_MIX if at < created else WORKING_MIX
         if rng.random() < ACCOUNT_TOUCH_SHARE:
-            _touch(sim, at, sim.pick(ACCOUNT_MIX), contact=None, account=account)
+            touch(sim, at, sim.pick(ACCOUNT_MIX), contact=None, account=account)
             continue
         known = [contact for contact in contacts if contact.introduced_at is not None]
         contact = waiting.pop(0) if waiting and rng.random() < 0.45 else rng.choice(known)
-        _touch(sim, at, sim.pick(mix), contact=contact, account=account)
+        touch(sim, at, sim.pick(mix), contact=contact, account=account)
 
 
 def _progress_contacts(
@@ -151,110 +206,52 @@ def _progress_contacts(
 ) -> list[str]:
     """Move contacts through the funnel up to the deal; return the deal's contact roles."""
     rng = sim.rng
-    primary, others = contacts[0], contacts[1:]
-    intro = primary.introduced_at if primary.introduced_at is not None else first
-    span = max(created - intro, 4 * 60)
-    mql_at = intro + int(span * rng.uniform(0.25, 0.55))
-    _advance(sim, primary, "mql", mql_at, account)
-    _advance(
-        sim, primary, "sql", max(mql_at + 60, intro + int(span * rng.uniform(0.65, 0.95))), account
-    )
-    roles = [primary]
-    for contact in others:
+    _primary_path(sim, contacts[0], account, first=first, created=created)
+    roles = [contacts[0]]
+    for contact in contacts[1:]:
         if contact.introduced_at is None:  # never touched: added by sales to the opportunity
-            _advance(
-                sim,
-                contact,
-                "sql",
-                sim.between(max(first, created - 3 * DAY), created - 60),
-                account,
-            )
+            at = sim.between(max(first, created - 3 * DAY), created - 60)
+            advance(sim, contact, "sql", at, account)
             roles.append(contact)
             continue
         if contact.introduced_at >= created:  # joined while the deal was worked: no role
             continue
+        role = rng.random() < 0.5
         if rng.random() < 0.5:
             reached = contact.introduced_at + int((created - contact.introduced_at) * 0.6)
-            _advance(sim, contact, "mql", reached, account)
-        if rng.random() < 0.5:
+            mql_at = advance(sim, contact, "mql", reached, account)
+            delay = response_delay(sim)
+            if mql_at is not None and delay is not None and mql_at + delay < created - 60:
+                if role:  # accepted by sales; the others are not the buyer
+                    advance(sim, contact, "sql", mql_at + delay, account)
+                else:
+                    exit_ = "recycled" if rng.random() < 0.75 else "disqualified"
+                    leave(sim, contact, exit_, mql_at + delay, account)
+        if role:
             roles.append(contact)
     for n, contact in enumerate(roles):
-        _advance(sim, contact, "opportunity", created + 120 + n, account)
+        advance(sim, contact, "opportunity", created + 120 + n, account)
     return [contact.id for contact in roles]
 
 
-def _deal_events(
-    sim: Simulation,
-    account: str,
-    contact_ids: list[str],
-    *,
-    outcome: str,
-    reopen: bool,
-    created: int,
-    end: int,
-) -> int | None:
-    """Emit the deal's own events; return when it was first won (None if never won)."""
+def _primary_path(
+    sim: Simulation, primary: Contact, account: str, *, first: int, created: int
+) -> None:
+    """Make the primary contact an mql, then an sql after sales's response (some recycled first)."""
     rng = sim.rng
-    deal_id = sim.new_id("deal")
-    currency = _deal_currency(sim)
-    scale = sim.usd[currency]
-    amount = _round_to(
-        min(max(rng.lognormvariate(math.log(24_000), 0.8), 3_000), 400_000) / scale, 50
-    )
-    sim.emit(
-        created,
-        "deal.created",
-        {
-            "deal_id": deal_id,
-            "account_id": account,
-            "amount": sim.exact(amount, currency),
-            "currency": currency,
-            "contact_ids": contact_ids,
-            "stage": "qualification",
-        },
-    )
-    first_close = created + int((end - created) * rng.uniform(0.5, 0.6)) if reopen else end
-    updates = rng.randint(0, 2) if outcome == "open" else rng.randint(1, 3)
-    for i, at in enumerate(
-        sorted(sim.between(created + HOUR, first_close - HOUR) for _ in range(updates))
-    ):
-        fields: Fields = {"deal_id": deal_id, "stage": DEAL_STAGES[min(i, len(DEAL_STAGES) - 1)]}
-        if rng.random() < 0.4:
-            amount = max(_round_to(amount * rng.uniform(0.75, 1.3), 250), 500 / scale)
-            fields |= {"amount": sim.exact(amount, currency), "currency": currency}
-        sim.emit(at, "deal.updated", fields)
-    if outcome == "open":
-        return None
-    if outcome == "lost":
-        sim.emit(end, "deal.closed_lost", {"deal_id": deal_id})
-        return None
-    won_at = end
-    if reopen:
-        first_status = rng.choice(("deal.closed_won", "deal.closed_lost"))
-        sim.emit(first_close, first_status, {"deal_id": deal_id})
-        reopened_at = sim.between(first_close + HOUR, first_close + (end - first_close) // 2)
-        sim.emit(reopened_at, "deal.reopened", {"deal_id": deal_id})
-        if rng.random() < 0.6:
-            amount = _round_to(amount * rng.uniform(0.85, 1.15), 50)
-            sim.emit(
-                sim.between(reopened_at + HOUR, end - HOUR),
-                "deal.updated",
-                {
-                    "deal_id": deal_id,
-                    "amount": sim.exact(amount, currency),
-                    "currency": currency,
-                    "stage": "negotiation",
-                },
-            )
-        won_at = first_close if first_status == "deal.closed_won" else end
-    won: Fields = {"deal_id": deal_id}
-    if rng.random() < 0.65:  # the final amount, sometimes after a discount
-        final = _round_to(amount * rng.choice((1.0, 1.0, 1.0, 0.95, 0.9)), 50)
-        won |= {"amount": sim.exact(final, currency), "currency": currency}
-    if rng.random() < 0.2:
-        won["account_id"] = account
-    sim.emit(end, "deal.closed_won", won)
-    return won_at
+    intro = primary.introduced_at if primary.introduced_at is not None else first
+    span = max(created - intro, 4 * 60)
+    planned = intro + int(span * rng.uniform(0.25, 0.55))
+    if span > 20 * DAY and rng.random() < PRIMARY_RECYCLE_SHARE:
+        early = advance(sim, primary, "mql", intro + int(span * rng.uniform(0.05, 0.15)), account)
+        if early is not None:
+            back = early + (response_delay(sim) or sim.between(DAY, 3 * DAY))
+            leave(sim, primary, "recycled", min(back, planned - DAY), account)
+    mql_at = advance(sim, primary, "mql", planned, account) or planned
+    natural = max(mql_at + 60, intro + int(span * rng.uniform(0.65, 0.95)))
+    delay = response_delay(sim)
+    accepted = natural if delay is None or mql_at + delay >= natural else mql_at + delay
+    advance(sim, primary, "sql", accepted, account)
 
 
 def _merge(sim: Simulation, record: DealRecord) -> None:
@@ -262,9 +259,9 @@ def _merge(sim: Simulation, record: DealRecord) -> None:
     known = [contact for contact in record.contacts if contact.introduced_at is not None]
     survivor = sim.rng.choice(known)
     assert survivor.introduced_at is not None
-    duplicate = Contact(sim.new_id("ct"))
+    duplicate = Contact(sim.new_id("ct"), survivor.persona)
     at = sim.between(survivor.introduced_at + HOUR, record.end - HOUR)
-    _touch(sim, at, sim.pick(NURTURE_MIX), contact=duplicate, account=None)
+    touch(sim, at, sim.pick(NURTURE_MIX), contact=duplicate, account=None)
     sim.emit(
         at + sim.between(HOUR, 10 * DAY),
         "contact.merged",
@@ -273,78 +270,17 @@ def _merge(sim: Simulation, record: DealRecord) -> None:
 
 
 def _move(sim: Simulation, record: DealRecord) -> None:
-    """Emit a contact of a decided deal changing company some weeks after the close."""
+    """Emit a contact of a decided deal moving, weeks after the close, to an existing prospect."""
     assert record.closed_at is not None
     known = [contact for contact in record.contacts if contact.introduced_at is not None]
     contact = sim.rng.choice(known)
-    target = sim.rng.choice(sim.prospect_accounts) if sim.prospect_accounts else sim.new_id("acc")
     at = sim.between(record.closed_at + 3 * DAY, record.closed_at + 30 * DAY)
     if at >= sim.length:
         at = sim.between(record.closed_at + 60, sim.length - 1)
+    existing = [account for account, created in sim.prospect_accounts if created < at]
+    if existing:
+        target = sim.rng.choice(existing)
+    else:
+        target = sim.new_id("acc")
+        add_account(sim, target, draw_account(sim.rng), at - 60)
     sim.emit(at, "contact.upserted", {"contact_id": contact.id, "account_id": target})
-
-
-def _touch(
-    sim: Simulation,
-    at: int,
-    channel: str,
-    *,
-    contact: Contact | None,
-    account: str | None,
-    lead_share: float = LEAD_CREATED_SHARE,
-) -> None:
-    """Emit one touch; a contact's first touch usually creates the lead (and the contact)."""
-    rng = sim.rng
-    fields: Fields = {
-        "campaign_id": sim.campaign_for(channel),
-        "touch_type": rng.choice(CHANNEL_BY_SLUG[channel].touch_types),
-    }
-    if contact is not None:
-        fields["contact_id"] = contact.id
-    if account is not None and (contact is None or rng.random() < 0.2):
-        fields["account_id"] = account
-    new = contact is not None and contact.introduced_at is None
-    if new and rng.random() < lead_share:
-        fields["lead_created"] = True
-    elif rng.random() < 0.05:
-        fields["lead_created"] = False
-    sim.emit(at, "touch", fields)
-    if contact is not None and new:
-        _introduce(sim, contact, at, account)
-
-
-def _introduce(sim: Simulation, contact: Contact, at: int, account: str | None) -> None:
-    """Create the contact as a lead; some start unmatched and get their company later."""
-    contact.introduced_at = at
-    unmatched = account is not None and sim.rng.random() < UNMATCHED_SHARE
-    _advance(sim, contact, "lead", at + 30, None if unmatched else account)
-    if unmatched and sim.rng.random() < 0.7:
-        matched_at = at + sim.between(HOUR, 5 * DAY)
-        sim.emit(matched_at, "contact.upserted", {"contact_id": contact.id, "account_id": account})
-
-
-def _advance(sim: Simulation, contact: Contact, stage: str, at: int, account: str | None) -> None:
-    """Emit a lifecycle change if it moves the contact forward (stages never go back)."""
-    index = LIFECYCLE.index(stage)
-    if index <= contact.stage:
-        return
-    if contact.introduced_at is None:
-        contact.introduced_at = at
-    contact.stage = index
-    sim.emit(
-        at,
-        "contact.upserted",
-        {"contact_id": contact.id, "account_id": account, "lifecycle_stage": stage},
-    )
-
-
-def _deal_currency(sim: Simulation) -> str:
-    weights = [
-        55 if c == sim.reporting else 45 / max(1, len(sim.currencies) - 1) for c in sim.currencies
-    ]
-    return sim.rng.choices(sim.currencies, weights=weights)[0]
-
-
-def _round_to(value: float, step: float) -> float:
-    """Round to a whole multiple of ``step`` (at least one step)."""
-    return max(step, round(value / step) * step)

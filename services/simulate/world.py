@@ -66,7 +66,7 @@ class Simulation:
         self.tag = f"{seed}-{hashlib.sha256(arguments.encode()).hexdigest()[:6]}"
         self.usd = self._usd_values()
         self.campaigns: dict[str, list[str]] = {}  # channel slug -> campaign ids
-        self.prospect_accounts: list[str] = []
+        self.prospect_accounts: list[tuple[str, int]] = []  # (account id, created at)
         self._cost_plan: list[tuple[str, Channel, str]] = []
         self._rows: list[tuple[int, int, str, Fields]] = []
         self._counters: dict[str, int] = {}
