@@ -67,6 +67,36 @@ def _request_fits_when_consumed(settings: Settings, *, distinct: int, console: C
     console.print("demo: markov and shapley fits requested (the worker runs them in seconds)")
 
 
+# The demo's lead definitions (contract §7): one active, one stricter to compare it with.
+DEMO_DEFINITIONS = {
+    "standard": {
+        "mql": {"min_grade": "B", "required_attributes": ["title"]},
+        "note": "demo: a good-fit account (grade B or better) with a named contact",
+        "active": True,
+    },
+    "strict": {
+        "mql": {"min_score": 0.5, "min_grade": "A", "required_attributes": ["title"]},
+        "note": "demo: top-grade accounts already engaged, to compare in the backtest",
+    },
+}
+
+
+def _define_demo_leads(api_url: str, key: str, console: Console) -> None:
+    """Store the demo lead definitions through the API unless definitions exist already."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=api_url, headers=headers, timeout=30) as client:
+        if client.get("/v1/lead-definitions").json().get("definitions"):
+            return
+        for definition_id, body in DEMO_DEFINITIONS.items():
+            client.put(f"/v1/lead-definitions/{definition_id}", json=body).raise_for_status()
+    console.print(
+        "demo: lead definitions 'standard' (active) and 'strict' stored; the worker emits "
+        "MQLs for accounts that meet 'standard'"
+    )
+
+
 def _stop(procs: list[subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -126,6 +156,7 @@ def run_stack(
             post_events(arrivals, url=ingest_url, api_key=key)
             console.print(f"demo: posted {len(arrivals)} events ({len(events)} distinct)")
             _request_fits_when_consumed(settings, distinct=len(events), console=console)
+            _define_demo_leads(api_url, key, console)
         console.print(
             "Press Ctrl-C to stop. The worker logs each batch it applies and each fit"
             + ("." if verbose else " (closedloop up --verbose for everything)."),
