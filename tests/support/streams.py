@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from services.core.db.schema import (
+    AccountRow,
+    AttributeRow,
     CampaignCostDayRow,
     CampaignRow,
     ContactRow,
@@ -34,6 +36,8 @@ PROJECTION = (
     TouchRow,
     CampaignRow,
     FxRateRow,
+    AccountRow,
+    AttributeRow,
 )
 
 
