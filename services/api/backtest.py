@@ -14,10 +14,11 @@ per request. A Markov fit needs a won and a lost non-empty journey, a grade fit 
 lost deal with an account; a month without one has no score (or grade), so a condition on it
 fails for that month's deals. ``fits`` lists each month's training deals and what was fitted.
 
-The account qualified for the deal at the first moment before C at which its journey so far,
-its attributes and the month's fits meet the rule (``services.domain.backtest``: the moments
-are its touches and attribute changes, evaluated only with a touch in the lookback window). A
-deal whose account met the rule only at or after C is not caught.
+The account qualified for the deal at the first moment in the deal's window ``[C - lookback,
+C)`` at which its journey so far, its attributes and the month's fits meet the rule
+(``services.domain.backtest``: the moments are its touches and attribute changes, evaluated
+only with a touch in the journey's lookback window). A deal whose account met the rule only
+at or after C is not caught.
 
 Not point in time: deals' statuses, amounts and decision times, campaigns' channels and which
 account (and root contact) a contact belongs to are read as they are now.

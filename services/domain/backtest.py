@@ -12,14 +12,19 @@ An account's state at moment t:
   before t; a value that is empty or only whitespace is no value (as the live grade reads it).
 
 When the account qualified for a deal created at C (``qualified_at``): the earliest candidate
-moment t < C at which ``services.domain.leads.meets`` holds for its state, with the score of
-its journey under the Markov fit and the grade of its attributes under the grade fit given
-(no fit: no score / no grade, so a condition on it fails). The candidate moments are the
-distinct times of the account's touches and attribute changes before C; between two of them
-the state changes only by touches leaving the window, which the next moment sees. A moment
-whose journey is empty is not evaluated: the live worker only qualifies accounts touched in
-the window (the leads), so an account is never a lead by its attributes alone. A moment at or
-after C never counts.
+moment t in ``[C - lookback, C)`` at which ``services.domain.leads.meets`` holds for its
+state, with the score of its journey under the Markov fit and the grade of its attributes
+under the grade fit given (no fit: no score / no grade, so a condition on it fails).
+- The candidate moments are the distinct times of the account's touches and attribute
+  changes in that window; between two of them the state changes only by touches leaving the
+  journey's window, which the next moment sees.
+- The window is the deal's own (contract §2: the touches that may belong to its journey): an
+  account that met the rule only during an earlier engagement, long before the deal, did not
+  qualify for it, and days from qualifying to won measure this deal's run-up, not the age of
+  the account.
+- A moment whose journey is empty is not evaluated: the live worker only qualifies accounts
+  touched in the window (the leads), so an account is never a lead by its attributes alone.
+- A moment at or after C never counts.
 
 Tally (``tally``): over the decided deals, how many were won, how many had an account that
 qualified before their creation (caught), how many of those were won, the distinct accounts
@@ -125,14 +130,19 @@ class AccountState:
 
 
 def states_before(
-    history: AccountHistory, *, before: datetime, lookback: timedelta
+    history: AccountHistory,
+    *,
+    before: datetime,
+    lookback: timedelta,
+    since: datetime | None = None,
 ) -> Iterator[AccountState]:
-    """Yield the account's state at each candidate moment before ``before`` (journey non-empty)."""
+    """Yield the account's state at each candidate moment in ``[since, before)``.
+
+    Moments whose journey (touches in ``[t - lookback, t]``) is empty are left out.
+    """
     touches, changes = history.touches, history.changes
-    moments = sorted(
-        {t.occurred_at for t in touches if t.occurred_at < before}
-        | {c.occurred_at for c in changes if c.occurred_at < before}
-    )
+    times = [t.occurred_at for t in touches] + [c.occurred_at for c in changes]
+    moments = sorted({m for m in times if m < before and (since is None or m >= since)})
     latest: dict[tuple[str | None, str], str] = {}
     applied = low = high = 0
     for moment in moments:
@@ -193,8 +203,9 @@ def qualified_at(
     created_at: datetime,
     lookback: timedelta,
 ) -> datetime | None:
-    """Return the first moment before ``created_at`` at which the account met ``rule``."""
-    for state in states_before(history, before=created_at, lookback=lookback):
+    """Return the first moment in ``[created_at - lookback, created_at)`` meeting ``rule``."""
+    since = created_at - lookback
+    for state in states_before(history, before=created_at, lookback=lookback, since=since):
         if fits.check(rule, state)[0]:
             return state.at
     return None

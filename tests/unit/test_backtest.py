@@ -78,11 +78,17 @@ def test_qualified_at_is_the_first_moment_meeting_the_rule_before_creation() -> 
     rule = make_rule(required_attributes=["title"])
     no_fits = Fits(None, None)
     history = account_history([touch("t1", 3), touch("t2", 8)], [change(6, "title", "CFO")])
-    assert qualified_at(rule, no_fits, history, created_at=day(20), lookback=LOOKBACK) == day(6)
+    assert qualified_at(rule, no_fits, history, created_at=day(14), lookback=LOOKBACK) == day(6)
     # The title arrives after creation: not caught, though the account meets the rule later.
     assert qualified_at(rule, no_fits, history, created_at=day(5), lookback=LOOKBACK) is None
     # A moment at creation does not count.
     assert qualified_at(rule, no_fits, history, created_at=day(6), lookback=LOOKBACK) is None
+    # Met during an earlier engagement, long before the deal's window [C - 10 days, C): no.
+    assert qualified_at(rule, no_fits, history, created_at=day(30), lookback=LOOKBACK) is None
+    engaged_again = account_history([*history.touches, touch("t3", 25)], history.changes)
+    assert qualified_at(rule, no_fits, engaged_again, created_at=day(30), lookback=LOOKBACK) == day(
+        25
+    )
     # Conditions on a score or a grade fail without a fit.
     graded = make_rule(min_grade="D")
     assert qualified_at(graded, no_fits, history, created_at=day(20), lookback=LOOKBACK) is None

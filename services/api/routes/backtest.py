@@ -61,9 +61,10 @@ async def backtest(
 ) -> Response:
     """What the definition would have caught among the deals won or lost in [from, to).
 
-    For each deal, the account counts as qualified only if it met the rule before the deal
-    was created, scored and graded by a Markov chain and a grade refitted on the deals
-    decided before the deal's creation month (walk-forward; ``fits`` lists them). Per
+    For each deal, the account counts as qualified only if it met the rule in the lookback
+    window before the deal was created, scored and graded by a Markov chain and a grade
+    refitted on the deals decided before the deal's creation month (walk-forward; ``fits``
+    lists them). Per
     definition: qualified deals and accounts, their win rate and lift over the base rate,
     the share of won revenue and of won deals caught, the won deals missed (with why), and
     the median days from qualifying to won. ``compare`` adds a second definition, side by
