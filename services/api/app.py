@@ -38,6 +38,7 @@ from services.api.errors import install_errors
 from services.api.routes import (
     accounts,
     audit,
+    backtest,
     conflicts,
     dead_letters,
     deals,
@@ -106,6 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
         deals.router,
         accounts.router,
         lead_definitions.router,
+        backtest.router,
         mqls.router,
         dead_letters.router,
         audit.router,

@@ -108,11 +108,11 @@ class AccountNotFound(LookupError):
 
 
 class LeadDefinitionNotFound(LookupError):
-    """No lead definition with this id."""
+    """No lead definition with this id (or, with ``version``, no such version of it)."""
 
-    def __init__(self, definition_id: str) -> None:
+    def __init__(self, definition_id: str, version: int | None = None) -> None:
         super().__init__(definition_id)
-        self.definition_id = definition_id
+        self.definition_id, self.version = definition_id, version
 
 
 class NotAcceptable(Exception):
@@ -166,6 +166,8 @@ def install_errors(app: FastAPI) -> None:
     @app.exception_handler(LeadDefinitionNotFound)
     async def _no_definition(_: Request, exc: LeadDefinitionNotFound) -> JSONResponse:
         detail = f"no lead definition with id {exc.definition_id!r}"
+        if exc.version is not None:
+            detail = f"lead definition {exc.definition_id!r} has no version {exc.version}"
         return problem_response(Problem(404, "Not Found", detail))
 
     @app.exception_handler(NotAcceptable)

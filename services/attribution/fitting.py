@@ -42,17 +42,13 @@ log = logging.getLogger("closedloop.fitting")
 _CHUNK = 1000
 
 
-def _decided(session: Session) -> list[DealRow]:
-    return list(
-        session.scalars(
-            select(DealRow)
-            .where(
-                ((DealRow.status == STATUS_WON) & (DealRow.conversion == "converted"))
-                | (DealRow.status == STATUS_LOST)
-            )
-            .order_by(DealRow.deal_id)
-        )
-    )
+def _decided(session: Session, decided_before: datetime | None = None) -> list[DealRow]:
+    won = (DealRow.status == STATUS_WON) & (DealRow.conversion == "converted")
+    lost = DealRow.status == STATUS_LOST
+    if decided_before is not None:
+        won &= DealRow.closed_at < decided_before
+        lost &= DealRow.lost_at < decided_before
+    return list(session.scalars(select(DealRow).where(won | lost).order_by(DealRow.deal_id)))
 
 
 def decided_deal_count(session: Session) -> int:
@@ -70,9 +66,14 @@ def decided_deal_count(session: Session) -> int:
     )
 
 
-def collect_paths(session: Session, settings: Settings) -> tuple[list[Path], dict[str, Any]]:
-    """Return the channel paths of all decided deals and a summary of the inputs."""
-    rows = _decided(session)
+def collect_paths(
+    session: Session, settings: Settings, *, decided_before: datetime | None = None
+) -> tuple[list[Path], dict[str, Any]]:
+    """Return the channel paths of all decided deals and a summary of the inputs.
+
+    ``decided_before``: only the deals won or lost before that moment (a backtest's refit).
+    """
+    rows = _decided(session, decided_before)
     lookback = timedelta(days=settings.lookback_days)
     paths: list[Path] = []
     won = lost = 0
