@@ -61,7 +61,7 @@ from services.api.funnel import median
 from services.api.lead_definitions import DEFINITION_ID
 from services.api.lead_schemas import LeadRuleOut
 from services.api.params import Period
-from services.attribution.fitting import collect_paths
+from services.core.db.decided import collect_paths
 from services.core.money import format_minor
 from services.core.settings import Settings
 from services.domain.backtest import (

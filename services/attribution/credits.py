@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from services.attribution.event_cache import EventCache, load_events
 from services.attribution.inputs import deal_change
-from services.attribution.journeys import journey_candidates
 from services.attribution.state_store import Impact, Span, load_rates
+from services.core.db.journeys import journey_candidates
 from services.core.db.schema import (
     ContactRow,
     CreditRow,

@@ -20,8 +20,8 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.attribution.fitting import decided_deal_count
 from services.core.db.accounts import account_attributes
+from services.core.db.decided import decided_deal_count
 from services.core.db.schema import DealRow, ModelFitRow
 from services.core.settings import Settings
 from services.domain.grade import (

@@ -30,10 +30,10 @@ import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from services.attribution.journeys import journey_candidates
 from services.attribution.projector import lock_for_batch
 from services.attribution.registry import active_models
 from services.attribution.state_store import load_rates
+from services.core.db.journeys import journey_candidates
 from services.core.db.schema import (
     DealContactRow,
     DealRow,
