@@ -7,7 +7,8 @@ So these routes need no key, read no database and are left out of the OpenAPI do
 
 Decisions:
 - One page per read report that exists: compare models (``/``), ROI, deal explorer, funnel
-  and SLA, influence, reconciliation; the navigation lists exactly these (``PAGES``).
+  and SLA, leads (definition, scores and grades, MQLs), influence, reconciliation; the
+  navigation lists exactly these (``PAGES``).
 - Pages are ``templates/base.html`` around ``templates/<page>.html``, filled in with
   ``string.Template`` from fixed text (nothing from the request is ever substituted).
 - plotly.js is the bundle the ``plotly`` wheel ships (``plotly/package_data/plotly.min.js``),
@@ -58,6 +59,7 @@ PAGES = (
     Page("/roi", "roi", "ROI"),
     Page("/deals", "deals", "Deal explorer"),
     Page("/funnel", "funnel", "Funnel and SLA"),
+    Page("/leads", "leads", "Leads"),
     Page("/influence", "influence", "Influence"),
     Page("/reconciliation", "reconciliation", "Reconciliation"),
 )
