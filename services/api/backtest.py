@@ -95,7 +95,7 @@ def parse_compare(text: str | None) -> tuple[str, int | None] | None:
         )
     if not at:
         return definition_id, None
-    if not version.isascii() or not version.isdigit() or int(version) < 1:
+    if not version.isascii() or not version.isdigit() or not 1 <= int(version) < 2**31:
         raise InvalidQuery("query.compare", f"{version!r} is not a version (a whole number from 1)")
     return definition_id, int(version)
 

@@ -513,6 +513,7 @@ def test_the_navigation_lists_the_built_pages_only(page: Any, stack: Any) -> Non
         ["ROI", "/roi"],
         ["Deal explorer", "/deals"],
         ["Funnel and SLA", "/funnel"],
+        ["Leads", "/leads"],
         ["Influence", "/influence"],
         ["Reconciliation", "/reconciliation"],
     ]

@@ -420,6 +420,8 @@ def test_unknown_definitions_versions_and_bad_parameters(api: Client) -> None:
         ({"compare": "Not An Id"}, "query.compare"),
         ({"compare": "engaged@x"}, "query.compare"),
         ({"version": "0"}, "query.version"),
+        ({"version": "3318113803"}, "query.version"),  # past the column's range: not a 500
+        ({"compare": "engaged@3318113803"}, "query.compare"),
         ({"from": "2026-02-30"}, "query.from"),
         ({"from": "2026-03-01", "to": "2026-03-01"}, "query.to"),
     ]:

@@ -26,7 +26,8 @@ from services.api.rendering import csv_responses, render
 router = APIRouter(prefix="/v1/lead-definitions", tags=["lead definitions"])
 
 VersionQuery = Annotated[
-    int | None, Query(ge=1, description="the version to backtest; absent: the latest")
+    int | None,
+    Query(ge=1, le=2_147_483_647, description="the version to backtest; absent: the latest"),
 ]
 CompareQuery = Annotated[
     str | None,
