@@ -4,9 +4,10 @@ The API serves a SQLite projection of a simulated history applied by the worker'
 with a markov fit and a grade fit; lead definitions are stored through the API with an admin
 key (two versions of the active one, one other), and the worker's qualifying pass
 (``qualify_accounts``: episodes and MQL outbox rows, nothing published) writes the MQLs. A second
-API process serves an empty database. Every number the page shows is checked against what the
-read API answers for the same question, fetched here with httpx. Chromium is Debian's, driven
-by Playwright through its executable path (the fixtures of ``test_dashboard``).
+API process serves an empty database. Every number the page shows, the backtest's included
+(both definitions, the chart, the missed won deals, the walk-forward refits), is checked against
+what the read API answers for the same question, fetched here with httpx. Chromium is Debian's,
+driven by Playwright through its executable path (the fixtures of ``test_dashboard``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from services.core.events import EVENT_LIST_ADAPTER
 from services.simulate import generate
 from tests.conftest import make_settings
 from tests.e2e import test_dashboard as dashboard
-from tests.e2e.test_dashboard import CHROMIUM, api, chart, screenshot, table
+from tests.e2e.test_dashboard import CHROMIUM, api, chart, screenshot, shown, table
 from tests.e2e.test_pipeline import START
 from tests.support.infra import sqlite_database
 from tests.support.processes import start_service, stop, wait_for_port
@@ -192,6 +193,79 @@ def _wait_for_rows(tab: Any, selector: str, rows: list[list[str]]) -> None:
     )
 
 
+BACKTEST_DRAWN = "() => document.getElementById('backtest-chart').data !== undefined"
+
+
+def _last_year() -> tuple[str, str]:
+    """The backtest's default range: a year ago to tomorrow (exclusive), in UTC days."""
+    today = datetime.now(UTC).date()
+    start = date(today.year - 1, today.month, 1) + timedelta(days=today.day - 1)
+    return start.isoformat(), (today + timedelta(days=1)).isoformat()
+
+
+def _backtest(stack: dict[str, Any], definition: str, **params: str) -> Any:
+    return api(stack, f"/v1/lead-definitions/{definition}/backtest", **params)
+
+
+def _count(key: str) -> Any:
+    return lambda d: str(d[key])
+
+
+# The figures the page lists per definition, in order, and how it writes each.
+FIGURES = [
+    ("Decided deals (won or lost)", _count("decided_deals")),
+    ("Won deals", _count("won_deals")),
+    ("Base win rate", lambda d: _pct(d["base_win_rate"])),
+    ("Qualified deals (caught)", _count("qualified_deals")),
+    ("Qualified and won", _count("qualified_won")),
+    ("Qualified win rate", lambda d: _pct(d["qualified_win_rate"])),
+    ("Lift (qualified ÷ base rate)", lambda d: "–" if d["lift"] is None else f"{d['lift']:.4f}×"),
+    ("Qualified accounts", _count("qualified_accounts")),
+    ("Share of won revenue caught", lambda d: _pct(d["share_of_won_revenue"])),
+    ("Share of won deals caught", lambda d: _pct(d["share_of_won_deals"])),
+    ("Caught won revenue", lambda d: shown(d["caught_won_revenue"])),
+    ("Won revenue", lambda d: shown(d["won_revenue"])),
+    (
+        "Median days qualifying → won",
+        lambda d: "–" if d["median_days_to_won"] is None else f"{d['median_days_to_won']:.2f}",
+    ),
+    ("Won deals missed", _count("missed_total")),
+]
+
+
+def _backtest_rows(body: dict[str, Any]) -> list[list[str]]:
+    return [[label, *(shown_as(d) for d in body["definitions"])] for label, shown_as in FIGURES]
+
+
+def _missed_rows(body: dict[str, Any]) -> list[list[str]]:
+    return [
+        [
+            m["deal_id"],
+            m["account_id"],
+            "not converted" if m["amount"] is None else shown(m["amount"]),
+            _when(m["closed_at"]),
+            "; ".join(m["reasons"]),
+        ]
+        for m in body["definitions"][0]["missed"]
+    ]
+
+
+def _fit_rows(body: dict[str, Any]) -> list[list[str]]:
+    yes = {True: "yes", False: "no"}
+    return [
+        [f["month"], _when(f["decided_before"]), str(f["training_deals"]), str(f["won"])]
+        + [yes[f["markov"]], yes[f["grade"]]]
+        for f in body["fits"]
+    ]
+
+
+def _header(tab: Any, selector: str) -> list[str]:
+    cells: list[str] = tab.eval_on_selector_all(
+        f"{selector} thead th", "cells => cells.map(c => c.innerText.trim())"
+    )
+    return cells
+
+
 def _open(tab: Any, stack: dict[str, Any], query: str = "") -> None:
     tab.goto(f"{stack['url']}/leads{query}#key={stack['key']}")
     tab.wait_for_selector("#leads-table tbody tr")
@@ -199,8 +273,6 @@ def _open(tab: Any, stack: dict[str, Any], query: str = "") -> None:
 
 
 def test_the_active_definition_its_version_and_history_show(page: Any, stack: Any) -> None:
-    requested: list[str] = []
-    page.on("request", lambda request: requested.append(request.url))
     _open(page, stack)
     page.wait_for_selector("#definition-version")
     body = api(stack, "/v1/lead-definitions")
@@ -223,9 +295,6 @@ def test_the_active_definition_its_version_and_history_show(page: Any, stack: An
         ["strict", "1", WORDS[("strict", 1)], ADMIN, _when(other["versions"][-1]["created_at"])]
     ]
     assert page.is_hidden("#no-definition")
-    # The backtest has its place, hidden, and its endpoint (not built yet) is never called.
-    assert page.locator("#backtest").count() == 1 and page.is_hidden("#backtest")
-    assert requested and not any("backtest" in url for url in requested)
 
 
 def test_the_leads_table_matches_the_api_and_its_filters(page: Any, stack: Any) -> None:
@@ -303,6 +372,7 @@ def test_choosing_an_account_explains_its_grade_and_score(page: Any, stack: Any)
     assert table(page, "#score-table") == [[name, _pct(share)] for name, share in channels]
     assert page.get_attribute(f"button[data-account='{account}']", "aria-pressed") == "true"
     page.evaluate("document.activeElement.blur()")
+    page.wait_for_function(BACKTEST_DRAWN)
     screenshot(page, "leads")
 
     # The choice is in the address: a reload shows the same account.
@@ -366,4 +436,166 @@ def test_an_empty_database_says_no_definition_and_no_fit(page: Any, stack: Any) 
     assert answer.json()["detail"] in page.inner_text("#leads-status")
     page.wait_for_selector("#mql-status:has-text('No MQLs yet')")
     assert table(page, "#leads-table") == [] and table(page, "#mql-table") == []
+    page.wait_for_selector("#backtest-status:has-text('No lead definition to backtest')")
+    assert page.is_hidden("#backtest-form") and page.is_hidden("#backtest-body")
     assert page.is_hidden("#message")
+
+
+def test_the_backtest_compares_two_definitions_as_the_api_does(
+    page: Any, stack: Any, tmp_path: Path
+) -> None:
+    _open(page, stack)
+    page.wait_for_function(BACKTEST_DRAWN)
+    # Defaults: the active definition's latest version, the other definition, the last year.
+    start, end = _last_year()
+    assert page.input_value("#bt-definition") == "standard@2"
+    assert page.input_value("#bt-compare") == "strict@1"
+    assert (page.input_value("#bt-from"), page.input_value("#bt-to")) == (start, end)
+    period = {"from": start, "to": end}
+    body = _backtest(stack, "standard", version="2", compare="strict@1", **period)
+    standard, strict = body["definitions"]
+    assert (standard["id"], standard["version"], strict["id"], strict["version"]) == (
+        "standard",
+        2,
+        "strict",
+        1,
+    )
+    assert standard["decided_deals"] > 10 and standard["qualified_deals"] > 0
+    assert standard["missed_total"] > 0 and strict["missed_total"] > standard["missed_total"]
+
+    assert _header(page, "#backtest-table") == ["Figure", "standard v2", "strict v1"]
+    assert table(page, "#backtest-table") == _backtest_rows(body)
+    assert page.inner_text("#backtest-rules") == (
+        f"standard v2: {WORDS[('standard', 2)]}\nstrict v1: {WORDS[('strict', 1)]}"
+    )
+    names = ["standard v2", "strict v1"]
+    keys = ["qualified_win_rate", "base_win_rate", "share_of_won_revenue"]
+    traces = chart(page, "backtest-chart")
+    assert [t["x"] for t in traces] == [names] * 3
+    assert [t["y"] for t in traces] == [
+        [None if d[k] is None else d[k] * 100 for d in body["definitions"]] for k in keys
+    ]
+    assert [t["text"] for t in traces] == [[_pct(d[k]) for d in body["definitions"]] for k in keys]
+
+    # The first definition's missed won deals, and how many there are in all.
+    assert table(page, "#missed-table") == _missed_rows(body)
+    assert len(standard["missed"]) == standard["missed_total"]  # under the 100 listed
+    assert page.inner_text("#missed-caption").startswith(
+        f"{standard['missed_total']} won deals were missed by standard v2"
+    )
+    # The walk-forward refits: counted, listed, and the months missing a fit named.
+    fits = body["fits"]
+    lacking = [f["month"] for f in fits if not (f["markov"] and f["grade"])]
+    assert fits and lacking, "the history's first month has nothing decided before it"
+    assert page.inner_text("#fits-months") == str(len(fits))
+    assert page.inner_text("#fits-complete") == str(len(fits) - len(lacking))
+    assert page.inner_text("#fits-lacking") == str(len(lacking))
+    assert all(month in page.inner_text("#fits-summary") for month in lacking)
+    page.focus("#fits-details summary")  # opened from the keyboard
+    page.keyboard.press("Enter")
+    assert table(page, "#fits-table") == _fit_rows(body)
+    explained = page.inner_text("#backtest-explained")
+    assert f"each of the {standard['decided_deals']} deals" in explained
+    assert f"in the {body['lookback_days']} days before" in explained
+    assert f"a base win rate of {_pct(standard['base_win_rate'])}" in explained
+    assert "definition=standard%402" in page.url and "compare=strict%401" in page.url
+
+    # Compared with the first version instead, chosen from the keyboard: the API's new numbers.
+    page.focus("#bt-compare")
+    page.keyboard.press("ArrowUp")
+    earlier = _backtest(stack, "standard", version="2", compare="standard@1", **period)
+    assert earlier["definitions"][0] == standard
+    assert _backtest_rows(earlier) != _backtest_rows(body)
+    _wait_for_rows(page, "#backtest-table", _backtest_rows(earlier))
+    assert _header(page, "#backtest-table") == ["Figure", "standard v2", "standard v1"]
+    assert [t["y"] for t in chart(page, "backtest-chart")] == [
+        [None if d[k] is None else d[k] * 100 for d in earlier["definitions"]] for k in keys
+    ]
+
+    # The first definition's older version alone: its own missed deals and reasons.
+    page.select_option("#bt-compare", "none")
+    page.select_option("#bt-definition", "standard@1")
+    alone = _backtest(stack, "standard", version="1", **period)
+    assert len(alone["definitions"]) == 1
+    assert _missed_rows(alone) != _missed_rows(body)
+    _wait_for_rows(page, "#backtest-table", _backtest_rows(alone))
+    _wait_for_rows(page, "#missed-table", _missed_rows(alone))
+
+    with page.expect_download() as download:
+        page.click("#download-backtest")
+    saved = tmp_path / "backtest.csv"
+    download.value.save_as(saved)
+    expected = httpx.get(
+        stack["url"] + "/v1/lead-definitions/standard/backtest",
+        params={"version": "1", **period},
+        headers={"Authorization": f"Bearer {stack['key']}", "Accept": "text/csv"},
+        timeout=10,
+    )
+    assert expected.status_code == 200 and expected.content.count(b"\n") == 2
+    assert saved.read_bytes() == expected.content
+    assert download.value.suggested_filename == "backtest-standard.csv"
+
+
+def test_the_backtest_follows_the_dates_and_says_what_went_wrong(page: Any, stack: Any) -> None:
+    headers = {"Authorization": f"Bearer {stack['key']}"}
+    _open(page, stack)
+    page.wait_for_function(BACKTEST_DRAWN)
+    # A narrower range, typed and applied from the keyboard: fewer deals, the API's numbers.
+    period = {
+        "from": (START + timedelta(days=30)).date().isoformat(),
+        "to": (START + timedelta(days=75)).date().isoformat(),
+    }
+    narrow = _backtest(stack, "standard", version="2", compare="strict@1", **period)
+    whole = _backtest(
+        stack,
+        "standard",
+        version="2",
+        compare="strict@1",
+        **dict(zip(("from", "to"), _last_year(), strict=True)),
+    )
+    assert 0 < narrow["definitions"][0]["decided_deals"] < whole["definitions"][0]["decided_deals"]
+    page.fill("#bt-from", period["from"])
+    page.fill("#bt-to", period["to"])
+    page.press("#bt-to", "Enter")
+    _wait_for_rows(page, "#backtest-table", _backtest_rows(narrow))
+    assert table(page, "#missed-table") == _missed_rows(narrow)
+    page.click("#fits-details summary")
+    assert table(page, "#fits-table") == _fit_rows(narrow)
+
+    # No deal decided in the range: the API answers zeros, the page says there is nothing.
+    later = {"from": (date.today() + timedelta(days=1)).isoformat()}
+    later["to"] = (date.today() + timedelta(days=30)).isoformat()
+    assert _backtest(stack, "standard", **later)["definitions"][0]["decided_deals"] == 0
+    page.fill("#bt-from", later["from"])
+    page.fill("#bt-to", later["to"])
+    page.press("#bt-to", "Enter")
+    page.wait_for_selector("#backtest-status:has-text('nothing to backtest')")
+    assert page.is_hidden("#backtest-body")
+
+    # The range backwards: the API's 422, in words, on the page.
+    page.fill("#bt-from", later["to"])
+    page.fill("#bt-to", later["from"])
+    bad = httpx.get(
+        stack["url"] + "/v1/lead-definitions/standard/backtest",
+        params={"from": later["to"], "to": later["from"]},
+        headers=headers,
+        timeout=10,
+    )
+    assert bad.status_code == 422
+    page.click("#backtest-form button[type=submit]")
+    page.wait_for_selector("#backtest-status:has-text('not valid')")
+    assert bad.json()["detail"] in page.inner_text("#backtest-status")
+    assert page.is_hidden("#backtest-body")
+
+    # A link naming a version that was never stored: kept, sent, and the API's 404 shown.
+    unknown = httpx.get(
+        stack["url"] + "/v1/lead-definitions/standard/backtest",
+        params={"version": "9"},
+        headers=headers,
+        timeout=10,
+    )
+    assert unknown.status_code == 404
+    _open(page, stack, "?definition=standard%409")
+    page.wait_for_selector("#backtest-status:has-text('unknown definition or version')")
+    assert unknown.json()["detail"] in page.inner_text("#backtest-status")
+    assert page.input_value("#bt-definition") == "standard@9"
