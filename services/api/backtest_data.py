@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from sqlalchemy import select, union
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.api.errors import LeadDefinitionNotFound
 from services.api.params import Period
+from services.core.db.accounts import account_touches as touches_of_accounts
 from services.core.db.schema import (
-    CampaignRow,
     ContactRow,
     DealRow,
     EventRow,
@@ -192,28 +192,10 @@ def account_touches(
 ) -> dict[str, list[Touch]]:
     """Return each account's touches before ``before``: its own and its contacts'."""
     ids = sorted(set(account_ids))
-    out: dict[str, list[Touch]] = defaultdict(list)
     if not ids:
-        return out
-    own = select(TouchRow.account_id.label("account_id"), TouchRow.event_id).where(
-        among(session, TouchRow.account_id, ids), TouchRow.occurred_at < before
-    )
-    via = (
-        select(ContactRow.effective_account_id.label("account_id"), TouchRow.event_id)
-        .join(ContactRow, ContactRow.contact_id == TouchRow.contact_id)
-        .where(among(session, ContactRow.effective_account_id, ids), TouchRow.occurred_at < before)
-    )
-    members = union(own, via).subquery("members")
-    for account, event_id, at, campaign_id, channel in session.execute(
-        select(
-            members.c.account_id,
-            TouchRow.event_id,
-            TouchRow.occurred_at,
-            TouchRow.campaign_id,
-            CampaignRow.channel,
-        )
-        .join(TouchRow, TouchRow.event_id == members.c.event_id)
-        .outerjoin(CampaignRow, CampaignRow.campaign_id == TouchRow.campaign_id)
-    ):
-        out[str(account)].append(Touch(event_id, at, campaign_id, channel or ""))
-    return out
+        return {}
+    found = touches_of_accounts(session, [TouchRow.occurred_at < before], accounts=ids)
+    return {
+        account: [Touch(t.event_id, t.occurred_at, t.campaign_id, t.channel or "") for t in touches]
+        for account, touches in found.items()
+    }

@@ -14,7 +14,7 @@ clearing a property) is no value.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -89,7 +89,11 @@ class OpenTouch:
     channel: str | None
 
 
-def _members(conditions: Sequence[ColumnElement[bool]], account_id: str | None) -> Subquery:
+def _members(
+    session: Session,
+    conditions: Sequence[ColumnElement[bool]],
+    accounts: Collection[str] | None,
+) -> Subquery:
     """Select (account_id, event_id) of touches under ``conditions``, by either membership."""
     own = select(TouchRow.account_id.label("account_id"), TouchRow.event_id).where(
         TouchRow.account_id.is_not(None), *conditions
@@ -99,10 +103,48 @@ def _members(conditions: Sequence[ColumnElement[bool]], account_id: str | None) 
         .join(ContactRow, ContactRow.contact_id == TouchRow.contact_id)
         .where(ContactRow.effective_account_id.is_not(None), *conditions)
     )
-    if account_id is not None:
-        own = own.where(TouchRow.account_id == account_id)
-        via = via.where(ContactRow.effective_account_id == account_id)
+    if accounts is not None:
+        own = own.where(among(session, TouchRow.account_id, accounts))
+        via = via.where(among(session, ContactRow.effective_account_id, accounts))
     return union(own, via).subquery("members")
+
+
+def account_touches(
+    session: Session,
+    conditions: Sequence[ColumnElement[bool]],
+    *,
+    accounts: Collection[str] | None = None,
+    open_only: bool = False,
+) -> dict[str, list[OpenTouch]]:
+    """Return each account's touches under ``conditions`` (own or its contacts'), in order.
+
+    ``accounts`` limits the accounts; ``open_only`` keeps those with no won deal.
+    """
+    members = _members(session, conditions, accounts)
+    stmt = (
+        select(
+            members.c.account_id,
+            TouchRow.event_id,
+            TouchRow.occurred_at,
+            TouchRow.campaign_id,
+            CampaignRow.channel,
+        )
+        .join(TouchRow, TouchRow.event_id == members.c.event_id)
+        .outerjoin(CampaignRow, CampaignRow.campaign_id == TouchRow.campaign_id)
+    )
+    if open_only:
+        stmt = stmt.where(
+            ~exists().where(
+                DealRow.account_id == members.c.account_id, DealRow.status == STATUS_WON
+            )
+        )
+    out: dict[str, list[OpenTouch]] = defaultdict(list)
+    for account, event_id, occurred_at, campaign_id, channel in session.execute(stmt):
+        out[account].append(OpenTouch(event_id, occurred_at, campaign_id, channel))
+    for touches in out.values():
+        # Journey order (contract §2), by code point: no database collation involved.
+        touches.sort(key=lambda t: (t.occurred_at, t.event_id))
+    return out
 
 
 def open_journeys(
@@ -116,28 +158,5 @@ def open_journeys(
         TouchRow.occurred_at >= now - timedelta(days=lookback_days),
         TouchRow.occurred_at <= now,
     ]
-    members = _members(window, account_id)
-    stmt = (
-        select(
-            members.c.account_id,
-            TouchRow.event_id,
-            TouchRow.occurred_at,
-            TouchRow.campaign_id,
-            CampaignRow.channel,
-        )
-        .join(TouchRow, TouchRow.event_id == members.c.event_id)
-        .outerjoin(CampaignRow, CampaignRow.campaign_id == TouchRow.campaign_id)
-    )
-    if account_id is None:
-        stmt = stmt.where(
-            ~exists().where(
-                DealRow.account_id == members.c.account_id, DealRow.status == STATUS_WON
-            )
-        )
-    out: dict[str, list[OpenTouch]] = defaultdict(list)
-    for account, event_id, occurred_at, campaign_id, channel in session.execute(stmt):
-        out[account].append(OpenTouch(event_id, occurred_at, campaign_id, channel))
-    for touches in out.values():
-        # Journey order (contract §2), by code point: no database collation involved.
-        touches.sort(key=lambda t: (t.occurred_at, t.event_id))
-    return out
+    accounts = None if account_id is None else [account_id]
+    return account_touches(session, window, accounts=accounts, open_only=account_id is None)
