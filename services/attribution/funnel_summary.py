@@ -1,0 +1,237 @@
+"""Keep the funnel and SLA summaries: ``contact_stage_entries`` and ``handoffs`` (no commits).
+
+Invariant: after every batch transaction, the rows of every root contact R in both tables are
+exactly ``summarize(history(R), responses(R))`` (``services.domain.stages``), where
+- the members of R are the contacts whose ``contacts.root_contact_id`` is R, and R itself
+  when it has no contact row (as the readers of ``lifecycle_changes`` always resolved it);
+- ``history(R)`` is every ``lifecycle_changes`` row of a member;
+- ``responses(R)`` are the times of the members' touches of a sales-sourced campaign (per
+  ``campaigns`` now) or with ``touch_type`` ``meeting``, ``call`` or ``sales_email``;
+and a contact that is not a root has no rows.
+
+How it is kept: those inputs change only through a batch, and the batch rewrites (deletes,
+then inserts from the root's full history) every root whose inputs it may have changed:
+- roots of contacts with a new lifecycle step;
+- old and new roots of every contact whose root changed (``Impact.roots``, merges): an
+  absorbed root's rows are deleted, since it has no members any more;
+- roots of contacts with a new touch that is a sales response;
+- roots of every contact that touched a campaign whose ``is_sales_sourced`` the batch changed
+  (a campaign defined after its touches included), before versus after the batch's events.
+Each root is recomputed from scratch, so the result depends neither on arrival order nor on
+how events fall into batches, and replaying a batch rewrites the same rows (idempotent). The
+caller holds the batch lock, so no other writer changes a root's inputs meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
+
+from services.attribution.event_cache import EventCache, load_events
+from services.attribution.state_store import Impact
+from services.core.db.schema import (
+    CampaignRow,
+    ContactRow,
+    ContactStageEntryRow,
+    EventRow,
+    HandoffRow,
+    LifecycleChangeRow,
+    TouchRow,
+)
+from services.core.db.upsert import among, insert_new
+from services.core.events import (
+    FUNNEL_STAGES,
+    SIDE_EXITS,
+    CampaignUpserted,
+    ContactUpserted,
+    Event,
+    Touch,
+)
+from services.domain.stages import StageRules, Step, Summary, summarize
+from services.domain.state import fold_campaign
+
+SALES_TOUCH_TYPES = ("meeting", "call", "sales_email")
+RULES = StageRules(
+    order=FUNNEL_STAGES,
+    exits=SIDE_EXITS,
+    handoff="mql",
+    responses=("sql", "recycled", "disqualified"),
+)
+ROOTS_PER_STEP = 5000  # roots rewritten per step: bounds the rows held in memory at once
+
+
+def summary_rows(root: str, summary: Summary) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Return the ``contact_stage_entries`` and ``handoffs`` rows of one root's summary."""
+    entries = [
+        {
+            "root_contact_id": root,
+            "stage": e.stage,
+            "entered_at": e.entered_at,
+            "next_micros": e.next_micros,
+            "exit_stage": e.exit_stage,
+        }
+        for e in summary.entries
+    ]
+    h = summary.handoff
+    handoffs = (
+        []
+        if h is None
+        else [
+            {
+                "root_contact_id": root,
+                "mql_at": h.mql_at,
+                "week": h.week,
+                "responded_at": h.responded_at,
+                "response_micros": h.response_micros,
+            }
+        ]
+    )
+    return entries, handoffs
+
+
+def project_funnel_summary(
+    session: Session, new: Sequence[Event], impact: Impact, *, cache: EventCache | None = None
+) -> None:
+    """Rewrite the summaries of every root the batch's new events may have changed."""
+    if not new:
+        return
+    contacts = {e.contact_id for e in new if isinstance(e, ContactUpserted) and e.lifecycle_stage}
+    contacts |= _sales_touch_contacts(session, [e for e in new if isinstance(e, Touch)])
+    contacts |= _contacts_of_flipped_campaigns(session, new, cache)
+    rewrite_roots(session, _roots_of(session, contacts) | impact.roots)
+
+
+def _sales_touch_contacts(session: Session, touches: Sequence[Touch]) -> set[str]:
+    """Return the contacts of new touches that are sales responses (campaigns as stored now)."""
+    touches = [t for t in touches if t.contact_id]
+    sales = set(
+        session.scalars(
+            select(CampaignRow.campaign_id).where(
+                among(session, CampaignRow.campaign_id, {t.campaign_id for t in touches}),
+                CampaignRow.is_sales_sourced.is_(True),
+            )
+        )
+    )
+    return {
+        str(t.contact_id)
+        for t in touches
+        if t.touch_type in SALES_TOUCH_TYPES or t.campaign_id in sales
+    }
+
+
+def _contacts_of_flipped_campaigns(
+    session: Session, new: Sequence[Event], cache: EventCache | None
+) -> set[str]:
+    """Return the contacts that touched a campaign whose sales-sourced flag the batch changed."""
+    fresh = {e.event_id for e in new if isinstance(e, CampaignUpserted)}
+    if not fresh:
+        return set()
+    ids = {e.campaign_id for e in new if isinstance(e, CampaignUpserted)}
+    by_id: dict[str, list[CampaignUpserted]] = {}
+    for e in load_events(
+        session,
+        cache,
+        EventRow.type == "campaign.upserted",
+        among(session, EventRow.campaign_id, ids),
+    ):
+        assert isinstance(e, CampaignUpserted)
+        by_id.setdefault(e.campaign_id, []).append(e)
+    flipped = set()
+    for campaign_id, events in by_id.items():
+        before = fold_campaign(e for e in events if e.event_id not in fresh)
+        after = fold_campaign(events)
+        if bool(before and before.is_sales_sourced) != bool(after and after.is_sales_sourced):
+            flipped.add(campaign_id)
+    if not flipped:
+        return set()
+    return set(
+        session.scalars(
+            select(TouchRow.contact_id)
+            .where(among(session, TouchRow.campaign_id, flipped), TouchRow.contact_id.is_not(None))
+            .distinct()
+        )
+    )
+
+
+def _roots_of(session: Session, contacts: set[str]) -> set[str]:
+    """Return the roots of ``contacts`` (a contact without a row is its own root)."""
+    found = dict(
+        session.execute(
+            select(ContactRow.contact_id, ContactRow.root_contact_id).where(
+                among(session, ContactRow.contact_id, contacts)
+            )
+        ).all()
+    )
+    return {found.get(c, c) for c in contacts}
+
+
+def rewrite_roots(session: Session, roots: Iterable[str]) -> None:
+    """Replace the summary rows of ``roots`` with those computed from their full histories."""
+    ordered = sorted(set(roots))
+    for start in range(0, len(ordered), ROOTS_PER_STEP):
+        chunk = ordered[start : start + ROOTS_PER_STEP]
+        members = _members(session, chunk)
+        steps: dict[str, list[Step]] = {root: [] for root in chunk}
+        for contact, stage, at, event_id in session.execute(
+            select(
+                LifecycleChangeRow.contact_id,
+                LifecycleChangeRow.stage,
+                LifecycleChangeRow.occurred_at,
+                LifecycleChangeRow.event_id,
+            ).where(among(session, LifecycleChangeRow.contact_id, members))
+        ):
+            steps[members[contact]].append(Step(at, event_id, stage))
+        responses = _responses(session, members)
+        entries: list[dict[str, Any]] = []
+        handoffs: list[dict[str, Any]] = []
+        for root, history in steps.items():
+            if history:
+                more, handoff = summary_rows(
+                    root, summarize(history, responses.get(root, ()), RULES)
+                )
+                entries += more
+                handoffs += handoff
+        for row_cls in (ContactStageEntryRow, HandoffRow):
+            session.execute(delete(row_cls).where(among(session, row_cls.root_contact_id, chunk)))
+        insert_new(session, ContactStageEntryRow, entries)
+        insert_new(session, HandoffRow, handoffs)
+
+
+def _members(session: Session, roots: Sequence[str]) -> dict[str, str]:
+    """Map every contact under ``roots`` to its root (a root without a row is its own)."""
+    members: dict[str, str] = dict(
+        session.execute(
+            select(ContactRow.contact_id, ContactRow.root_contact_id).where(
+                among(session, ContactRow.root_contact_id, roots)
+            )
+        ).all()
+    )
+    with_rows = set(
+        session.scalars(
+            select(ContactRow.contact_id).where(among(session, ContactRow.contact_id, roots))
+        )
+    )
+    members.update({root: root for root in roots if root not in with_rows})
+    return members
+
+
+def _responses(session: Session, members: dict[str, str]) -> dict[str, list[datetime]]:
+    """Return the times of the members' sales-response touches, per root."""
+    out: dict[str, list[datetime]] = {}
+    for contact, at in session.execute(
+        select(TouchRow.contact_id, TouchRow.occurred_at)
+        .outerjoin(CampaignRow, CampaignRow.campaign_id == TouchRow.campaign_id)
+        .where(
+            among(session, TouchRow.contact_id, members),
+            or_(
+                CampaignRow.is_sales_sourced.is_(True),
+                TouchRow.touch_type.in_(SALES_TOUCH_TYPES),
+            ),
+        )
+    ):
+        out.setdefault(members[str(contact)], []).append(at)
+    return out
