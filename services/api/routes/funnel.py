@@ -4,11 +4,14 @@ The funnel depends on the projection alone (no clock), so its rendered body is c
 projection version like ROI. The SLA depends on the clock too ("none yet once that long has
 passed"): it is a few SQL aggregates over the worker's ``handoffs`` as of the request's
 moment, and a body is served for up to ``SLA_FRESH_S`` seconds (its ``as_of`` says when), so
-32 readers cost one build.
+32 readers cost one build; each query's windows start at its own offset, so the queries of
+a dashboard do not all rebuild at the same moment.
 """
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -107,7 +110,17 @@ async def sla(
 
     # The clock only moves the answer as MQL moments, responses and SLA deadlines pass: a
     # body is served for a few seconds, like the projection-only reports are for a version.
-    fresh = int(now.timestamp() // SLA_FRESH_S)
+    key = ("sla", period, hours, fmt, page)
     return await reports.answer(
-        ("sla", period, hours, fmt, page, fresh), resolve=lambda _: None, build=build
+        (*key, freshness_window(key, now)), resolve=lambda _: None, build=build
     )
+
+
+def freshness_window(key: Hashable, now: datetime) -> int:
+    """Number the ``SLA_FRESH_S``-second window of ``now`` in which ``key``'s body is reused.
+
+    Each query's windows start at its own offset (a stable hash of the key), so the queries
+    of a page or a dashboard expire at different moments instead of all rebuilding at once.
+    """
+    offset = zlib.crc32(repr(key).encode()) % (SLA_FRESH_S * 1000) / 1000
+    return int((now.timestamp() + offset) // SLA_FRESH_S)
