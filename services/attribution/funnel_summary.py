@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, union
 from sqlalchemy.orm import Session
 
 from services.attribution.event_cache import EventCache, load_events
@@ -203,18 +203,21 @@ def rewrite_roots(session: Session, roots: Iterable[str]) -> None:
 
 def _members(session: Session, roots: Sequence[str]) -> dict[str, str]:
     """Map every contact under ``roots`` to its root (a root without a row is its own)."""
-    members: dict[str, str] = dict(
-        session.execute(
-            select(ContactRow.contact_id, ContactRow.root_contact_id).where(
-                among(session, ContactRow.root_contact_id, roots)
-            )
-        ).all()
-    )
-    with_rows = set(
-        session.scalars(
-            select(ContactRow.contact_id).where(among(session, ContactRow.contact_id, roots))
+    link = select(ContactRow.contact_id, ContactRow.root_contact_id)
+    wanted = set(roots)
+    members: dict[str, str] = {}
+    with_rows = set()
+    # A UNION, not an OR: PostgreSQL scans the whole table for an OR of two ``= ANY`` tests.
+    for contact, root in session.execute(
+        union(
+            link.where(among(session, ContactRow.root_contact_id, roots)),
+            link.where(among(session, ContactRow.contact_id, roots)),
         )
-    )
+    ):
+        if root in wanted:
+            members[contact] = root
+        if contact in wanted:
+            with_rows.add(contact)
     members.update({root: root for root in roots if root not in with_rows})
     return members
 
