@@ -427,18 +427,10 @@ class _Writer:
         """Write the funnel and SLA summary rows of the deal's roots, as the worker keeps them."""
         for root, steps in self.steps.items():
             touches = self.responses if root == primary else []
-            entries, handoffs = summary_rows(root, summarize(steps, touches, RULES))
-            self.lines["contact_stage_entries"] += [
-                f"{e['root_contact_id']}\t{e['stage']}\t{_ts(e['entered_at'])}"
-                f"\t{_null(e['next_micros'])}\t{_null(e['exit_stage'])}\n"
-                for e in entries
-            ]
-            self.lines["handoffs"] += [
-                f"{h['root_contact_id']}\t{_ts(h['mql_at'])}\t{h['week']}"
-                f"\t{_null(h['responded_at'] and _ts(h['responded_at']))}"
-                f"\t{_null(h['response_micros'])}\n"
-                for h in handoffs
-            ]
+            entries, handoff = summary_rows(root, summarize(steps, touches, RULES))
+            self.lines["contact_stage_entries"] += [_copy_line(row) for row in entries]
+            if handoff is not None:
+                self.lines["handoffs"].append(_copy_line(handoff))
 
     def _contact(
         self, i: int, k: int, contact: str, root: str, steps: list[tuple[str, datetime]]
@@ -461,8 +453,10 @@ def _stored(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
-def _null(value: Any) -> str:
-    return "\\N" if value is None else str(value)
+def _copy_line(row: tuple[Any, ...]) -> str:
+    """One row as a line of COPY text (timestamps as ``_ts`` writes them, null as ``\\N``)."""
+    cells = ("\\N" if v is None else _ts(v) if isinstance(v, datetime) else str(v) for v in row)
+    return "\t".join(cells) + "\n"
 
 
 def _side_history(

@@ -62,35 +62,19 @@ RULES = StageRules(
     responses=("sql", "recycled", "disqualified"),
 )
 ROOTS_PER_STEP = 5000  # roots rewritten per step: bounds the rows held in memory at once
+ENTRY_COLUMNS = ("root_contact_id", "stage", "entered_at", "next_micros", "exit_stage")
+HANDOFF_COLUMNS = ("root_contact_id", "mql_at", "week", "responded_at", "response_micros")
+Rows = tuple[frozenset[tuple[Any, ...]], tuple[Any, ...] | None]  # a root's entries, hand-off
 
 
-def summary_rows(root: str, summary: Summary) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Return the ``contact_stage_entries`` and ``handoffs`` rows of one root's summary."""
-    entries = [
-        {
-            "root_contact_id": root,
-            "stage": e.stage,
-            "entered_at": e.entered_at,
-            "next_micros": e.next_micros,
-            "exit_stage": e.exit_stage,
-        }
-        for e in summary.entries
-    ]
-    h = summary.handoff
-    handoffs = (
-        []
-        if h is None
-        else [
-            {
-                "root_contact_id": root,
-                "mql_at": h.mql_at,
-                "week": h.week,
-                "responded_at": h.responded_at,
-                "response_micros": h.response_micros,
-            }
-        ]
+def summary_rows(root: str, summary: Summary) -> Rows:
+    """Return one root's entries (``ENTRY_COLUMNS``) and hand-off (``HANDOFF_COLUMNS``)."""
+    entries = frozenset(
+        (root, e.stage, e.entered_at, e.next_micros, e.exit_stage) for e in summary.entries
     )
-    return entries, handoffs
+    h = summary.handoff
+    handoff = None if h is None else (root, h.mql_at, h.week, h.responded_at, h.response_micros)
+    return entries, handoff
 
 
 def project_funnel_summary(
@@ -174,31 +158,37 @@ def rewrite_roots(session: Session, roots: Iterable[str]) -> None:
     ordered = sorted(set(roots))
     for start in range(0, len(ordered), ROOTS_PER_STEP):
         chunk = ordered[start : start + ROOTS_PER_STEP]
-        members = _members(session, chunk)
-        steps: dict[str, list[Step]] = {root: [] for root in chunk}
-        for contact, stage, at, event_id in session.execute(
-            select(
-                LifecycleChangeRow.contact_id,
-                LifecycleChangeRow.stage,
-                LifecycleChangeRow.occurred_at,
-                LifecycleChangeRow.event_id,
-            ).where(among(session, LifecycleChangeRow.contact_id, members))
-        ):
-            steps[members[contact]].append(Step(at, event_id, stage))
-        responses = _responses(session, members)
-        entries: list[dict[str, Any]] = []
-        handoffs: list[dict[str, Any]] = []
-        for root, history in steps.items():
-            if history:
-                more, handoff = summary_rows(
-                    root, summarize(history, responses.get(root, ()), RULES)
-                )
-                entries += more
-                handoffs += handoff
+        fresh = _recomputed(session, chunk).values()
         for row_cls in (ContactStageEntryRow, HandoffRow):
-            session.execute(delete(row_cls).where(among(session, row_cls.root_contact_id, chunk)))
+            session.execute(
+                delete(row_cls)
+                .where(among(session, row_cls.root_contact_id, chunk))
+                .execution_options(synchronize_session=False)
+            )
+        entries = [dict(zip(ENTRY_COLUMNS, e, strict=True)) for r in fresh for e in r[0]]
+        handoffs = [dict(zip(HANDOFF_COLUMNS, r[1], strict=True)) for r in fresh if r[1]]
         insert_new(session, ContactStageEntryRow, entries)
         insert_new(session, HandoffRow, handoffs)
+
+
+def _recomputed(session: Session, roots: Sequence[str]) -> dict[str, Rows]:
+    """Return the rows ``summarize`` gives each of ``roots`` that has a stage history."""
+    members = _members(session, roots)
+    steps: dict[str, list[Step]] = {}
+    for contact, stage, at, event_id in session.execute(
+        select(
+            LifecycleChangeRow.contact_id,
+            LifecycleChangeRow.stage,
+            LifecycleChangeRow.occurred_at,
+            LifecycleChangeRow.event_id,
+        ).where(among(session, LifecycleChangeRow.contact_id, members))
+    ):
+        steps.setdefault(members[contact], []).append(Step(at, event_id, stage))
+    responses = _responses(session, members)
+    return {
+        root: summary_rows(root, summarize(history, responses.get(root, ()), RULES))
+        for root, history in steps.items()
+    }
 
 
 def _members(session: Session, roots: Sequence[str]) -> dict[str, str]:
