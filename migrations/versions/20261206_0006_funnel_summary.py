@@ -101,6 +101,12 @@ def upgrade() -> None:
             "ix_handoffs_week_response", ["week", "response_micros"], unique=False, **answered
         )
         batch_op.create_index("ix_handoffs_response", ["response_micros"], unique=False, **answered)
+        batch_op.create_index(
+            "ix_handoffs_responded_at",
+            ["responded_at"],
+            unique=False,
+            postgresql_include=["mql_at"],
+        )
 
 
 def _root() -> Any:
@@ -232,6 +238,7 @@ def _backfill(entries: sa.Table, handoffs: sa.Table) -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("handoffs", schema=None) as batch_op:
+        batch_op.drop_index("ix_handoffs_responded_at")
         batch_op.drop_index("ix_handoffs_response")
         batch_op.drop_index("ix_handoffs_week_response")
         batch_op.drop_index(batch_op.f("ix_handoffs_mql_at"))

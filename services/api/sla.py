@@ -42,6 +42,7 @@ from services.api.formatting import rfc3339
 from services.api.funnel import in_period, middle_ranks, two_decimals
 from services.api.funnel_schemas import SlaBreachOut, SlaOut, SlaPeriodOut
 from services.api.params import Period
+from services.api.sla_windows import SlaWindows
 from services.core.db.schema import HandoffRow
 
 HOUR_MICROS = 3_600_000_000
@@ -215,6 +216,34 @@ def _breaches(
     return out
 
 
+def valid_until(
+    session: Session, *, period: Period, now: datetime, sla_hours: float
+) -> datetime | None:
+    """Return the first moment after ``now`` at which the report over ``period`` can change.
+
+    That is the earliest, over the hand-offs of the period, of an MQL moment, a first response
+    or the first moment past an SLA deadline (``mql_at`` + SLA + 1 µs) later than ``now``;
+    None if there is none (only a change of the projection can change the answer then).
+    """
+    clock = Clock.of(now, sla_hours)
+    in_range = in_period(H.mql_at, period)
+    deadline = timedelta(microseconds=clock.sla + 1)
+    nxt_mql, nxt_response, nxt_due = session.execute(
+        select(
+            select(func.min(H.mql_at)).where(H.mql_at > now, *in_range).scalar_subquery(),
+            select(func.min(H.responded_at))
+            .where(H.responded_at > now, *in_range)
+            .scalar_subquery(),
+            select(func.min(H.mql_at))
+            .where(H.mql_at > now - deadline, *in_range)
+            .scalar_subquery(),
+        )
+    ).one()
+    moments: list[datetime | None] = [nxt_mql, nxt_response]
+    moments.append(None if nxt_due is None else nxt_due + deadline)
+    return min((m for m in moments if m is not None), default=None)
+
+
 def _total(weeks: Iterable[Counts]) -> Counts:
     weeks = list(weeks)
     return Counts(
@@ -251,5 +280,5 @@ def sla_report(
     )
 
 
-class HandoffCache:
-    """Unused: ``services.api.app`` still creates one; remove both together (app.py is shared)."""
+# The name ``services.api.app`` creates one under (``app.state.handoffs``); rename both together.
+HandoffCache = SlaWindows

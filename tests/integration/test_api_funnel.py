@@ -394,6 +394,8 @@ def test_sla_setting_moves_the_breach_line(sqlite_url: str) -> None:
         body = api.json("/v1/reports/sla")
         assert [b["contact_id"] for b in body["breaches"]] == ["p1", "p2", "p3", "p4"]
         assert body["breaches_total"] == 4 == body["overall"]["breached"]
+        # Nothing happens before p9's deadline (in 3.5 h): the same answer, computed once.
+        assert api.json("/v1/reports/sla") == body
         # Paged by (mql_at, contact): p1 and p2 became MQLs at 0 h, p3 and p4 at 24 h.
         page = api.json("/v1/reports/sla", breaches_limit=3, breaches_offset=1)
         assert [b["contact_id"] for b in page["breaches"]] == ["p2", "p3", "p4"]

@@ -1,5 +1,8 @@
 """The SLA report's clock: the stored hand-offs are read as of each request's time.
 
+Also how long an answer holds (until the next MQL, response or deadline) and the windows
+the API reuses bodies in.
+
 The hand-offs (MQL moment, first response at any time) are written straight into an
 in-memory SQLite ``handoffs`` table; the report reads them as of a given ``now``.
 """
@@ -7,14 +10,15 @@ in-memory SQLite ``handoffs`` table; the report reads them as of a given ``now``
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from services.api.params import Period
-from services.api.sla import BreachPage, Clock, ranks, sla_report
+from services.api.sla import BreachPage, Clock, ranks, sla_report, valid_until
+from services.api.sla_windows import SlaWindows, Window
 from services.core.db.schema import Base, HandoffRow
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday: ISO week 2026-W10
@@ -108,3 +112,38 @@ def test_ranks_of_the_median_and_the_nearest_rank_p90() -> None:
     assert ranks(5) == (2, 2, 4)  # ceil(4.5) = 5th
     assert ranks(10) == (4, 5, 8)  # ceil(9) = 9th exactly
     assert ranks(70) == (34, 35, 62)  # 63rd: 0.9 * 70 is 63.00000000000001 in floating point
+
+
+def test_an_answer_holds_until_the_next_mql_response_or_deadline(session: Session) -> None:
+    period, sla = Period(None, None), 24
+
+    def report(now: datetime) -> dict[str, object]:
+        body = sla_report(session, period=period, now=now, sla_hours=sla)
+        return body.model_dump(exclude={"as_of"})
+
+    # At 10 h: next come a's and b's deadline (24 h + 1 µs), a's response (30 h), c (9 d).
+    at_10h = T0 + timedelta(hours=10)
+    until = valid_until(session, period=period, now=at_10h, sla_hours=sla)
+    assert until == T0 + timedelta(hours=24, microseconds=1)
+    assert report(until - timedelta(microseconds=1)) == report(at_10h) != report(until)
+    # At 40 h: only c is ahead, as an MQL at 9 d.
+    at_40h = T0 + timedelta(hours=40)
+    assert valid_until(session, period=period, now=at_40h, sla_hours=sla) == T0 + timedelta(days=9)
+    # Once c's deadline has passed, nothing ahead changes the answer; nor for a past range.
+    assert valid_until(session, period=period, now=T0 + timedelta(days=20), sla_hours=sla) is None
+    march_2 = Period(date(2026, 3, 2), date(2026, 3, 3))
+    assert valid_until(session, period=march_2, now=at_40h, sla_hours=sla) is None
+
+
+def test_windows_name_the_body_that_answers_a_moment() -> None:
+    windows = SlaWindows(max_entries=2)
+    assert windows.epoch("q", T0, otherwise="fresh") == "fresh"
+    windows.record("q", Window("e1", T0, T0 + timedelta(hours=1)))
+    assert windows.epoch("q", T0 + timedelta(minutes=59), otherwise="fresh") == "e1"
+    assert windows.epoch("q", T0 + timedelta(hours=1), otherwise="fresh") == "fresh"
+    assert windows.epoch("q", T0 - timedelta(seconds=1), otherwise="fresh") == "fresh"
+    windows.record("r", Window("e2", T0, None))  # nothing ahead: holds until the data change
+    assert windows.epoch("r", T0 + timedelta(days=400), otherwise="fresh") == "e2"
+    windows.record("s", Window("e3", T0, None))  # the least recent query ("q") is forgotten
+    assert windows.epoch("q", T0, otherwise="fresh") == "fresh"
+    assert windows.epoch("r", T0, otherwise="fresh") == "e2"

@@ -3,9 +3,11 @@
 The funnel depends on the projection alone (no clock), so its rendered body is cached per
 projection version like ROI. The SLA depends on the clock too ("none yet once that long has
 passed"): it is a few SQL aggregates over the worker's ``handoffs`` as of the request's
-moment, and a body is served for up to ``SLA_FRESH_S`` seconds (its ``as_of`` says when), so
-32 readers cost one build; each query's windows start at its own offset, so the queries of
-a dashboard do not all rebuild at the same moment.
+moment, cached per projection version and *epoch*: the window in which the body built last
+for the same query is still exactly the answer (until the next MQL, response or deadline of
+its range, ``services.api.sla_windows``), else the query's current ``SLA_FRESH_S``-second
+window (a body at most that old; each query's windows start at its own offset, so the
+queries of a dashboard do not all rebuild at once). 32 readers cost one build.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from services.api.deps import (
@@ -29,7 +31,8 @@ from services.api.funnel import deal_funnel_report, funnel_report
 from services.api.funnel_schemas import DealFunnelOut, FunnelOut, SlaOut
 from services.api.rendering import csv_responses, render
 from services.api.selection import MAX_LIMIT, MAX_OFFSET
-from services.api.sla import BreachPage, sla_report
+from services.api.sla import BreachPage, sla_report, valid_until
+from services.api.sla_windows import SlaWindows, Window
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -83,6 +86,7 @@ async def funnel(
 @router.get("/sla", response_model=SlaOut, responses=_CSV)
 async def sla(
     _: ReadPrincipal,
+    request: Request,
     fmt: FormatDep,
     reports: CachedReportsDep,
     settings: SettingsDep,
@@ -97,23 +101,24 @@ async def sla(
     disqualified. Breached: answered after more than ``CLOSEDLOOP_SLA_HOURS`` (default 24),
     or unanswered that long after. The breaching contacts are listed (JSON only) by MQL
     moment then contact id, ``breaches_limit`` (default 100) after ``breaches_offset``;
-    ``breaches_total`` counts them all. The answer is as of ``as_of``, at most
-    ``SLA_FRESH_S`` seconds before the request.
+    ``breaches_total`` counts them all. The answer was computed at ``as_of``: it is the
+    answer now too when no MQL, response or SLA deadline of the range came in between, else
+    at most ``SLA_FRESH_S`` seconds old.
     """
     now = datetime.now(UTC)
     hours = settings.sla_hours
     page = BreachPage(breaches_limit, breaches_offset)
+    windows: SlaWindows = request.app.state.handoffs
+    query = ("sla", period, hours, fmt, page)
+    epoch = windows.epoch(query, now, otherwise=("fresh", freshness_window(query, now)))
 
     def build(session: Session, _: None) -> Response:
         body = sla_report(session, period=period, now=now, sla_hours=hours, page=page)
+        until = valid_until(session, period=period, now=now, sla_hours=hours)
+        windows.record(query, Window(epoch, now, until))
         return render(body, fmt, filename="sla.csv")
 
-    # The clock only moves the answer as MQL moments, responses and SLA deadlines pass: a
-    # body is served for a few seconds, like the projection-only reports are for a version.
-    key = ("sla", period, hours, fmt, page)
-    return await reports.answer(
-        (*key, freshness_window(key, now)), resolve=lambda _: None, build=build
-    )
+    return await reports.answer((*query, epoch), resolve=lambda _: None, build=build)
 
 
 def freshness_window(key: Hashable, now: datetime) -> int:

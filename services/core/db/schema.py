@@ -596,4 +596,6 @@ class HandoffRow(Base):
             postgresql_where=text("response_micros IS NOT NULL"),
             sqlite_where=text("response_micros IS NOT NULL"),
         ),
+        # The next first response after a moment (how long an SLA answer stays the same).
+        Index("ix_handoffs_responded_at", "responded_at", postgresql_include=["mql_at"]),
     )
