@@ -18,8 +18,9 @@ then inserts from the root's full history) every root whose inputs it may have c
 - roots of every contact that touched a campaign whose ``is_sales_sourced`` the batch changed
   (a campaign defined after its touches included), before versus after the batch's events.
 Each root is recomputed from scratch, so the result depends neither on arrival order nor on
-how events fall into batches, and replaying a batch rewrites the same rows (idempotent). The
-caller holds the batch lock, so no other writer changes a root's inputs meanwhile.
+how events fall into batches; a replayed batch stores no new event and so changes nothing
+(and rewriting a root again would write the same rows). The caller holds the batch lock, so
+no other writer changes a root's inputs meanwhile.
 """
 
 from __future__ import annotations
