@@ -46,6 +46,7 @@ import httpx
 import psycopg
 
 from bench.common import make_key, memory_kib
+from services.attribution.funnel_summary import RULES, summary_rows
 from services.attribution.pipeline import PIPELINE_SNAPSHOT_KEY, snapshot_value
 from services.attribution.registry import sync_builtin_models
 from services.core.broker import free_port, wait_for_port
@@ -65,6 +66,7 @@ from services.domain import (
     split_cents,
 )
 from services.domain.datadriven import ChannelWeightModel
+from services.domain.stages import Step, summarize
 from tests.support.infra import postgres_database
 from tests.support.processes import start_service, stop
 
@@ -103,6 +105,8 @@ DEAL_STAGES = (
 )
 CHUNK = 2_000  # deals per COPY transaction (one per pool task)
 SIZES = (1_000, 10_000, 100_000)  # won deals: about 10k, 100k and 1M touches
+SALES_CHANNELS = ("referral",)  # its campaigns are sales-sourced (``_static_rows``)
+SALES_CAMPAIGNS = {cid for cid, _, channel in CAMPAIGNS if channel in SALES_CHANNELS}
 
 # The query mix: periods a finance user asks for, both groupings, several models.
 PERIODS = [
@@ -154,7 +158,7 @@ def _mix(endpoint: str) -> list[str]:
             for period in PERIODS
             for obj in ("contacts", "deals")
         ]
-    if endpoint == "sla":  # built per request from the hand-offs cached per period
+    if endpoint == "sla":  # SQL over the worker's hand-offs, each body reused for 5 s
         return [f"/v1/reports/sla?{period.lstrip('&')}" for period in PERIODS]
     # pipeline: no period (the snapshot is the open deals now), models by both groupings
     return [
@@ -225,8 +229,12 @@ class _Writer:
             "deal_stage_changes": [],
             "pipeline_deals": [],
             "pipeline_credits": [],
+            "contact_stage_entries": [],
+            "handoffs": [],
         }
         self.meeting: datetime | None = None
+        self.responses: list[datetime] = []  # the primary contact's sales-response touches
+        self.steps: dict[str, list[Step]] = {}  # the current deal's stage steps per root
 
     def _weights(
         self,
@@ -307,6 +315,12 @@ class _Writer:
             for k, t in enumerate(journey)
         ]
         self.meeting = journey[meeting].occurred_at if meeting > 0 else None
+        # A meeting (a sales touch type) or a touch of a sales-sourced campaign answers an MQL.
+        self.responses = [
+            _stored(t.occurred_at)
+            for k, t in enumerate(journey)
+            if k == meeting or t.campaign_id in SALES_CAMPAIGNS
+        ]
         return journey
 
     def open(self, i: int, rng: random.Random) -> None:
@@ -348,7 +362,7 @@ class _Writer:
             f"{deal_id}\t{account}\tlost\tclosedlost\t{amount}\tUSD\t{_ts(created)}\t\\N"
             f"\t{_ts(lost_at)}\t\\N\t\\N\t\\N\t\\N\t0\n"
         )
-        self.meeting = None
+        self.meeting, self.responses = None, []
         exit_stage = rng.choice(SIDE_EXITS)
         self._people(i, rng, [], created - timedelta(days=30), created, end=(exit_stage, lost_at))
 
@@ -402,10 +416,21 @@ class _Writer:
         steps.append(("opportunity", max(opportunity, answered + timedelta(hours=1))))
         if end is not None:
             steps.append((end[0], max(end[1], steps[-1][1] + timedelta(hours=1))))
+        self.steps = {}
         self._contact(i, 0, primary, primary, steps)
         for k in range(1, rng.choice((2, 3))):
             root = primary if rng.random() < 0.05 else f"{primary}-{k}"  # merged into the primary
             self._contact(i, k, f"{primary}-{k}", root, _side_history(rng, start, opportunity))
+        self._summaries(primary)
+
+    def _summaries(self, primary: str) -> None:
+        """Write the funnel and SLA summary rows of the deal's roots, as the worker keeps them."""
+        for root, steps in self.steps.items():
+            touches = self.responses if root == primary else []
+            entries, handoff = summary_rows(root, summarize(steps, touches, RULES))
+            self.lines["contact_stage_entries"] += [_copy_line(row) for row in entries]
+            if handoff is not None:
+                self.lines["handoffs"].append(_copy_line(handoff))
 
     def _contact(
         self, i: int, k: int, contact: str, root: str, steps: list[tuple[str, datetime]]
@@ -418,6 +443,20 @@ class _Writer:
             f"L{i:07d}-{k}-{j}\t{contact}\t{stage}\t{_ts(at)}\n"
             for j, (stage, at) in enumerate(steps)
         ]
+        self.steps.setdefault(root, []).extend(
+            Step(_stored(at), f"L{i:07d}-{k}-{j}", stage) for j, (stage, at) in enumerate(steps)
+        )
+
+
+def _stored(moment: datetime) -> datetime:
+    """A moment as the database holds it once written with ``_ts`` (whole seconds)."""
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def _copy_line(row: tuple[Any, ...]) -> str:
+    """One row as a line of COPY text (timestamps as ``_ts`` writes them, null as ``\\N``)."""
+    cells = ("\\N" if v is None else _ts(v) if isinstance(v, datetime) else str(v) for v in row)
+    return "\t".join(cells) + "\n"
 
 
 def _side_history(
@@ -460,6 +499,8 @@ _COLUMNS = {
     "journey_touches, computed_at",
     "pipeline_credits": "model_id, deal_id, touch_event_id, campaign_id, stage, credit_minor, "
     "weight, computed_at",
+    "contact_stage_entries": "root_contact_id, stage, entered_at, next_micros, exit_stage",
+    "handoffs": "root_contact_id, mql_at, week, responded_at, response_micros",
 }
 
 
@@ -495,7 +536,7 @@ def _static_rows(url: str, days: int) -> None:
         cur.executemany(
             "INSERT INTO campaigns (campaign_id, name, channel, is_sales_sourced) "
             "VALUES (%s, %s, %s, %s)",
-            [(cid, name, channel, channel == "referral") for cid, name, channel in CAMPAIGNS],
+            [(cid, name, channel, channel in SALES_CHANNELS) for cid, name, channel in CAMPAIGNS],
         )
         costs, cost_days = [], []
         for rank, (cid, _, _) in enumerate(CAMPAIGNS):
@@ -529,6 +570,8 @@ BIG_TABLES = (
     "lifecycle_changes",
     "deal_stage_changes",
     "pipeline_credits",
+    "contact_stage_entries",
+    "handoffs",
 )
 
 
@@ -693,9 +736,10 @@ def bumping(sessions: Any, every_s: float) -> Iterator[None]:
 
 
 FIGURES = ("p50_ms", "p95_ms", "p99_ms", "requests_per_s")
-# The SLA last: its slow requests, still queued in the API when wrk stops, would otherwise
-# land in the next endpoint's cache-miss times.
-ENDPOINTS = ("roi", "compare", "roi_select", "influence", "funnel", "pipeline", "sla")
+# The funnel last: its deal-stage builds (seconds each at 100k deals, still computed from the
+# history in Python), still running in the API when wrk stops, would otherwise land in the
+# next endpoint's figures.
+ENDPOINTS = ("roi", "compare", "roi_select", "influence", "pipeline", "sla", "funnel")
 
 
 def exercise(db: str, *, seconds: int, runs: int) -> dict[str, Any]:

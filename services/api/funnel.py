@@ -2,9 +2,9 @@
 
 How it is computed:
 - A contact's stage history is its ``lifecycle_changes`` rows plus those of every contact
-  merged into it, grouped by the root contact (``contacts.root_contact_id``, maintained by
-  the worker through merges), so an absorbed contact never counts on its own. A deal's
-  history is its ``deal_stage_changes`` (its stages, then ``won`` / ``lost``).
+  merged into it, grouped by the root contact (``contacts.root_contact_id``), so an absorbed
+  contact never counts on its own. A deal's history is its ``deal_stage_changes`` (its
+  stages, then ``won`` / ``lost``).
 - A history is ordered by (``occurred_at``, ``event_id``) and repeats of the same stage in a
   row are collapsed: a step is a change. A stage is *entered* at its first step; a stage
   never entered (skipped) counts nowhere.
@@ -12,13 +12,19 @@ How it is computed:
   ``converted``: of them, those with a later step into a stage further along the order (at
   any time stored; no clock, so the body is cached per projection version);
   ``median_days_to_next``: the median over those of the days from entering S to the first
-  such step (exact fractions, rounded half-up to 2 decimals). ``recycled`` /
-  ``disqualified`` (deals: ``lost``): the step right after entering S is that exit.
+  such step (exact, the mean of the middle two for an even count, rounded half-up to 2
+  decimals). ``recycled`` / ``disqualified`` (deals: ``lost``): the step right after
+  entering S is that exit.
+- Contacts: the worker keeps exactly these facts per root and stage in
+  ``contact_stage_entries`` (``services.attribution.funnel_summary``), so the report is SQL:
+  one GROUP BY over the entries in range, and per stage the middle one or two of the exact
+  microseconds to the next stage, read in order through the partial index on
+  (stage, next_micros, entered_at).
 - Deal stages are ordered by the ``deal_stage_order`` setting, then any other stage by its
   first appearance overall (earliest step, then event_id); ``won`` comes last in the order
   (every stage converts into it), and ``lost`` is the deals' exit, shown as a final row.
-  ``won`` and ``lost`` rows convert into nothing.
-SQL selects the histories with a first entry in range; the tally runs in Python.
+  ``won`` and ``lost`` rows convert into nothing. SQL selects the deal histories with a first
+  entry in range; the tally runs in Python.
 """
 
 from __future__ import annotations
@@ -26,12 +32,11 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, func, literal, select
+from sqlalchemy import ColumnElement, Select, String, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from services.api.formatting import ratio
@@ -42,18 +47,12 @@ from services.api.funnel_schemas import (
     FunnelStageOut,
 )
 from services.api.params import Period
-from services.core.db.schema import ContactRow, DealStageChangeRow, LifecycleChangeRow
-from services.core.events import FUNNEL_STAGES, SIDE_EXITS
+from services.core.db.schema import ContactStageEntryRow, DealStageChangeRow
+from services.core.events import FUNNEL_STAGES
+from services.domain.stages import Step, collapse, micros
 
 WON, LOST = "won", "lost"
-
-
-class Step(NamedTuple):
-    """One stage change; tuples sort by (occurred_at, event_id), the history's order."""
-
-    at: datetime
-    event_id: str
-    stage: str
+DAY_MICROS = 86_400_000_000
 
 
 @dataclass
@@ -65,16 +64,7 @@ class Tally:
     exits: dict[str, int] = field(default_factory=dict)
 
 
-def collapse(steps: Iterable[Step]) -> list[Step]:
-    """Order steps by (occurred_at, event_id) and drop repeats of the stage just held."""
-    out: list[Step] = []
-    for step in sorted(steps):
-        if not out or out[-1].stage != step.stage:
-            out.append(step)
-    return out
-
-
-def _inside(at: datetime, period: Period) -> bool:
+def _inside(at: Any, period: Period) -> bool:
     start, end = period.start_at, period.end_at
     return (start is None or at >= start) and (end is None or at < end)
 
@@ -104,14 +94,10 @@ def tally(
                 later = (s for s in steps[i + 1 :] if rank.get(s.stage, -1) > here)
                 nxt = next(later, None)
                 if nxt is not None:
-                    t.days.append(Fraction(_micros(nxt.at - steps[i].at), 86_400_000_000))
+                    t.days.append(Fraction(micros(nxt.at - steps[i].at), DAY_MICROS))
             if i + 1 < len(steps) and steps[i + 1].stage in t.exits:
                 t.exits[steps[i + 1].stage] += 1
     return out
-
-
-def _micros(delta: Any) -> int:
-    return int((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
 
 
 def two_decimals(value: Fraction) -> float:
@@ -125,18 +111,77 @@ def median(values: Sequence[Fraction]) -> float | None:
     return two_decimals(statistics.median(values)) if values else None
 
 
-def contact_root() -> ColumnElement[str]:
-    """The root contact of a lifecycle change (itself when no contact row exists)."""
-    return func.coalesce(ContactRow.root_contact_id, LifecycleChangeRow.contact_id)
+def middle_ranks(count: int) -> tuple[int, int]:
+    """Return the 0-based ranks of the middle value(s) of ``count`` sorted values."""
+    return (count - 1) // 2, count // 2
 
 
-def contact_steps(session: Session, period: Period, stages: Sequence[str]) -> dict[str, list[Step]]:
-    """Load the collapsed histories of roots that first entered one of ``stages`` in range."""
-    root = contact_root().label("entity")
-    base = select(
-        root, LifecycleChangeRow.stage, LifecycleChangeRow.occurred_at, LifecycleChangeRow.event_id
-    ).outerjoin(ContactRow, ContactRow.contact_id == LifecycleChangeRow.contact_id)
-    return _histories(session, base.subquery("h"), period, stages)
+def in_period(column: Any, period: Period) -> list[ColumnElement[bool]]:
+    """Return the conditions that put ``column`` inside [from, to)."""
+    conditions = []
+    if period.start_at is not None:
+        conditions.append(column >= period.start_at)
+    if period.end_at is not None:
+        conditions.append(column < period.end_at)
+    return conditions
+
+
+def _stage_counts(session: Session, period: Period) -> dict[str, tuple[int, int, int, int]]:
+    """Per stage: (volume, converted, recycled, disqualified) of the entries in range."""
+    e = ContactStageEntryRow
+    rows = session.execute(
+        select(
+            e.stage,
+            func.count(),
+            func.count(e.next_micros),
+            func.count(case((e.exit_stage == "recycled", 1))),
+            func.count(case((e.exit_stage == "disqualified", 1))),
+        )
+        .where(*in_period(e.entered_at, period))
+        .group_by(e.stage)
+    )
+    return {stage: (int(v), int(c), int(r), int(d)) for stage, v, c, r, d in rows}
+
+
+def _median_days(session: Session, stage: str, converted: int, period: Period) -> float | None:
+    """Return the exact median days to next of a stage's ``converted`` entries in range."""
+    if converted == 0:
+        return None
+    e = ContactStageEntryRow
+    low, high = middle_ranks(converted)
+    middle = [
+        int(value)
+        for value in session.scalars(
+            select(e.next_micros)
+            .where(e.stage == stage, e.next_micros.is_not(None), *in_period(e.entered_at, period))
+            .order_by(e.next_micros)
+            .offset(low)
+            .limit(high - low + 1)
+        )
+        if value is not None
+    ]
+    return two_decimals(Fraction(sum(middle), len(middle) * DAY_MICROS))
+
+
+def funnel_report(session: Session, *, period: Period) -> FunnelOut:
+    """Build the contacts funnel over ``period`` (see the module docstring)."""
+    counts = _stage_counts(session, period)
+    stages = []
+    for stage in FUNNEL_STAGES:
+        volume, converted, recycled, disqualified = counts.get(stage, (0, 0, 0, 0))
+        stages.append(
+            FunnelStageOut(
+                stage=stage,
+                volume=volume,
+                converted=converted,
+                conversion_rate=ratio(converted, volume),
+                median_days_to_next=_median_days(session, stage, converted, period),
+                recycled=recycled,
+                disqualified=disqualified,
+            )
+        )
+    start, end = period.echo()
+    return FunnelOut(from_=start, to=end, stages=stages)
 
 
 def deal_steps(session: Session, period: Period) -> dict[str, list[Step]]:
@@ -154,18 +199,11 @@ def deal_steps(session: Session, period: Period) -> dict[str, list[Step]]:
         DealStageChangeRow.occurred_at,
         DealStageChangeRow.event_id,
     ).where(DealStageChangeRow.kind == "stage")
-    return _histories(session, base.union_all(stages).subquery("h"), period, None)
-
-
-def _histories(
-    session: Session, h: Any, period: Period, stages: Sequence[str] | None
-) -> dict[str, list[Step]]:
+    h = base.union_all(stages).subquery("h")
     stmt: Select[Any] = select(h.c.entity, h.c.stage, h.c.occurred_at, h.c.event_id)
     if period.start is not None or period.end is not None:
         # Uncorrelated: the same subquery, read a second time for the first entries.
         firsts = select(h.c.entity).group_by(h.c.entity, h.c.stage).correlate(None)
-        if stages is not None:
-            firsts = firsts.where(h.c.stage.in_(stages))
         if period.start_at is not None:
             firsts = firsts.having(func.min(h.c.occurred_at) >= period.start_at)
         if period.end_at is not None:
@@ -175,34 +213,6 @@ def _histories(
     for entity, stage, at, event_id in session.execute(stmt):
         by_entity.setdefault(entity, []).append(Step(at, event_id, stage))
     return {entity: collapse(steps) for entity, steps in by_entity.items()}
-
-
-def funnel_report(session: Session, *, period: Period) -> FunnelOut:
-    """Build the contacts funnel over ``period`` (see the module docstring)."""
-    tallies = tally(
-        contact_steps(session, period, FUNNEL_STAGES).values(),
-        order=FUNNEL_STAGES,
-        exits=SIDE_EXITS,
-        rows=FUNNEL_STAGES,
-        period=period,
-    )
-    start, end = period.echo()
-    return FunnelOut(
-        from_=start,
-        to=end,
-        stages=[
-            FunnelStageOut(
-                stage=stage,
-                volume=t.volume,
-                converted=len(t.days),
-                conversion_rate=ratio(len(t.days), t.volume),
-                median_days_to_next=median(t.days),
-                recycled=t.exits["recycled"],
-                disqualified=t.exits["disqualified"],
-            )
-            for stage, t in tallies.items()
-        ],
-    )
 
 
 def deal_stage_order(session: Session, configured: str) -> list[str]:

@@ -4,7 +4,7 @@ As elsewhere in the read API: ratios are JSON numbers rounded to 4 decimals, tim
 3339 UTC with ``Z``, ``from`` is serialised under its own name. Durations (days, hours) are
 JSON numbers rounded half-up to 2 decimals. The CSV of a funnel is one row per stage; the
 CSV of the SLA is one row per ISO week, then one ``overall`` row (the breach list is JSON
-only: a CSV is one table).
+only: a CSV is one table). The breach list is paged (``breaches_total`` counts them all).
 """
 
 from __future__ import annotations
@@ -84,7 +84,10 @@ class SlaOut(_Out):
     sla_hours: float
     weeks: list[SlaPeriodOut]
     overall: SlaPeriodOut
-    breaches: list[SlaBreachOut]
+    breaches: list[SlaBreachOut] = Field(
+        description="the page of breaching contacts asked for, by MQL moment then contact"
+    )
+    breaches_total: int = Field(description="how many contacts breached (all pages)")
 
 
 _FUNNEL = ["stage", "volume", "converted", "conversion_rate", "median_days_to_next"]

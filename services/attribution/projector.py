@@ -19,6 +19,7 @@ from services.attribution.attributes import project_attributes
 from services.attribution.conflicts import Conflict, Origin
 from services.attribution.credits import affected_deals, recompute_deals
 from services.attribution.event_cache import EventCache
+from services.attribution.funnel_summary import project_funnel_summary
 from services.attribution.registry import active_models
 from services.attribution.stage_history import project_stage_changes
 from services.attribution.state_store import (
@@ -86,6 +87,7 @@ def apply_events(
     project_attributes(session, new)
     project_fx_rates(session, new, impact)
     project_costs(session, new, impact, reporting=settings.reporting_currency)
+    project_funnel_summary(session, new, impact, cache=cache)
     session.flush()
     deals = (
         affected_deals(

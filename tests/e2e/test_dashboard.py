@@ -442,6 +442,10 @@ def test_funnel_and_sla_show_the_api_numbers(page: Any, stack: Any) -> None:
         ]
         for b in sla["breaches"]
     ]
+    # The breaches are listed a page at a time; the summary counts them all.
+    summary = page.inner_text("#breaches-summary")
+    assert summary.startswith(f"{sla['breaches_total']} contact(s) breached"), summary
+    assert sla["breaches_total"] == sla["overall"]["breached"] >= len(sla["breaches"])
     screenshot(page, "funnel-sla")
 
     # The deal funnel, chosen from the keyboard: its stages end in won and lost.

@@ -393,6 +393,18 @@ def test_sla_setting_moves_the_breach_line(sqlite_url: str) -> None:
         # Over 5.5 h: p1 (10.33), p2 (30), p3 (6), p4 (none); p5 (5) and p6 (2) are in time.
         body = api.json("/v1/reports/sla")
         assert [b["contact_id"] for b in body["breaches"]] == ["p1", "p2", "p3", "p4"]
+        assert body["breaches_total"] == 4 == body["overall"]["breached"]
+        # Nothing happens before p9's deadline (in 3.5 h): the same answer, computed once.
+        assert api.json("/v1/reports/sla") == body
+        # Paged by (mql_at, contact): p1 and p2 became MQLs at 0 h, p3 and p4 at 24 h.
+        page = api.json("/v1/reports/sla", breaches_limit=3, breaches_offset=1)
+        assert [b["contact_id"] for b in page["breaches"]] == ["p2", "p3", "p4"]
+        assert page["breaches_total"] == 4 and page["overall"] == body["overall"]
+        assert api.json("/v1/reports/sla", breaches_offset=4)["breaches"] == []
+        for bad in ({"breaches_limit": 0}, {"breaches_limit": 1001}, {"breaches_offset": -1}):
+            response = api.client.get("/v1/reports/sla", params=bad, headers=api.headers)
+            assert response.status_code == 422, bad
+            assert response.json()["errors"][0]["field"] == f"query.{next(iter(bad))}"
 
 
 def test_migration_backfills_history_of_stored_events(tmp_path: Path) -> None:

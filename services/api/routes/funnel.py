@@ -1,14 +1,19 @@
 """``/v1/reports/funnel`` and ``/v1/reports/sla``: stage funnels and the hand-off SLA.
 
 The funnel depends on the projection alone (no clock), so its rendered body is cached per
-projection version like ROI; the SLA depends on the clock ("none yet once that long has
-passed"): its hand-offs (each MQL and its first response) are cached per projection version
-and period, and a body built from them as of the clock is served for up to ``SLA_FRESH_S``
-seconds (its ``as_of`` says when).
+projection version like ROI. The SLA depends on the clock too ("none yet once that long has
+passed"): it is a few SQL aggregates over the worker's ``handoffs`` as of the request's
+moment, cached per projection version and *epoch*: the window in which the body built last
+for the same query is still exactly the answer (until the next MQL, response or deadline of
+its range, ``services.api.sla_windows``), else the query's current ``SLA_FRESH_S``-second
+window (a body at most that old; each query's windows start at its own offset, so the
+queries of a dashboard do not all rebuild at once). 32 readers cost one build.
 """
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -25,8 +30,9 @@ from services.api.deps import (
 from services.api.funnel import deal_funnel_report, funnel_report
 from services.api.funnel_schemas import DealFunnelOut, FunnelOut, SlaOut
 from services.api.rendering import csv_responses, render
-from services.api.sla import HandoffCache, handoffs, sla_report
-from services.core.db.version import projection_version
+from services.api.selection import MAX_LIMIT, MAX_OFFSET
+from services.api.sla import BreachPage, sla_report, valid_until
+from services.api.sla_windows import SlaWindows, Window
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -34,6 +40,12 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 SLA_FRESH_S = 5
 
 _CSV = csv_responses("bad date or range")
+BreachesLimit = Annotated[
+    int, Query(ge=1, le=MAX_LIMIT, description="breaching contacts listed (a page)")
+]
+BreachesOffset = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description="breaching contacts skipped before the page")
+]
 ObjectQuery = Annotated[
     Literal["contacts", "deals"], Query(description="contacts' lifecycle stages or deal stages")
 ]
@@ -79,30 +91,41 @@ async def sla(
     reports: CachedReportsDep,
     settings: SettingsDep,
     period: PeriodDep,
+    breaches_limit: BreachesLimit = 100,
+    breaches_offset: BreachesOffset = 0,
 ) -> Response:
     """MQLs in range per ISO week and overall: responses, median and p90 hours, breaches.
 
     A sales response is the first later touch (after merges) of a sales-sourced campaign or
     of type meeting, call or sales_email, or the first later change to sql, recycled or
     disqualified. Breached: answered after more than ``CLOSEDLOOP_SLA_HOURS`` (default 24),
-    or unanswered that long after. The breaching contacts are listed (JSON only). The answer
-    is as of ``as_of``, at most ``SLA_FRESH_S`` seconds before the request.
+    or unanswered that long after. The breaching contacts are listed (JSON only) by MQL
+    moment then contact id, ``breaches_limit`` (default 100) after ``breaches_offset``;
+    ``breaches_total`` counts them all. The answer was computed at ``as_of``: it is the
+    answer now too when no MQL, response or SLA deadline of the range came in between, else
+    at most ``SLA_FRESH_S`` seconds old.
     """
     now = datetime.now(UTC)
-    handoff_cache: HandoffCache = request.app.state.handoffs
     hours = settings.sla_hours
+    page = BreachPage(breaches_limit, breaches_offset)
+    windows: SlaWindows = request.app.state.handoffs
+    query = ("sla", period, hours, fmt, page)
+    epoch = windows.epoch(query, now, otherwise=("fresh", freshness_window(query, now)))
 
     def build(session: Session, _: None) -> Response:
-        # The version and the hand-offs come from the build's one snapshot (services.api.db).
-        found = handoff_cache.get_or_build(
-            (projection_version(session), period), lambda: handoffs(session, period=period)
-        )
-        body = sla_report(found, period=period, now=now, sla_hours=hours)
+        body = sla_report(session, period=period, now=now, sla_hours=hours, page=page)
+        until = valid_until(session, period=period, now=now, sla_hours=hours)
+        windows.record(query, Window(epoch, now, until))
         return render(body, fmt, filename="sla.csv")
 
-    # The clock only moves breaches of unanswered MQLs: a body is served for a few seconds,
-    # like the projection-only reports are for a version, so 32 clients cost one build.
-    fresh = int(now.timestamp() // SLA_FRESH_S)
-    return await reports.answer(
-        ("sla", period, hours, fmt, fresh), resolve=lambda _: None, build=build
-    )
+    return await reports.answer((*query, epoch), resolve=lambda _: None, build=build)
+
+
+def freshness_window(key: Hashable, now: datetime) -> int:
+    """Number the ``SLA_FRESH_S``-second window of ``now`` in which ``key``'s body is reused.
+
+    Each query's windows start at its own offset (a stable hash of the key), so the queries
+    of a page or a dashboard expire at different moments instead of all rebuilding at once.
+    """
+    offset = zlib.crc32(repr(key).encode()) % (SLA_FRESH_S * 1000) / 1000
+    return int((now.timestamp() + offset) // SLA_FRESH_S)

@@ -43,6 +43,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -528,3 +529,73 @@ class MqlRow(Base):
     qualified_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     payload: Mapped[str] = mapped_column(Text)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class ContactStageEntryRow(Base):
+    """A root contact's first entry into a funnel stage and what followed it (the funnel's rows).
+
+    Kept by the worker (``services.attribution.funnel_summary``) from the root's whole stage
+    history: ``next_micros`` is the exact time in microseconds to the first later step into a
+    stage further along, null if none; ``exit_stage`` is ``recycled`` / ``disqualified`` when
+    the step right after entering was that exit, else null.
+    """
+
+    __tablename__ = "contact_stage_entries"
+
+    root_contact_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(20), primary_key=True)
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_micros: Mapped[int | None] = mapped_column(BigInteger)
+    exit_stage: Mapped[str | None] = mapped_column(String(20))
+
+    __table_args__ = (
+        Index("ix_contact_stage_entries_stage_entered", "stage", "entered_at"),
+        # The converted entries of a stage in order of time to next (the exact medians).
+        Index(
+            "ix_contact_stage_entries_stage_next",
+            "stage",
+            "next_micros",
+            "entered_at",
+            postgresql_where=text("next_micros IS NOT NULL"),
+            sqlite_where=text("next_micros IS NOT NULL"),
+        ),
+    )
+
+
+class HandoffRow(Base):
+    """A root contact's first entry into ``mql`` and its first sales response (the SLA's rows).
+
+    Kept by the worker like ``contact_stage_entries``. ``week`` is the ISO week (UTC) of
+    ``mql_at`` like ``2026-W10``; ``responded_at`` is the first response at any time (null if
+    none is stored) and ``response_micros`` the exact microseconds from ``mql_at`` to it.
+    """
+
+    __tablename__ = "handoffs"
+
+    root_contact_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    mql_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    week: Mapped[str] = mapped_column(String(10))
+    responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    response_micros: Mapped[int | None] = mapped_column(BigInteger)
+
+    # The answered hand-offs in order of response time, per week and overall (exact medians
+    # and percentiles by rank); they carry what the report filters on, so a walk reads no rows.
+    __table_args__ = (
+        Index(
+            "ix_handoffs_week_response",
+            "week",
+            "response_micros",
+            postgresql_include=["mql_at", "responded_at"],
+            postgresql_where=text("response_micros IS NOT NULL"),
+            sqlite_where=text("response_micros IS NOT NULL"),
+        ),
+        Index(
+            "ix_handoffs_response",
+            "response_micros",
+            postgresql_include=["mql_at", "responded_at"],
+            postgresql_where=text("response_micros IS NOT NULL"),
+            sqlite_where=text("response_micros IS NOT NULL"),
+        ),
+        # The next first response after a moment (how long an SLA answer stays the same).
+        Index("ix_handoffs_responded_at", "responded_at", postgresql_include=["mql_at"]),
+    )

@@ -100,9 +100,14 @@ async function drawSla(sla) {
 }
 
 function drawBreaches(sla) {
+  // The API lists the breaches a page at a time (the first 100 by MQL time here) and counts
+  // them all in breaches_total.
+  const total = sla.breaches_total;
+  const shown = sla.breaches.length;
   const open = sla.breaches.filter((b) => b.responded_at === null).length;
-  $("breaches-summary").textContent = sla.breaches.length
-    ? `${sla.breaches.length} contact(s) breached the ${sla.sla_hours}-hour SLA; ${open} of them have no response yet.`
+  const listed = shown < total ? ` The ${shown} earliest MQLs are listed; ${open} of them` : ` ${open} of them`;
+  $("breaches-summary").textContent = total
+    ? `${total} contact(s) breached the ${sla.sla_hours}-hour SLA.${listed} have no response yet.`
     : "None: every MQL in range got a response within the SLA (or is still inside it).";
   fillTable(
     $("breaches-table"),
