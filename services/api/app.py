@@ -51,7 +51,7 @@ from services.api.routes import (
     pipeline,
     reports,
 )
-from services.api.sla import HandoffCache
+from services.api.sla_windows import SlaWindows
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.http import HttpMetrics, KeyStore
 from services.core.openapi import install_openapi
@@ -92,7 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.handoffs = HandoffCache()  # the SLA report's clock-free part, per version
+    app.state.sla_windows = SlaWindows()  # how long each SLA answer stays true, per version
     install_errors(app)
     metrics = HttpMetrics("api")
     metrics.registry.register(ConflictGauges(lambda: app.state.sessions))

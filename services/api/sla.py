@@ -42,7 +42,6 @@ from services.api.formatting import rfc3339
 from services.api.funnel import in_period, middle_ranks, two_decimals
 from services.api.funnel_schemas import SlaBreachOut, SlaOut, SlaPeriodOut
 from services.api.params import Period
-from services.api.sla_windows import SlaWindows
 from services.core.db.schema import HandoffRow
 
 HOUR_MICROS = 3_600_000_000
@@ -278,7 +277,3 @@ def sla_report(
         breaches=_breaches(session, period, clock, page),
         breaches_total=overall.breached,
     )
-
-
-# The name ``services.api.app`` creates one under (``app.state.handoffs``); rename both together.
-HandoffCache = SlaWindows

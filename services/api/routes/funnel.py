@@ -108,7 +108,7 @@ async def sla(
     now = datetime.now(UTC)
     hours = settings.sla_hours
     page = BreachPage(breaches_limit, breaches_offset)
-    windows: SlaWindows = request.app.state.handoffs
+    windows: SlaWindows = request.app.state.sla_windows
     query = ("sla", period, hours, fmt, page)
     epoch = windows.epoch(query, now, otherwise=("fresh", freshness_window(query, now)))
 

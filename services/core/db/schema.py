@@ -8,6 +8,8 @@ Layers:
 - ``lifecycle_changes`` and ``deal_stage_changes`` are the stage histories (one row per event
   that carried a stage or a won/lost status), read by the funnel and SLA reports; written
   once per event (keyed by ``event_id``), so they never depend on arrival order.
+- ``contact_stage_entries`` and ``handoffs`` are the funnel and SLA summaries kept per root
+  contact from the stage histories (``services.attribution.funnel_summary``).
 - ``credits`` and ``deal_attributions`` are the report projection: per model, per deal, per touch
   credits in reporting-currency minor units. For every (model, deal):
   sum(credits.credit_minor) = deal_attributions.attributed_minor, and
