@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, text
 
 from services.core.db.engine import make_engine
 from services.simulate import generate, shuffle_with_duplicates
@@ -26,6 +27,20 @@ from tests.support.streams import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+def stalled(engine: Engine, logs: Path, done: int, distinct: int) -> str:
+    """Say how far the stream got, what the database sessions wait on and the workers' logs."""
+    with engine.connect() as conn:
+        sessions = conn.execute(
+            text(
+                "SELECT state, wait_event_type, wait_event, now() - xact_start, left(query, 120) "
+                "FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).all()
+    tails = {log.name: log.read_text()[-1500:] for log in sorted(logs.glob("w*.log"))}
+    return f"stored {done} of {distinct}; sessions {sessions}; logs {tails}"
 
 
 def test_workers_joining_and_leaving_give_one_workers_results(broker: str, tmp_path: Path) -> None:
@@ -49,7 +64,7 @@ def test_workers_joining_and_leaving_give_one_workers_results(broker: str, tmp_p
         deadline = time.monotonic() + 300
         try:
             while (done := stored_events(engine)) < distinct:
-                assert time.monotonic() < deadline, f"stored {done} of {distinct}"
+                assert time.monotonic() < deadline, stalled(engine, tmp_path, done, distinct)
                 for share, action in list(steps.items()):
                     if done >= distinct * share:
                         del steps[share]
