@@ -29,8 +29,9 @@ How it is computed:
 
 from __future__ import annotations
 
+import itertools
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
@@ -184,8 +185,12 @@ def funnel_report(session: Session, *, period: Period) -> FunnelOut:
     return FunnelOut(from_=start, to=end, stages=stages)
 
 
-def deal_steps(session: Session, period: Period) -> dict[str, list[Step]]:
-    """Load the collapsed histories of deals with a first entry into any stage in range."""
+def deal_steps(session: Session, period: Period) -> Iterator[list[Step]]:
+    """Stream the collapsed histories of deals with a first entry into any stage in range.
+
+    Rows arrive grouped by deal from a server-side cursor, so memory holds one chunk of rows
+    and one deal's history at a time, not every deal's.
+    """
     base = select(
         DealStageChangeRow.deal_id.label("entity"),
         DealStageChangeRow.stage,
@@ -209,10 +214,9 @@ def deal_steps(session: Session, period: Period) -> dict[str, list[Step]]:
         if period.end_at is not None:
             firsts = firsts.having(func.min(h.c.occurred_at) < period.end_at)
         stmt = stmt.where(h.c.entity.in_(firsts))
-    by_entity: dict[str, list[Step]] = {}
-    for entity, stage, at, event_id in session.execute(stmt):
-        by_entity.setdefault(entity, []).append(Step(at, event_id, stage))
-    return {entity: collapse(steps) for entity, steps in by_entity.items()}
+    rows = session.execute(stmt.order_by(h.c.entity), execution_options={"yield_per": 5000})
+    for _, group in itertools.groupby(rows, key=lambda row: row[0]):
+        yield collapse(Step(at, event_id, stage) for _, stage, at, event_id in group)
 
 
 def deal_stage_order(session: Session, configured: str) -> list[str]:
@@ -232,7 +236,7 @@ def deal_funnel_report(session: Session, *, period: Period, configured_order: st
     names = deal_stage_order(session, configured_order)
     order = [f"stage:{s}" for s in names] + [WON]
     tallies = tally(
-        deal_steps(session, period).values(),
+        deal_steps(session, period),
         order=order,
         exits=(LOST,),
         rows=[*order, LOST],
