@@ -51,8 +51,12 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
         "request_timeout_ms": max(settings.kafka_request_timeout_ms, 30000),
         "client_id": "closedloop-worker",
         "reconnect_backoff_max_ms": 5000,  # back within seconds of a broker outage's end
-        # A refit recomputes every deal between two polls: allow it half an hour.
-        "max_poll_interval_ms": 1_800_000,
+        # Between two polls the loop applies one bounded batch (fits run on the maintenance
+        # thread), so a member silent for 2 minutes is stuck. A rebalance waits this long for
+        # every member to rejoin: with the bundled broker a join racing a leave under load
+        # once held a whole group for minutes; now the group goes on without the stuck member,
+        # which rejoins at its next poll (its late offset commit is refused and harmless).
+        "max_poll_interval_ms": 120_000,
     }
     options.update(overrides)
     return KafkaConsumer(**options)
