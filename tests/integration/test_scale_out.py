@@ -43,6 +43,14 @@ def stalled(engine: Engine, logs: Path, done: int, distinct: int) -> str:
     return f"stored {done} of {distinct}; sessions {sessions}; logs {tails}"
 
 
+def all_applied(logs: Path, workers: int) -> bool:
+    """Whether each of the first ``workers`` workers' logs shows a batch it applied."""
+    return all(
+        "applied" in (log.read_text() if log.exists() else "")
+        for log in (logs / f"w{n}.log" for n in range(1, workers + 1))
+    )
+
+
 def test_workers_joining_and_leaving_give_one_workers_results(broker: str, tmp_path: Path) -> None:
     events = generate(seed=21, deals=400, start=START, days=120)
     arrivals = shuffle_with_duplicates(events, seed=21, duplicate_rate=0.05)
@@ -60,12 +68,17 @@ def test_workers_joining_and_leaving_give_one_workers_results(broker: str, tmp_p
         }
         engine = make_engine(db)
         workers = [start_service("worker", env, tmp_path / "w1.log")]
-        steps = {0.2: "join", 0.4: "join", 0.6: "leave"}
+        steps = {0.1: "join", 0.25: "join", 0.5: "leave"}
         deadline = time.monotonic() + 300
         try:
             while (done := stored_events(engine)) < distinct:
                 assert time.monotonic() < deadline, stalled(engine, tmp_path, done, distinct)
                 for share, action in list(steps.items()):
+                    # One rebalance at a time: the bundled broker's group coordinator can wedge
+                    # when a member leaves while another one's join is still in progress, so a
+                    # worker leaves only once every joiner has applied a batch.
+                    if action == "leave" and not all_applied(tmp_path, len(workers)):
+                        continue
                     if done >= distinct * share:
                         del steps[share]
                         if action == "join":
