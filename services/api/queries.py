@@ -2,7 +2,7 @@
 
 Reads only the report projection (``credits``, ``deal_attributions``), derived state (``deals``,
 ``campaigns``, ``campaign_cost_days``, ``touches``), ``attribution_models`` and the projection
-version (``system_state``); never writes.
+version (``projection_versions``); never writes.
 Functions return integers of minor units and plain floats; formatting is the caller's job.
 
 Range rules: a credit or deal attribution counts when ``start_at <= closed_at < end_at``; a
@@ -19,7 +19,9 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
+    String,
     and_,
+    cast,
     func,
     select,
     true,
@@ -33,10 +35,9 @@ from services.core.db.schema import (
     CreditRow,
     DealAttributionRow,
     DealRow,
-    SystemStateRow,
     TouchRow,
 )
-from services.core.db.version import PROJECTION_VERSION_KEY, projection_version
+from services.core.db.version import projection_version, version_column
 
 WON = "won"
 CONVERTED = "converted"
@@ -117,12 +118,7 @@ def model_ids(session: Session) -> list[str]:
 
 def version_and_models_statement() -> Select[str, str]:
     """Select the projection version beside each model id, in display order (one statement)."""
-    version = (
-        select(SystemStateRow.value)
-        .where(SystemStateRow.key == PROJECTION_VERSION_KEY)
-        .scalar_subquery()
-    )
-    return select(func.coalesce(version, "0"), AttributionModelRow.model_id).order_by(
+    return select(cast(version_column(), String), AttributionModelRow.model_id).order_by(
         AttributionModelRow.position, AttributionModelRow.model_id
     )
 

@@ -601,3 +601,105 @@ class HandoffRow(Base):
         # The next first response after a moment (how long an SLA answer stays the same).
         Index("ix_handoffs_responded_at", "responded_at", postgresql_include=["mql_at"]),
     )
+
+
+# --- Scale-out: the work queues between a batch's commit and its credits, and the rollups ---
+ROLLUP_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys
+
+
+class ProjectionVersionRow(Base):
+    """One writer process's commit counter; the projection version is the sum over writers.
+
+    Each writer increments only its own row, so concurrent writers never wait on one another
+    for it, and the sum grows with every commit that changes the projection
+    (``services.core.db.version``).
+    """
+
+    __tablename__ = "projection_versions"
+
+    writer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    counter: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PendingImpactRow(Base):
+    """A committed batch's impact (what it touched), waiting to be resolved into dirty deals.
+
+    Written in the batch's transaction, resolved after its commit against committed state
+    (``services.attribution.dirty``).
+    """
+
+    __tablename__ = "pending_impacts"
+
+    id: Mapped[int] = mapped_column(ROLLUP_ID, primary_key=True, autoincrement=True)
+    impact: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DirtyDealRow(Base):
+    """A deal whose state and credits must be recomputed from committed events."""
+
+    __tablename__ = "dirty_deals"
+
+    deal_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class DirtyRootRow(Base):
+    """A root contact whose funnel and SLA summaries must be rewritten from committed events."""
+
+    __tablename__ = "dirty_roots"
+
+    root_contact_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class CreditRollupRow(Base):
+    """Additive deltas of ``credits`` per (model, campaign, UTC day of close).
+
+    Append-only: a recompute adds (new - old) rows, never updates one, so writers never wait
+    on each other; summing the rows of a key gives the credits' sums exactly (revenue) or to
+    float rounding (deals, the sum of weights). Compacted by maintenance.
+    """
+
+    __tablename__ = "credit_rollups"
+
+    id: Mapped[int] = mapped_column(ROLLUP_ID, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(String(100))
+    campaign_id: Mapped[str] = mapped_column(ID)
+    day: Mapped[date] = mapped_column(Date)
+    revenue_minor: Mapped[int] = mapped_column(BigInteger)
+    deals: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_credit_rollups_model_day", "model_id", "day"),)
+
+
+class AttributionRollupRow(Base):
+    """Additive deltas of ``deal_attributions`` per (model, UTC day of close, fit)."""
+
+    __tablename__ = "attribution_rollups"
+
+    id: Mapped[int] = mapped_column(ROLLUP_ID, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(String(100))
+    day: Mapped[date] = mapped_column(Date)
+    fit_id: Mapped[int | None] = mapped_column(BigInteger)
+    deals: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    attributed_minor: Mapped[int] = mapped_column(BigInteger)
+    unattributed_minor: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_attribution_rollups_model_day", "model_id", "day"),)
+
+
+class WonRollupRow(Base):
+    """Additive deltas of the won deals per (UTC day of close, conversion, currency)."""
+
+    __tablename__ = "won_rollups"
+
+    id: Mapped[int] = mapped_column(ROLLUP_ID, primary_key=True, autoincrement=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    conversion: Mapped[str] = mapped_column(String(20))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    deals: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    reporting_minor: Mapped[int] = mapped_column(BigInteger)
