@@ -49,7 +49,7 @@ from services.core.db.schema import (
     DealAttributionRow,
     ModelFitRow,
 )
-from services.core.db.version import bump_projection_version
+from services.core.db.unit_of_work import MODELS_IN_FORCE, Lock, unit_of_work
 from services.domain import InvalidModelDefinition, make_positional_model
 from services.domain.datadriven import DATA_DRIVEN
 
@@ -132,9 +132,9 @@ def define_model(
     params, created = model.params(), False
     for attempt in (1, 2):
         try:
-            with sessions.begin() as session:
+            # Exclusive: no deal is being recomputed under the models as they were.
+            with unit_of_work(sessions, Lock(MODELS_IN_FORCE)) as session:
                 created = _upsert(session, model_id, params, body.description)
-                bump_projection_version(session)
                 detail = {"weights": params, "description": body.description, "created": created}
                 record_audit(session, principal, "model.define", f"model:{model_id}", detail)
             break
@@ -179,7 +179,7 @@ def _upsert(session: Session, model_id: str, params: dict[str, str], description
 def delete_model(sessions: sessionmaker[Session], model_id: str, *, principal: Principal) -> None:
     """Delete a custom model with its credits and deal attributions, in one transaction."""
     _check_changeable(model_id)
-    with sessions.begin() as session:
+    with unit_of_work(sessions, Lock(MODELS_IN_FORCE)) as session:
         row = catalogue.find(session, model_id)
         if row is None:
             raise ModelNotFound(model_id)
@@ -189,5 +189,4 @@ def delete_model(sessions: sessionmaker[Session], model_id: str, *, principal: P
         session.execute(delete(DealAttributionRow).where(DealAttributionRow.model_id == model_id))
         detail = {"weights": json.loads(row.params or "{}"), "description": row.description}
         session.delete(row)
-        bump_projection_version(session)
         record_audit(session, principal, "model.delete", f"model:{model_id}", detail)

@@ -44,8 +44,8 @@ from services.api.lead_schemas import (
 from services.core.audit import record_audit
 from services.core.auth import Principal
 from services.core.db.schema import LeadDefinitionRow, SystemStateRow
+from services.core.db.unit_of_work import nothing_changed, unit_of_work
 from services.core.db.upsert import upsert
-from services.core.db.version import bump_projection_version
 from services.domain.leads import (
     InvalidLeadRule,
     LeadRule,
@@ -107,13 +107,13 @@ def define(
     rule = _rule(body)
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            with sessions.begin() as session:
+            with unit_of_work(sessions) as session:
                 _lock(session)
                 version, created = _store(session, definition_id, rule, body.note, principal, now)
                 before = _active(session)
                 after = _activate(session, definition_id, body.active, before=before, now=now)
-                if created or after != before:
-                    bump_projection_version(session)
+                if not created and after == before:
+                    nothing_changed(session)
                 detail: dict[str, Any] = {
                     "version": version,
                     "new_version": created,

@@ -1,13 +1,14 @@
 """One poll batch: decode, apply in one transaction with its offsets, isolate bad events.
 
-Invariant: a batch either commits entirely (events, state, credits, conflicts, dead letters and
-the next offset of every partition in it) or not at all, except on the isolation path, where
-each event commits alone and the conflicts and offsets commit last, together; every step is
-idempotent, so a crash anywhere on that path is also replayed harmlessly.
+Invariant: a batch either commits entirely (events, state, its queued impact, conflicts, dead
+letters and the next offset of every partition in it) or not at all, except on the isolation
+path, where each event commits alone and the conflicts and offsets commit last, together;
+every step is idempotent, so a crash anywhere on that path is also replayed harmlessly.
 
 Events are applied in log order (topic, partition, offset, then position in the record), on
 both paths: of two new copies of an ``event_id`` in one batch, the earlier in the log is
-stored, however the poll happened to order its partitions.
+stored, however the poll happened to order its partitions. The credits and funnel summaries
+the batch changes are recomputed after its commit (``services.attribution.dirty``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.conflicts import Conflict, Origin, record_conflicts
+from services.attribution.dirty import queue_impact
 from services.attribution.event_cache import EventCache
-from services.attribution.projector import BatchResult, apply_events, lock_for_batch
+from services.attribution.projector import BatchResult, batch_result, locks_for, store_and_project
 from services.core.db.schema import ConsumerOffsetRow, DeadLetterRow
+from services.core.db.unit_of_work import nothing_changed, unit_of_work
 from services.core.db.upsert import insert_ignore, upsert
 from services.core.events import Event, decode_record
 from services.core.money import MoneyError
@@ -137,17 +140,7 @@ def apply_batch(
     now = datetime.now(UTC)
     decoded = decode_records(records, now=now)
     try:
-        with sessions() as session, session.begin():
-            lock_for_batch(session)
-            result = apply_events(
-                session,
-                decoded.events,
-                settings=settings,
-                now=now,
-                origins=decoded.origins,
-                cache=cache,
-            )
-            _record_offsets(session, decoded, result.conflicts, now=now)
+        result = _apply(sessions, decoded, settings=settings, now=now, cache=cache)
         return AppliedBatch(result, tuple(decoded.dead))
     except DATA_ERRORS as exc:
         if is_transient(exc):
@@ -155,6 +148,34 @@ def apply_batch(
         log.warning("batch failed on its data (%s); applying its events one by one", exc)
     result = _apply_one_by_one(sessions, decoded, settings=settings, now=now, cache=cache)
     return AppliedBatch(result, tuple(decoded.dead))
+
+
+def _apply(
+    sessions: sessionmaker[Session],
+    decoded: Decoded,
+    *,
+    settings: Settings,
+    now: datetime,
+    cache: EventCache | None,
+    offsets: bool = True,
+) -> BatchResult:
+    """Store and project ``decoded``'s events and queue their impact, in one unit of work."""
+    with unit_of_work(sessions, *locks_for(decoded.events)) as session:
+        projected = store_and_project(
+            session,
+            decoded.events,
+            settings=settings,
+            now=now,
+            origins=decoded.origins,
+            cache=cache,
+        )
+        queue_impact(session, projected.impact, now=now)
+        if not projected.stored.new:
+            nothing_changed(session)
+        result = batch_result(decoded.events, projected, set())
+        if offsets:
+            _record_offsets(session, decoded, result.conflicts, now=now)
+    return result
 
 
 def _apply_one_by_one(
@@ -170,16 +191,12 @@ def _apply_one_by_one(
     Conflicts are gathered and written with the offsets at the end, so that a crash midway
     replays them without counting any copy twice.
     """
-    stored = recomputed = 0
-    affected: set[str] = set()
+    stored = 0
     conflicts: list[Conflict] = []
     for event, origin in zip(decoded.events, decoded.origins, strict=True):
+        alone = Decoded([event], [origin], [], {}, {})
         try:
-            with sessions() as session, session.begin():
-                lock_for_batch(session)
-                result = apply_events(
-                    session, [event], settings=settings, now=now, origins=[origin], cache=cache
-                )
+            result = _apply(sessions, alone, settings=settings, now=now, cache=cache, offsets=False)
         except DATA_ERRORS as exc:
             if is_transient(exc):
                 raise
@@ -188,18 +205,15 @@ def _apply_one_by_one(
             decoded.dead.append(_dead(decoded.records[origin], f"could not be applied: {exc}", now))
             continue
         stored += result.stored
-        recomputed += result.deals_recomputed
-        affected |= result.affected
         conflicts += result.conflicts
-    with sessions() as session, session.begin():
-        lock_for_batch(session)
+    with unit_of_work(sessions) as session:
+        nothing_changed(session)
         _record_offsets(session, decoded, conflicts, now=now)
     return BatchResult(
         received=len(decoded.events),
         stored=stored,
         duplicates=len(decoded.events) - stored,
-        deals_recomputed=recomputed,
-        affected=frozenset(affected),
+        deals_recomputed=0,
         conflicts=tuple(conflicts),
     )
 

@@ -111,12 +111,12 @@ class ActivityLog:
         self._since = time.monotonic()
         self._batches = self._received = self._stored = self._deals = self._dead = 0
 
-    def note(self, applied: AppliedBatch) -> None:
-        """Count a committed batch; log the counts when ``every_s`` has passed."""
+    def note(self, applied: AppliedBatch, *, deals: int = 0) -> None:
+        """Count a committed batch and the deals recomputed after it; log every ``every_s``."""
         self._batches += 1
         self._received += applied.result.received
         self._stored += applied.result.stored
-        self._deals += applied.result.deals_recomputed
+        self._deals += applied.result.deals_recomputed + deals
         self._dead += len(applied.dead)
         if time.monotonic() - self._since >= self._every_s:
             self.flush()

@@ -30,6 +30,7 @@ from services.attribution.registry import (
 )
 from services.core.db.decided import collect_paths, decided_deal_count
 from services.core.db.schema import ModelFitRow
+from services.core.db.unit_of_work import unit_of_work
 from services.core.settings import Settings
 from services.domain.datadriven import DATA_DRIVEN, markov_to_json, shapley_to_json
 from services.domain.markov import fit_markov
@@ -177,7 +178,7 @@ def run_requested_fits(
 
 def _finish_request(sessions: sessionmaker[Session], fit_id: int, **values: Any) -> bool:
     """Move a requested fit on (to applying or failed); False if it was no longer requested."""
-    with sessions() as session, session.begin():
+    with unit_of_work(sessions) as session:
         moved = session.execute(
             update(ModelFitRow)
             .where(ModelFitRow.id == fit_id, ModelFitRow.status == FIT_REQUESTED)

@@ -1,6 +1,7 @@
 """Keep the funnel and SLA summaries: ``contact_stage_entries`` and ``handoffs`` (no commits).
 
-Invariant: after every batch transaction, the rows of every root contact R in both tables are
+Invariant: once every queued change is resolved (``services.attribution.dirty``: no row left in
+``pending_impacts`` or ``dirty_roots``), the rows of every root contact R in both tables are
 exactly ``summarize(history(R), responses(R))`` (``services.domain.stages``), where
 - the members of R are the contacts whose ``contacts.root_contact_id`` is R, and R itself
   when it has no contact row (as the readers of ``lifecycle_changes`` always resolved it);
@@ -9,8 +10,10 @@ exactly ``summarize(history(R), responses(R))`` (``services.domain.stages``), wh
   ``campaigns`` now) or with ``touch_type`` ``meeting``, ``call`` or ``sales_email``;
 and a contact that is not a root has no rows.
 
-How it is kept: those inputs change only through a batch, and the batch rewrites (deletes,
-then inserts from the root's full history) every root whose inputs it may have changed:
+How it is kept: those inputs change only through a batch; the batch notes what it changed in
+its impact (``note_funnel_changes``), and after its commit the impact is resolved against
+committed state into dirty roots (``funnel_roots``), each rewritten (deleted, then inserted
+from the root's full history) by whichever worker claims it. The roots are:
 - roots of contacts with a new lifecycle step;
 - old and new roots of every contact whose root changed (``Impact.roots``, merges): an
   absorbed root's rows are deleted, since it has no members any more;
@@ -19,8 +22,9 @@ then inserts from the root's full history) every root whose inputs it may have c
   (a campaign defined after its touches included), before versus after the batch's events.
 Each root is recomputed from scratch, so the result depends neither on arrival order nor on
 how events fall into batches; a replayed batch stores no new event and so changes nothing
-(and rewriting a root again would write the same rows). The caller holds the batch lock, so
-no other writer changes a root's inputs meanwhile.
+(and rewriting a root again would write the same rows). A root is rewritten by one worker at a
+time (its claimed ``dirty_roots`` row), reading after the changes that marked it committed; a
+change committed while it is rewritten marks it again.
 """
 
 from __future__ import annotations
@@ -78,40 +82,65 @@ def summary_rows(root: str, summary: Summary) -> Rows:
     return entries, handoff
 
 
-def project_funnel_summary(
+def note_funnel_changes(
     session: Session, new: Sequence[Event], impact: Impact, *, cache: EventCache | None = None
 ) -> None:
-    """Rewrite the summaries of every root the batch's new events may have changed."""
-    if not new:
-        return
-    contacts = {e.contact_id for e in new if isinstance(e, ContactUpserted) and e.lifecycle_stage}
-    contacts |= _sales_touch_contacts(session, [e for e in new if isinstance(e, Touch)])
-    contacts |= _contacts_of_flipped_campaigns(session, new, cache)
-    rewrite_roots(session, _roots_of(session, contacts) | impact.roots)
+    """Note in ``impact`` what of the funnel the batch's new events may have changed.
+
+    Recorded in the batch's transaction, resolved into roots by ``funnel_roots`` after the
+    commit: whether a touch is a sales response depends on its campaign's flag, which another
+    partition may be changing at the same moment.
+    """
+    for e in new:
+        if isinstance(e, ContactUpserted) and e.lifecycle_stage:
+            impact.stage_contacts.add(e.contact_id)
+        elif isinstance(e, Touch) and e.contact_id:
+            if e.touch_type in SALES_TOUCH_TYPES:
+                impact.stage_contacts.add(e.contact_id)
+            else:
+                impact.touch_campaigns.setdefault(e.contact_id, set()).add(e.campaign_id)
+    impact.flipped_campaigns |= _flipped_campaigns(session, new, cache)
 
 
-def _sales_touch_contacts(session: Session, touches: Sequence[Touch]) -> set[str]:
-    """Return the contacts of new touches that are sales responses (campaigns as stored now)."""
-    touches = [t for t in touches if t.contact_id]
-    sales = set(
-        session.scalars(
-            select(CampaignRow.campaign_id).where(
-                among(session, CampaignRow.campaign_id, {t.campaign_id for t in touches}),
-                CampaignRow.is_sales_sourced.is_(True),
+def funnel_roots(session: Session, impact: Impact) -> set[str]:
+    """Return the roots whose funnel summaries an impact may have changed (committed state).
+
+    Exact under concurrency: a touch and a flip of its campaign's flag committed by two
+    workers are each resolved after their own commit, so whichever commits last sees both.
+    """
+    contacts = set(impact.stage_contacts)
+    campaigns = {c for touched in impact.touch_campaigns.values() for c in touched}
+    if campaigns:
+        sales = set(
+            session.scalars(
+                select(CampaignRow.campaign_id).where(
+                    among(session, CampaignRow.campaign_id, campaigns),
+                    CampaignRow.is_sales_sourced.is_(True),
+                )
             )
         )
-    )
-    return {
-        str(t.contact_id)
-        for t in touches
-        if t.touch_type in SALES_TOUCH_TYPES or t.campaign_id in sales
-    }
+        contacts |= {c for c, touched in impact.touch_campaigns.items() if touched & sales}
+    if impact.flipped_campaigns:
+        contacts |= set(
+            session.scalars(
+                select(TouchRow.contact_id)
+                .where(
+                    among(session, TouchRow.campaign_id, impact.flipped_campaigns),
+                    TouchRow.contact_id.is_not(None),
+                )
+                .distinct()
+            )
+        )
+    return _roots_of(session, contacts) | impact.roots
 
 
-def _contacts_of_flipped_campaigns(
+def _flipped_campaigns(
     session: Session, new: Sequence[Event], cache: EventCache | None
 ) -> set[str]:
-    """Return the contacts that touched a campaign whose sales-sourced flag the batch changed."""
+    """Return the campaigns whose sales-sourced flag the batch's new events changed.
+
+    A campaign's events share its partition, so its stored history is complete here.
+    """
     fresh = {e.event_id for e in new if isinstance(e, CampaignUpserted)}
     if not fresh:
         return set()
@@ -131,15 +160,7 @@ def _contacts_of_flipped_campaigns(
         after = fold_campaign(events)
         if bool(before and before.is_sales_sourced) != bool(after and after.is_sales_sourced):
             flipped.add(campaign_id)
-    if not flipped:
-        return set()
-    return set(
-        session.scalars(
-            select(TouchRow.contact_id)
-            .where(among(session, TouchRow.campaign_id, flipped), TouchRow.contact_id.is_not(None))
-            .distinct()
-        )
-    )
+    return flipped
 
 
 def _roots_of(session: Session, contacts: set[str]) -> set[str]:

@@ -22,8 +22,14 @@ from services.attribution.qualifying import publish_mqls, qualify_accounts
 from services.attribution.rebuild import CHUNK, Stop
 from services.attribution.recompute import Progress, UnknownModel, recompute
 from services.core.db.schema import AttributionModelRow, CreditRow, DealAttributionRow
-from services.core.db.version import bump_projection_version
+from services.core.db.unit_of_work import nothing_changed, try_take, unit_of_work
 from services.core.settings import Settings
+
+# Jobs any worker may run but one at a time (``try_take``: the others skip them).
+FIT_REQUESTS = "jobs:fit-requests"
+GRADE_FIT = "jobs:grade-fit"
+PIPELINE_JOB = "jobs:pipeline"
+LEAD_QUALIFICATION = "jobs:lead-qualification"
 
 
 def maintain_models(
@@ -39,13 +45,20 @@ def maintain_models(
     compute new custom models. ``stop`` ends a fit's credits between chunks (resumed later).
     """
     now = datetime.now(UTC)
-    with sessions() as session, session.begin():
-        for model_id in due_models(session, settings, now=now, schedule=schedule):
-            request_fit(session, model_id, now=now)
+    with unit_of_work(sessions) as session:
+        if not try_take(session, FIT_REQUESTS):  # another worker is queueing them
+            nothing_changed(session)
+        else:
+            for model_id in due_models(session, settings, now=now, schedule=schedule):
+                request_fit(session, model_id, now=now)
     run_requested_fits(sessions, settings, chunk=chunk, progress=progress, stop=stop)
-    with sessions() as session, session.begin():
-        if grade_due(session, settings, now=now, schedule=schedule):
+    with unit_of_work(sessions) as session:
+        if try_take(session, GRADE_FIT) and grade_due(
+            session, settings, now=now, schedule=schedule
+        ):
             fit_grade_snapshot(session, settings, now=now)
+        else:
+            nothing_changed(session)
     if stop is None or not stop():
         compute_custom_models(sessions, settings)
 
@@ -63,19 +76,19 @@ def compute_custom_models(sessions: sessionmaker[Session], settings: Settings) -
     for model_id, params in pending.items():
 
         def record(done: int, total: int, model_id: str = model_id) -> None:
-            with sessions() as session, session.begin():
+            with unit_of_work(sessions) as session:
                 row = session.get(AttributionModelRow, model_id)
-                if row is not None:
+                if row is None:
+                    nothing_changed(session)
+                else:
                     row.progress_done, row.progress_total = done, total
-                    bump_projection_version(session)
 
         try:
             recompute(sessions, settings, model_ids=[model_id], progress=record)
         except UnknownModel:  # deleted meanwhile
             continue
-        with sessions() as session, session.begin():
+        with unit_of_work(sessions) as session:
             row = session.get(AttributionModelRow, model_id)
-            bump_projection_version(session)
             if row is None:  # deleted while we computed: take back what we wrote
                 session.execute(delete(CreditRow).where(CreditRow.model_id == model_id))
                 session.execute(
@@ -96,8 +109,12 @@ def refresh_pipeline(sessions: sessionmaker[Session], settings: Settings) -> boo
     with sessions() as session:
         if snapshot_is_current(session):
             return False
-    with sessions() as session, session.begin():
+    with unit_of_work(sessions) as session:
+        if not try_take(session, PIPELINE_JOB):  # another worker is computing it
+            nothing_changed(session)
+            return False
         compute_pipeline(session, settings, datetime.now(UTC))
+        nothing_changed(session)  # the snapshot bumped the version itself, and stored it
     return True
 
 
@@ -113,7 +130,11 @@ def maintain_leads(
     number of MQL events published.
     """
     now = datetime.now(UTC)
-    with sessions() as session, session.begin():
-        qualify_accounts(session, settings, now=now)
-    with sessions() as session, session.begin():
+    with unit_of_work(sessions) as session:
+        if try_take(session, LEAD_QUALIFICATION):  # else another worker is qualifying
+            qualify_accounts(session, settings, now=now)
+    with unit_of_work(sessions) as session:
+        if not try_take(session, LEAD_QUALIFICATION):
+            nothing_changed(session)
+            return 0
         return publish_mqls(session, send_all, now=now)

@@ -30,7 +30,6 @@ import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from services.attribution.projector import lock_for_batch
 from services.attribution.registry import active_models
 from services.attribution.state_store import load_rates
 from services.core.db.journeys import journey_candidates
@@ -202,10 +201,9 @@ def _credit_chunk(
 def compute_pipeline(session: Session, settings: Settings, now: datetime) -> PipelineSnapshot:
     """Credit every open deal with an amount as of ``now`` and replace the snapshot with it.
 
-    Runs in the caller's transaction and never commits. The computation reads without the
-    batch lock; the lock is taken for the write only, and ``current`` says whether the
-    projection version was still the one read at the start (else a batch committed meanwhile
-    and the caller should compute again).
+    Runs in the caller's transaction and never commits. ``current`` says whether the
+    projection version was still the one read at the start when the snapshot was written
+    (else a batch committed meanwhile and the caller should compute again).
     """
     now = now.astimezone(UTC)
     before = projection_version(session)
@@ -222,7 +220,6 @@ def compute_pipeline(session: Session, settings: Settings, now: datetime) -> Pip
         )
         deal_rows += chunk_deals
         credit_rows += chunk_credits
-    lock_for_batch(session)
     current = projection_version(session) == before
     for table in (PipelineCreditRow, PipelineDealRow):
         session.execute(delete(table).execution_options(synchronize_session=False))

@@ -1,15 +1,17 @@
 """Applying a fit: rewrite a data-driven model's credits under a new snapshot, resumably.
 
 Invariant: a fit becomes ``done`` (the model's current snapshot, what the API names) only in
-a transaction that finds, under the batch lock, no won and converted deal whose credits for
-the model come from another snapshot. Until then it is ``applying``, and the deals still to
+a transaction that finds, holding the fit-status lock exclusively (no dirty-deal recompute is
+in flight: they hold it shared), no won and converted deal whose credits for the model come
+from another snapshot. Until then it is ``applying``, and the deals still to
 re-credit are exactly those whose ``deal_attributions`` row for the model does not carry the
 fit's id: derived from the database, not from memory, so after an outage, a crash or a stop
 the next maintenance pass (of any worker) continues where the last one stopped.
 
-While a fit is applying, the batch path credits new deals with it too (``fits_in_force``), so
-the set of deals left only shrinks; a re-credit is ``recompute_deals`` on a chunk of deals in
-one transaction, so each deal's credits always come whole from one snapshot.
+While a fit is applying, the dirty-deal recompute credits deals with it too (``fits_in_force``),
+so the set of deals left only shrinks; a re-credit is ``recompute_deals`` on a chunk of deals,
+their rows locked, in one transaction, so each deal's credits always come whole from one
+snapshot and never interleave with another rewrite of the deal.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.credits import recompute_deals
-from services.attribution.projector import lock_for_batch
 from services.attribution.recompute import Progress
 from services.attribution.registry import (
     FIT_APPLYING,
@@ -31,7 +32,7 @@ from services.attribution.registry import (
     fits_in_force,
 )
 from services.core.db.schema import DealAttributionRow, DealRow, ModelFitRow
-from services.core.db.version import bump_projection_version
+from services.core.db.unit_of_work import MODELS_IN_FORCE, Lock, lock_deals, take, unit_of_work
 from services.core.settings import Settings
 from services.domain.state import STATUS_WON
 
@@ -96,8 +97,7 @@ def apply_fit(
         done = total - _count(session, _won(), _uncredited(model.model_id, fit_id))
     after, recredited = "", set[str]()
     while stop is None or not stop():
-        with sessions() as session, session.begin():
-            lock_for_batch(session)  # no batch commits between the check and the status
+        with unit_of_work(sessions) as session:
             row = session.get(ModelFitRow, fit_id)
             if row is None or row.status != FIT_APPLYING:
                 return False
@@ -108,11 +108,14 @@ def apply_fit(
                 if ids and recredited.issuperset(ids):
                     log.warning("fit %s: deals %s stay uncredited; retrying later", fit_id, ids)
                     return False
-            bump_projection_version(session)
+            if not ids:  # no recompute in flight between this check and the status
+                take(session, [Lock(MODELS_IN_FORCE)])
+                ids = deals_left(session, model.model_id, fit_id, limit=chunk)
             if not ids:
                 row.status = FIT_DONE
                 row.progress_done = row.progress_total = _count(session, _won())
                 return True
+            lock_deals(session, ids)
             recompute_deals(session, ids, settings=settings, models=[model])
             recredited.update(ids)
             after, done = ids[-1], done + len(ids)
@@ -157,7 +160,7 @@ def resume_applying_fits(
 
 def supersede(sessions: sessionmaker[Session], fit_id: int, *, by: int) -> None:
     """Mark an applying fit failed because fit ``by`` of its model replaces it."""
-    with sessions() as session, session.begin():
+    with unit_of_work(sessions) as session:
         session.execute(
             update(ModelFitRow)
             .where(ModelFitRow.id == fit_id, ModelFitRow.status == FIT_APPLYING)

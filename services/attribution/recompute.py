@@ -17,13 +17,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.credits import recompute_deals
-from services.attribution.projector import lock_for_batch
 from services.attribution.registry import active_models, sync_builtin_models
 from services.attribution.state_store import reconvert_costs
 from services.core.db.schema import CampaignCostRow, EventRow, SystemStateRow
+from services.core.db.unit_of_work import (
+    FX_RATES,
+    MODELS_IN_FORCE,
+    Lock,
+    lock_deals,
+    nothing_changed,
+    unit_of_work,
+)
 from services.core.db.upsert import upsert
-from services.core.db.version import bump_projection_version
 from services.core.settings import Settings
+from services.domain import AttributionModel
 
 log = logging.getLogger("closedloop.recompute")
 PARAMS_KEY = "attribution_params"
@@ -76,19 +83,12 @@ def recompute(
     """Rebuild the given deals (default all) under the given models (default all); return count.
 
     A full rebuild (no deal or model filter) also re-converts every cost and records the
-    parameters used.
+    parameters used. Each chunk is one unit of work that locks its deals (workers may be
+    recomputing some of them) and reads the models in force then.
     """
-    with sessions() as session, session.begin():
+    with unit_of_work(sessions, Lock(MODELS_IN_FORCE)) as session:
         sync_builtin_models(session, settings)
-        models = active_models(session, settings)
-        if model_ids is not None:
-            known = {m.model_id for m in models}
-            unknown = sorted(set(model_ids) - known)
-            if unknown:
-                raise UnknownModel(
-                    f"unknown model(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-                )
-            models = [m for m in models if m.model_id in set(model_ids)]
+        _models(session, settings, model_ids)  # refuses unknown ids before any work
         ids = (
             list(deal_ids)
             if deal_ids is not None
@@ -98,9 +98,7 @@ def recompute(
         )
     full = deal_ids is None and model_ids is None
     if deal_ids is None:
-        with sessions() as session, session.begin():
-            lock_for_batch(session)
-            bump_projection_version(session)
+        with unit_of_work(sessions, Lock(FX_RATES)) as session:
             reconvert_costs(
                 session,
                 list(session.scalars(select(CampaignCostRow))),
@@ -109,16 +107,33 @@ def recompute(
     done = 0
     for start in range(0, len(ids), batch):
         chunk = ids[start : start + batch]
-        with sessions() as session, session.begin():
-            lock_for_batch(session)
-            bump_projection_version(session)
+        with unit_of_work(sessions, Lock(MODELS_IN_FORCE, shared=True)) as session:
+            lock_deals(session, chunk)
+            models = _models(session, settings, model_ids)
             done += recompute_deals(session, chunk, settings=settings, models=models)
         if progress is not None:
             progress(min(start + batch, len(ids)), len(ids))
     if full:
-        with sessions() as session, session.begin():
+        with unit_of_work(sessions) as session:
+            nothing_changed(session)
             store_params(session, settings)
     return done
+
+
+def _models(
+    session: Session, settings: Settings, model_ids: Sequence[str] | None
+) -> list[AttributionModel]:
+    """The models in force, or those of ``model_ids`` (``UnknownModel`` for an unknown one)."""
+    models = active_models(session, settings)
+    if model_ids is None:
+        return models
+    known = {m.model_id for m in models}
+    unknown = sorted(set(model_ids) - known)
+    if unknown:
+        raise UnknownModel(
+            f"unknown model(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return [m for m in models if m.model_id in set(model_ids)]
 
 
 def recompute_if_parameters_changed(
@@ -132,7 +147,8 @@ def recompute_if_parameters_changed(
     if previous == current:
         return False
     if previous is None and not has_events:
-        with sessions() as session, session.begin():
+        with unit_of_work(sessions) as session:
+            nothing_changed(session)
             store_params(session, settings)
         return False
     log.warning(

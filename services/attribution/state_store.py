@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
+import orjson
 from sqlalchemy import delete, or_, select, union, update
 from sqlalchemy.orm import Session, aliased
 
@@ -60,12 +61,16 @@ def _widen(spans: dict[str, Span], key: str, at: datetime) -> None:
 
 @dataclass
 class Impact:
-    """What a batch touched, used to find the deals whose credits must be recomputed.
+    """What a batch touched: resolved after its commit into the deals and roots to recompute.
 
     ``accounts`` and ``roots`` changed membership (a contact moved account or was merged): any
     won deal of theirs may change. ``touch_accounts`` and ``touch_roots`` only gained touches,
     at times within the given span: a won deal can change only if its journey window
-    ``[C - lookback, W]`` meets that span.
+    ``[C - lookback, W]`` meets that span. The funnel fields name the contacts whose stage
+    history may have changed (``stage_contacts``: a stage change, or a touch that is a sales
+    response by its type), the contacts of new touches with their campaigns (a response if the
+    campaign is sales-sourced, as committed when resolved), and the campaigns whose
+    sales-sourced flag flipped.
     """
 
     deal_ids: set[str] = field(default_factory=set)
@@ -76,6 +81,9 @@ class Impact:
     # currency -> dates of rates that changed: only amounts converted on or after such a date,
     # at a rate not later than it, can change.
     fx_changes: dict[str, set[date]] = field(default_factory=dict)
+    stage_contacts: set[str] = field(default_factory=set)
+    touch_campaigns: dict[str, set[str]] = field(default_factory=dict)  # contact -> campaigns
+    flipped_campaigns: set[str] = field(default_factory=set)
 
     def note_rate(self, currency: str, on: date) -> None:
         """Record that a rate of ``currency`` dated ``on`` changed."""
@@ -87,6 +95,69 @@ class Impact:
             _widen(self.touch_accounts, account, at)
         if root:
             _widen(self.touch_roots, root, at)
+
+    def __bool__(self) -> bool:
+        return any(bool(value) for value in vars(self).values())
+
+    def merge(self, other: Impact) -> None:
+        """Add ``other``'s changes to this impact (spans widen, sets unite)."""
+        self.deal_ids |= other.deal_ids
+        self.accounts |= other.accounts
+        self.roots |= other.roots
+        self.stage_contacts |= other.stage_contacts
+        self.flipped_campaigns |= other.flipped_campaigns
+        for mine, theirs in (
+            (self.touch_accounts, other.touch_accounts),
+            (self.touch_roots, other.touch_roots),
+        ):
+            for key, (low, high) in theirs.items():
+                _widen(mine, key, low)
+                _widen(mine, key, high)
+        for currency, dates in other.fx_changes.items():
+            self.fx_changes.setdefault(currency, set()).update(dates)
+        for contact, campaigns in other.touch_campaigns.items():
+            self.touch_campaigns.setdefault(contact, set()).update(campaigns)
+
+    def to_json(self) -> bytes:
+        """Serialise for ``pending_impacts`` (sets as sorted lists, times in ISO 8601)."""
+        return orjson.dumps(
+            {
+                "deal_ids": sorted(self.deal_ids),
+                "accounts": sorted(self.accounts),
+                "roots": sorted(self.roots),
+                "touch_accounts": self.touch_accounts,
+                "touch_roots": self.touch_roots,
+                "fx_changes": {c: sorted(d) for c, d in self.fx_changes.items()},
+                "stage_contacts": sorted(self.stage_contacts),
+                "touch_campaigns": {c: sorted(v) for c, v in self.touch_campaigns.items()},
+                "flipped_campaigns": sorted(self.flipped_campaigns),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Impact:
+        """Read an impact written by ``to_json``."""
+        data = orjson.loads(raw)
+
+        def spans(items: dict[str, list[str]]) -> dict[str, Span]:
+            return {
+                key: (datetime.fromisoformat(low), datetime.fromisoformat(high))
+                for key, (low, high) in items.items()
+            }
+
+        return cls(
+            deal_ids=set(data["deal_ids"]),
+            accounts=set(data["accounts"]),
+            roots=set(data["roots"]),
+            touch_accounts=spans(data["touch_accounts"]),
+            touch_roots=spans(data["touch_roots"]),
+            fx_changes={
+                c: {date.fromisoformat(d) for d in days} for c, days in data["fx_changes"].items()
+            },
+            stage_contacts=set(data["stage_contacts"]),
+            touch_campaigns={c: set(v) for c, v in data["touch_campaigns"].items()},
+            flipped_campaigns=set(data["flipped_campaigns"]),
+        )
 
 
 def _entity(event: Event, name: str) -> str | None:
@@ -116,8 +187,10 @@ def store_events(
     of two new copies in one batch the earlier in the log is stored, whatever the arrival
     order of polls. A copy of a stored (or just stored) ``event_id`` is a duplicate when its
     canonical encoding equals the stored payload, else a conflict (contract §1): the stored
-    copy stays, and the caller records the conflict. Exact because the caller holds the
-    batch lock: no other writer can store an event between the lookup and the insert.
+    copy stays, and the caller records the conflict. Copies of one event go to one partition
+    (the key is its entity), so one worker at a time stores them; should copies with different
+    keys race from two workers, the second insert fails on the key, and the batch's isolation
+    path stores the event alone, finding the first copy then.
     """
     positions = list(origins) if origins is not None else [None] * len(events)
     first: dict[str, int] = {}

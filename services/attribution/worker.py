@@ -6,6 +6,10 @@ Guarantee: at-least-once delivery + idempotent writes = each event's effect exac
   undecodable record or invalid event becomes a ``dead_letters`` row, never dropped and never
   blocking its partition), then applied in ONE database transaction that also records the
   next offset per partition. Only after that commit are its offsets committed to Kafka.
+- After each batch (and on every idle poll) the worker drains the work queues: the impacts
+  of committed batches, any worker's, resolved into dirty deals and roots and recomputed
+  (``services.attribution.dirty``). Workers share that work without a global lock; a crash
+  leaves it queued for the next.
 - A crash before the database commit loses nothing (the batch is polled again); a crash
   between the two commits replays the batch, which the idempotent projector absorbs.
 - On assignment the worker seeks to the database's offset when it is ahead of Kafka's
@@ -38,19 +42,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.attribution.batch import AppliedBatch, Record, apply_batch, is_transient
+from services.attribution.batch import DATA_ERRORS, AppliedBatch, Record, apply_batch, is_transient
 from services.attribution.consuming import (
     ActivityLog,
     Backoff,
     MaintenanceThread,
     transaction_chunks,
 )
+from services.attribution.dirty import Drained, drain
 from services.attribution.event_cache import EventCache
 from services.attribution.maintenance import maintain_leads, maintain_models, refresh_pipeline
 from services.attribution.recompute import recompute_if_parameters_changed
 from services.attribution.registry import sync_builtin_models
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.schema import ConsumerOffsetRow
+from services.core.db.unit_of_work import MODELS_IN_FORCE, Lock, unit_of_work
 from services.core.kafka import ensure_topics, make_consumer, make_producer
 from services.core.logs import configure_logging
 from services.core.settings import Settings
@@ -59,6 +65,8 @@ log = logging.getLogger("closedloop.worker")
 
 # Decoded stored events kept by the consume loop (see ``event_cache``).
 EVENT_CACHE_SIZE = 50_000
+# The longest a drain runs before the loop polls again (well within max_poll_interval_ms).
+DRAIN_BUDGET_S = 20.0
 
 
 class Stopped(Exception):
@@ -232,7 +240,7 @@ class Worker:
             return {row.partition: row.next_offset for row in rows}
 
     def _prepare_database(self) -> None:
-        with self.sessions() as session, session.begin():
+        with unit_of_work(self.sessions, Lock(MODELS_IN_FORCE)) as session:
             sync_builtin_models(session, self.settings)
         recompute_if_parameters_changed(self.sessions, self.settings, progress=_log_progress)
 
@@ -259,6 +267,17 @@ class Worker:
                 self.consumer.seek(tp, db_offset)
                 moved.add(tp)
         return moved
+
+    def drain(self) -> Drained:
+        """Recompute what committed batches left queued (any worker's); see ``dirty``."""
+        return drain(
+            self.sessions,
+            self.settings,
+            self.cache,
+            budget_s=DRAIN_BUDGET_S,
+            data_errors=DATA_ERRORS,
+            is_transient=is_transient,
+        )
 
     def process(self, records: dict[TopicPartition, list[Any]]) -> AppliedBatch:
         """Apply one polled batch (one transaction with its offsets; see ``batch``)."""
@@ -393,6 +412,14 @@ class Worker:
             self._close_dead_producer(timeout_s=5)
             self._close_mql_producer()
 
+    def _drained(self, backoff: Backoff) -> Drained | None:
+        """Drain the work queues; None if the database is away (waited out, retried later)."""
+        try:
+            return self.drain()
+        except DBAPIError as exc:
+            self._wait_out(exc, "recomputing dirty deals", backoff)
+            return None
+
     def _consume(
         self, backoff: Backoff, *, max_batches: int | None, idle_exit_s: float | None
     ) -> bool:
@@ -406,6 +433,9 @@ class Worker:
             records = {tp: recs for tp, recs in records.items() if tp not in moved}
         self._maintenance.check()
         if not records:
+            if self._drained(backoff):
+                self._idle_since = time.monotonic()
+                return False
             self._activity.flush()
             if not consumer.assignment():
                 self._idle_since = time.monotonic()  # still joining the group: not idle
@@ -434,7 +464,8 @@ class Worker:
             self._commit(chunk)
             self.batches += 1
             self.events_applied += applied.result.stored
-            self._activity.note(applied)
+            drained = self._drained(backoff)
+            self._activity.note(applied, deals=drained.deals if drained else 0)
             if max_batches is not None and self.batches >= max_batches:
                 return True
         return False

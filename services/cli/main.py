@@ -69,11 +69,12 @@ def migrate() -> None:
     from services.attribution.registry import sync_builtin_models
     from services.core.db.engine import make_engine, make_sessionmaker
     from services.core.db.migrate import upgrade
+    from services.core.db.unit_of_work import MODELS_IN_FORCE, Lock, unit_of_work
 
     cfg = settings()
     upgrade(cfg.database_url)
     engine = make_engine(cfg.database_url)
-    with make_sessionmaker(engine)() as session, session.begin():
+    with unit_of_work(make_sessionmaker(engine), Lock(MODELS_IN_FORCE)) as session:
         sync_builtin_models(session, cfg)
     engine.dispose()
     console.print(f"[green]database at head[/green]: {cfg.database_url}")
@@ -141,6 +142,7 @@ def fit(
     from services.core.audit import record_audit
     from services.core.db.engine import make_engine, make_sessionmaker
     from services.core.db.schema import ModelFitRow
+    from services.core.db.unit_of_work import unit_of_work
     from services.domain.datadriven import DATA_DRIVEN, channel_weights
 
     chosen = model or list(DATA_DRIVEN)
@@ -150,7 +152,7 @@ def fit(
     cfg = settings()
     engine = make_engine(cfg.database_url)
     sessions = make_sessionmaker(engine)
-    with sessions() as session, session.begin():
+    with unit_of_work(sessions) as session:
         for model_id in chosen:
             fit_id = request_fit(session, model_id, now=datetime.now(UTC))
             record_audit(session, None, "model.fit", f"model:{model_id}", {"fit_id": fit_id})
