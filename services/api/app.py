@@ -52,6 +52,7 @@ from services.api.routes import (
     reports,
 )
 from services.api.sla_windows import SlaWindows
+from services.api.work_queue import WorkQueueGauges
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.http import HttpMetrics, KeyStore
 from services.core.openapi import install_openapi
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_errors(app)
     metrics = HttpMetrics("api")
     metrics.registry.register(ConflictGauges(lambda: app.state.sessions))
+    metrics.registry.register(WorkQueueGauges(lambda: app.state.sessions))
     metrics.install(app)
     for router in (
         health.router,

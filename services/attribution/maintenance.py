@@ -46,11 +46,15 @@ def maintain_models(
     """
     now = datetime.now(UTC)
     with unit_of_work(sessions) as session:
-        if not try_take(session, FIT_REQUESTS):  # another worker is queueing them
+        due = (
+            due_models(session, settings, now=now, schedule=schedule)
+            if try_take(session, FIT_REQUESTS)  # else another worker is queueing them
+            else []
+        )
+        for model_id in due:
+            request_fit(session, model_id, now=now)
+        if not due:
             nothing_changed(session)
-        else:
-            for model_id in due_models(session, settings, now=now, schedule=schedule):
-                request_fit(session, model_id, now=now)
     run_requested_fits(sessions, settings, chunk=chunk, progress=progress, stop=stop)
     with unit_of_work(sessions) as session:
         if try_take(session, GRADE_FIT) and grade_due(
@@ -131,10 +135,11 @@ def maintain_leads(
     """
     now = datetime.now(UTC)
     with unit_of_work(sessions) as session:
+        nothing_changed(session)  # episodes and MQL rows: no report is cached over them
         if try_take(session, LEAD_QUALIFICATION):  # else another worker is qualifying
             qualify_accounts(session, settings, now=now)
     with unit_of_work(sessions) as session:
+        nothing_changed(session)
         if not try_take(session, LEAD_QUALIFICATION):
-            nothing_changed(session)
             return 0
         return publish_mqls(session, send_all, now=now)

@@ -31,6 +31,7 @@ from tests.support.streams import (
     reference_for,
     snapshot,
     stored_events,
+    wait_settled,
 )
 
 pytestmark = pytest.mark.e2e
@@ -81,6 +82,8 @@ def test_worker_killed_repeatedly_loses_and_doubles_nothing(broker: str, tmp_pat
             while stored_events(calm_engine) < distinct:
                 assert time.monotonic() < deadline, "the uninterrupted worker did not finish"
                 time.sleep(0.2)
+            wait_settled(killed_engine)
+            wait_settled(calm_engine)
         finally:
             stop(worker)
             stop(calm)

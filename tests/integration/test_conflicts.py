@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -22,7 +22,7 @@ from services.attribution.batch import Record, apply_batch
 from services.attribution.worker import Worker
 from services.core.auth import create_key
 from services.core.db.engine import make_engine, make_sessionmaker
-from services.core.db.schema import DeadLetterRow, EventConflictRow, EventRow
+from services.core.db.schema import DeadLetterRow, DirtyDealRow, EventConflictRow, EventRow
 from services.core.settings import Settings
 from services.ingest.app import create_app as create_ingest
 from tests.conftest import make_settings
@@ -180,6 +180,20 @@ def test_later_conflicting_copies_are_listed_and_never_used(stack: dict[str, Any
     metrics = api.get("/metrics").text
     assert "closedloop_event_conflicts 2.0" in metrics
     assert "closedloop_event_conflict_copies 2.0" in metrics
+    # The recompute queues are drained (the worker went idle) and scraped from the database.
+    assert 'closedloop_recompute_queued{queue="deals"} 0.0' in metrics
+    with stack["sessions"]() as session, session.begin():
+        marked = datetime.now(UTC) - timedelta(seconds=90)
+        session.add(DirtyDealRow(deal_id="waiting", marked_at=marked))
+    metrics = api.get("/metrics").text
+    assert 'closedloop_recompute_queued{queue="deals"} 1.0' in metrics
+    (age_line,) = [
+        line for line in metrics.splitlines() if line.startswith("closedloop_recompute_oldest_s")
+    ]
+    age = float(age_line.split()[1])
+    assert 90 <= age < 200
+    consume(settings)  # the worker recomputes it (a deal without events: nothing to write)
+    assert 'closedloop_recompute_queued{queue="deals"} 0.0' in api.get("/metrics").text
 
     # The same conflicting copy sent again is a new arrival: counted, no new row.
     send(stack, SECOND[:1])

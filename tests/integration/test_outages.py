@@ -47,7 +47,7 @@ from tests.conftest import make_settings
 from tests.support.infra import postgres_database
 from tests.support.processes import start_service, stop
 from tests.support.proxy import TcpProxy
-from tests.support.streams import expected_credits
+from tests.support.streams import expected_credits, wait_settled
 
 pytestmark = pytest.mark.integration
 
@@ -232,7 +232,9 @@ def assert_complete(
     consumer: KafkaConsumer,
 ) -> None:
     """Nothing lost, nothing doubled: every distinct event once, the reference's credits,
-    every record of the topic behind both the database's and the group's offsets."""
+    every record of the topic behind both the database's and the group's offsets (once the
+    worker recomputed what the last batches queued)."""
+    wait_settled(observer.engine, timeout_s=60)
     distinct = {e["event_id"] for e in arrivals}
     assert observer.stored_count() == len(distinct)
     assert observer.stored_ids() == distinct

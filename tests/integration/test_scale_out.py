@@ -24,6 +24,7 @@ from tests.support.streams import (
     publish,
     reference_for,
     stored_events,
+    wait_settled,
 )
 
 pytestmark = pytest.mark.integration
@@ -88,6 +89,7 @@ def test_workers_joining_and_leaving_give_one_workers_results(broker: str, tmp_p
                             stop(workers.pop(0))  # graceful: finishes its batch, leaves
                 time.sleep(0.1)
             assert not steps, f"the stream ended before every rebalance step: {steps}"
+            wait_settled(engine)
         finally:
             for worker in workers:
                 stop(worker)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -16,8 +17,11 @@ from services.core.db.schema import (
     DealAttributionRow,
     DealContactRow,
     DealRow,
+    DirtyDealRow,
+    DirtyRootRow,
     EventRow,
     FxRateRow,
+    PendingImpactRow,
     TouchRow,
 )
 from services.core.events import EVENT_LIST_ADAPTER, encode, partition_key
@@ -58,6 +62,23 @@ def stored_events(engine: Engine) -> int:
     """How many distinct events the database holds."""
     with engine.connect() as conn:
         return int(conn.scalar(select(func.count()).select_from(EventRow)) or 0)
+
+
+def queued_work(engine: Engine) -> int:
+    """How many impacts, dirty deals and dirty roots still wait to be recomputed."""
+    with engine.connect() as conn:
+        return sum(
+            int(conn.scalar(select(func.count()).select_from(table)) or 0)
+            for table in (PendingImpactRow, DirtyDealRow, DirtyRootRow)
+        )
+
+
+def wait_settled(engine: Engine, *, timeout_s: float = 120.0) -> None:
+    """Wait until the workers recomputed everything the stored events changed."""
+    deadline = time.monotonic() + timeout_s
+    while (left := queued_work(engine)) > 0:
+        assert time.monotonic() < deadline, f"{left} queued recomputes after {timeout_s} s"
+        time.sleep(0.1)
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
