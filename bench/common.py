@@ -100,13 +100,13 @@ def parse_counts(text: str) -> list[int]:
 
 @contextmanager
 def worker_processes(
-    count: int, env: dict[str, str], logs: Path
+    count: int, env: dict[str, str], logs: Path, *, first: int = 1
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start ``count`` ``closedloop worker`` processes (one consumer group); stop them after.
 
-    Their logs are ``logs/w1.log`` … ``logs/w<count>.log``.
+    Their logs are ``logs/w<first>.log`` … ``logs/w<first + count - 1>.log``.
     """
-    procs = [start_service("worker", env, logs / f"w{n}.log") for n in range(1, count + 1)]
+    procs = [start_service("worker", env, logs / f"w{n}.log") for n in range(first, first + count)]
     try:
         yield procs
     finally:
