@@ -1,7 +1,8 @@
 """Run the benchmarks and print their figures: ``python -m bench [--quick] [--only NAME]``.
 
-``--workers 1,2,3`` (worker, freshness, reports), ``--events 100k,300k,1M`` and ``--runs N``
-(worker) go to the benchmarks that take them. Each benchmark prints its figures as JSON; those
+``--workers 1,2,3`` (worker; freshness; reports: the live workers, first count), ``--events
+100k,300k,1M`` (worker), ``--deals 100k`` (reports) and ``--runs N`` (worker, reports) go to
+the benchmarks that take them. Each benchmark prints its figures as JSON; those
 with a ``table(figures)`` function then print it as Markdown.
 """
 
@@ -28,11 +29,17 @@ def main() -> None:
         "--workers", type=parse_counts, help="worker processes, e.g. 1,2,3 (freshness: 1,3)"
     )
     parser.add_argument("--events", type=parse_counts, help="worker sizes, e.g. 100k,300k,1M")
-    parser.add_argument("--runs", type=int, help="worker: runs per configuration (median)")
+    parser.add_argument("--deals", type=parse_counts, help="reports sizes (won deals), e.g. 100k")
+    parser.add_argument("--runs", type=int, help="worker, reports: runs per configuration (median)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.ERROR)  # its slow-task warnings are noise here
-    options = {"workers": args.workers, "events": args.events, "runs": args.runs}
+    options = {
+        "workers": args.workers,
+        "events": args.events,
+        "deals": args.deals,
+        "runs": args.runs,
+    }
     results = {}
     for name in args.only or list(BENCHES):
         module = importlib.import_module(f"bench.{name}")
