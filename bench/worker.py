@@ -15,9 +15,10 @@ is applied:
 
 Figures per run: the rate end to end (start-up and group join included) and from the first
 committed batch (start-up apart: the figure BENCHMARKS.md §3 reported before), the CPU
-seconds spent meanwhile by the workers, PostgreSQL, the broker and the bench itself (the
-poller) against the machine's capacity (``bench.cpu``), each worker's share of the events
-(from its log), and the load average before and after. Every size runs on a fresh database,
+seconds spent meanwhile by the workers (and how much of it before the first commit: start-up),
+PostgreSQL, the broker and the bench itself (the poller) against the machine's capacity
+(``bench.cpu``; per event too, for capacity planning), each worker's share of the events (from
+its log), and the load average before and after. Every size runs on a fresh database,
 so the rate per size shows whether it falls as the database grows. With several runs per
 configuration the worker counts alternate (1, 2, 3, 1, 2, 3, …) so a change in the machine's
 load falls on all of them, and the median is reported.
@@ -43,7 +44,7 @@ from bench.common import (
     timer,
     worker_processes,
 )
-from bench.cpu import CpuMeter, load_average
+from bench.cpu import CpuMeter, load_average, proc_times
 from services.core.db.engine import make_engine
 from services.core.events import EVENT_LIST_ADAPTER
 from services.core.kafka import ensure_topics
@@ -170,6 +171,7 @@ class _Clock:
 
     first_commit = applied = drained = committed = 0.0
     first_events = 0
+    worker_cpu_at_first_commit = 0.0  # start-up: imports, database preparation, group join
 
 
 def _wait_applied(
@@ -193,6 +195,8 @@ def _wait_applied(
             if offsets and not clock.first_commit:
                 clock.first_commit = since_start()
                 clock.first_events = conn.scalar(text("SELECT count(*) FROM events")) or 0
+                times = [proc_times(p.pid) for p in procs]
+                clock.worker_cpu_at_first_commit = sum(t.own for t in times if t is not None)
             if caught_up(offsets, ends):
                 clock.applied = clock.applied or since_start()
                 if not queued(conn, queues):
@@ -306,6 +310,7 @@ def measure(events: list[dict[str, Any]], *, workers: int, deadline_s: float) ->
         "queues_checked": queues,
         "events_per_worker": shares,
         "cpu_s": cpu,
+        "worker_cpu_s_at_first_commit": round(clock.worker_cpu_at_first_commit, 2),
         "cpu_ms_per_event": {
             name: round(cpu[name] * 1000 / distinct, 3) for name in ("worker", "postgres", "broker")
         },
@@ -377,8 +382,9 @@ def table(result: dict[str, Any]) -> str:
     lines = [
         "| events (touches) | workers | ev/s end to end (runs) | ev/s after 1st commit "
         "| start → 1st commit | offsets in DB → drained | worker CPU s | PostgreSQL CPU s "
-        "| broker CPU s | ours / capacity | machine busy | events per worker | load avg before |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| broker CPU s | CPU ms/event (worker, PG) | ours / capacity | machine busy "
+        "| events per worker | load avg before |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["results"]:
         cpu = r["cpu_s"]
@@ -391,6 +397,7 @@ def table(result: dict[str, Any]) -> str:
             f" | {r['start_to_first_commit_s']:.1f} s"
             f" | {r['queues_drained_s'] - r['all_offsets_in_db_s']:.2f} s"
             f" | {_cell(cpu, 'worker')} | {_cell(cpu, 'postgres')} | {_cell(cpu, 'broker')}"
+            f" | {r['cpu_ms_per_event']['worker']:.2f}, {r['cpu_ms_per_event']['postgres']:.2f}"
             f" | {cpu['ours_total']:.1f} / {cpu['capacity']:.1f}"
             f" | {cpu['machine_busy'] / max(1e-9, cpu['capacity']):.0%}"
             f" | {' / '.join(f'{x:,}' for x in r['events_per_worker'])}"
