@@ -8,10 +8,11 @@ PostgreSQL process and of the whole machine at ``start``; ``stop`` returns the d
   counts from zero. Read them before the processes exit (a dead process's time is gone).
 - PostgreSQL: every ``postgres`` process, classified by its process title
   (``update_process_title`` is on): the backends of the measured database, the backends of
-  other databases (other sessions on a shared machine: reported apart, not ours), and the
-  server's own processes (checkpointer, WAL and background writers, autovacuum: shared, but
-  on a quiet server mostly the measured database's writes). Backends that exit during the
-  window are sampled while they live (see ``CpuMeter``).
+  other databases (other sessions on a shared machine: reported apart, not ours), each with
+  the parallel query workers helping it, and the server's own processes (checkpointer, WAL
+  and background writers, autovacuum: shared, but on a quiet server mostly the measured
+  database's writes). Backends that exit during the window are sampled while they live (see
+  ``CpuMeter``).
 - The machine: the busy time of every core from ``/proc/stat`` (all processes, the other
   helpers' included), against the capacity ``wall × cores``.
 """
@@ -29,6 +30,7 @@ TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 # "postgres: 15/main: postgres closedloop_bench_x 127.0.0.1(5432) idle": user, database, client.
 _BACKEND = re.compile(r"^postgres: (?:[^:]+: )?(\S+) (\S+) (\S+\(\d+\)|\[local\])")
+_PARALLEL = re.compile(r"parallel worker for PID (\d+)")
 
 
 @dataclass(frozen=True)
@@ -97,12 +99,18 @@ def _named(groups: dict[str, list[int]]) -> dict[str, dict[int, ProcTimes]]:
     }
 
 
+def postgres_roles(titles: dict[int, str], database: str) -> dict[int, str]:
+    """Classify PostgreSQL processes by title; a parallel query's helper takes its leader's."""
+    roles = {pid: postgres_role(title, database) for pid, title in titles.items()}
+    for pid, title in titles.items():
+        if (leader := _PARALLEL.search(title)) and int(leader.group(1)) in roles:
+            roles[pid] = roles[int(leader.group(1))]
+    return roles
+
+
 def _postgres(database: str) -> dict[int, tuple[str, ProcTimes]]:
-    return {
-        pid: (postgres_role(title, database), t)
-        for pid, title in postgres_processes().items()
-        if (t := proc_times(pid)) is not None
-    }
+    roles = postgres_roles(postgres_processes(), database)
+    return {pid: (role, t) for pid, role in roles.items() if (t := proc_times(pid)) is not None}
 
 
 _ZERO = ProcTimes(0.0, 0.0, 0)

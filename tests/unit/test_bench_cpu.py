@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bench.common import parse_counts
-from bench.cpu import CpuMeter, postgres_role, proc_times
+from bench.cpu import CpuMeter, postgres_role, postgres_roles, proc_times
 
 
 def test_sizes_and_counts_parse_with_suffixes() -> None:
@@ -35,6 +35,18 @@ def test_sizes_and_counts_parse_with_suffixes() -> None:
 )
 def test_postgres_processes_are_told_apart_by_title(title: str, role: str) -> None:
     assert postgres_role(title, "closedloop_bench_ab") == role
+
+
+def test_parallel_query_workers_count_for_their_leaders_database() -> None:
+    titles = {
+        10: "postgres: 15/main: postgres closedloop_bench_ab 127.0.0.1(40112) SELECT",
+        11: "postgres: 15/main: parallel worker for PID 10",
+        20: "postgres: 15/main: postgres closedloop_test_cd 127.0.0.1(40113) SELECT",
+        21: "postgres: 15/main: parallel worker for PID 20",
+        31: "postgres: 15/main: parallel worker for PID 30",  # its leader has just gone
+    }
+    roles = postgres_roles(titles, "closedloop_bench_ab")
+    assert roles == {10: "ours", 11: "ours", 20: "other_dbs", 21: "other_dbs", 31: "server"}
 
 
 def test_a_busy_child_is_charged_about_its_cpu_time() -> None:
