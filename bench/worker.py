@@ -31,6 +31,7 @@ import re
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -166,12 +167,17 @@ def _failure(what: str, logs: Path, conn: Connection) -> RuntimeError:
     return RuntimeError(f"{what}; sessions {sessions}; logs {tails}")
 
 
+@dataclass
 class _Clock:
     """The moments of one run, in seconds since the workers started."""
 
-    first_commit = applied = drained = committed = 0.0
-    first_events = 0
-    worker_cpu_at_first_commit = 0.0  # start-up: imports, database preparation, group join
+    first_commit: float = 0.0
+    applied: float = 0.0  # every offset stored in the database
+    drained: float = 0.0  # and the work queues empty
+    committed: float = 0.0  # and Kafka has the group's offsets
+    first_events: int = 0
+    worker_cpu_at_first_commit: float = 0.0  # start-up: imports, database, group join
+    queues: list[str] = field(default_factory=list)
 
 
 def _wait_applied(
@@ -223,77 +229,113 @@ def _wait_kafka_commits(
         time.sleep(POLL_S)
 
 
+def _fill(settings: Settings, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Create and fill the topic; time the raw consumer over it; return the end offsets."""
+    ensure_topics(settings)
+    with timer() as filling:
+        fill_topic(settings, events)
+        fill_s = filling()
+    return {
+        "raw_consumer_events_per_s": raw_consumer_rate(settings, len(events)),
+        "fill_events_per_s": len(events) / max(1e-9, fill_s),
+        "ends": end_offsets(settings),
+    }
+
+
+@dataclass
+class _Timed:
+    clock: _Clock
+    cpu: dict[str, float]
+    rss_bytes: int
+    shares: list[int]
+
+
+def _time_workers(
+    settings: Settings, *, workers: int, broker_pid: int, ends: dict[int, int], deadline_s: float
+) -> _Timed:
+    """Start the workers; wait until every event is applied; return the clock and the CPU."""
+    topic, group = settings.events_topic, f"w-{settings.events_topic}"
+    env = {
+        "CLOSEDLOOP_DATABASE_URL": settings.database_url,
+        "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "CLOSEDLOOP_EVENTS_TOPIC": topic,
+        "CLOSEDLOOP_CONSUMER_GROUP": group,
+        "CLOSEDLOOP_TOPIC_PARTITIONS": str(settings.topic_partitions),
+    }
+    engine = make_engine(settings.database_url)
+    queues = existing_queues(engine)
+    # A member of the workers' group that never subscribes: it only reads their commits.
+    reader = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    database = settings.database_url.rsplit("/", 1)[1]
+    meter = CpuMeter(database, {"bench": [os.getpid()], "broker": [broker_pid]})
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            logs = Path(tmp)
+            meter.start()
+            with timer() as since_start, worker_processes(workers, env, logs) as procs:
+                meter.groups["worker"] = [p.pid for p in procs]
+                clock = _wait_applied(
+                    engine,
+                    procs,
+                    topic=topic,
+                    ends=ends,
+                    queues=queues,
+                    since_start=since_start,
+                    logs=logs,
+                    deadline_s=deadline_s,
+                )
+                _wait_kafka_commits(reader, topic, ends, deadline_s=60)
+                clock.committed = since_start()
+                cpu = meter.stop()
+                rss = max(peak_rss_bytes(p.pid) for p in procs)
+            clock.queues = queues
+            return _Timed(clock, cpu, rss, events_per_worker(logs, workers))
+    finally:
+        reader.close(autocommit=False)
+        engine.dispose()
+
+
+def _counts(url: str) -> dict[str, int]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        counts = {
+            table: conn.scalar(text(f"SELECT count(*) FROM {table}")) or 0
+            for table in ("events", "touches", "credits")
+        }
+    engine.dispose()
+    return counts
+
+
 def measure(events: list[dict[str, Any]], *, workers: int, deadline_s: float) -> dict[str, Any]:
     """Fill a fresh topic and database with ``events``; time ``workers`` workers applying them."""
     load_before = load_average()
-    with (
-        broker_process() as (bootstrap, broker_pid),
-        postgres_database("closedloop_bench") as db,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        topic = f"bench-{uuid.uuid4().hex[:6]}"
-        partitions = max(6, workers)
+    distinct = len({e["event_id"] for e in events})
+    with broker_process() as (bootstrap, broker_pid), postgres_database("closedloop_bench") as db:
         settings = Settings(
             _env_file=None,
             database_url=db,
             kafka_bootstrap_servers=bootstrap,
-            events_topic=topic,
-            topic_partitions=partitions,
+            events_topic=f"bench-{uuid.uuid4().hex[:6]}",
+            topic_partitions=max(6, workers),
         )
-        ensure_topics(settings)
-        with timer() as filling:
-            fill_topic(settings, events)
-            fill_s = filling()
-        raw = raw_consumer_rate(settings, len(events))
-        ends = end_offsets(settings)
-        distinct = len({e["event_id"] for e in events})
-        group = f"w-{topic}"
-        env = {
-            "CLOSEDLOOP_DATABASE_URL": db,
-            "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "CLOSEDLOOP_EVENTS_TOPIC": topic,
-            "CLOSEDLOOP_CONSUMER_GROUP": group,
-            "CLOSEDLOOP_TOPIC_PARTITIONS": str(partitions),
-        }
-        engine = make_engine(db)
-        queues = existing_queues(engine)
-        # A member of the workers' group that never subscribes: it only reads its commits.
-        reader = KafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        filled = _fill(settings, events)
+        timed = _time_workers(
+            settings,
+            workers=workers,
+            broker_pid=broker_pid,
+            ends=filled.pop("ends"),
+            deadline_s=deadline_s,
         )
-        logs = Path(tmp)
-        meter = CpuMeter(db.rsplit("/", 1)[1], {"bench": [os.getpid()], "broker": [broker_pid]})
-        meter.start()
-        with timer() as since_start, worker_processes(workers, env, logs) as procs:
-            meter.groups["worker"] = [p.pid for p in procs]
-            clock = _wait_applied(
-                engine,
-                procs,
-                topic=topic,
-                ends=ends,
-                queues=queues,
-                since_start=since_start,
-                logs=logs,
-                deadline_s=deadline_s,
-            )
-            _wait_kafka_commits(reader, topic, ends, deadline_s=60)
-            clock.committed = since_start()
-            cpu = meter.stop()
-            rss = max(peak_rss_bytes(p.pid) for p in procs)
-        reader.close(autocommit=False)
-        shares = events_per_worker(logs, workers)
-        with engine.connect() as conn:
-            counts = {
-                table: conn.scalar(text(f"SELECT count(*) FROM {table}")) or 0
-                for table in ("events", "touches", "credits")
-            }
-        engine.dispose()
+        counts = _counts(db)
     if counts["events"] != distinct:
         raise RuntimeError(f"stored {counts['events']} events of {distinct}")
+    clock, cpu = timed.clock, timed.cpu
     end_s = max(clock.drained, clock.committed)
     return {
         "workers": workers,
-        "partitions": partitions,
+        "partitions": settings.topic_partitions,
         "events": distinct,
         "touches": counts["touches"],
         "credit_rows": counts["credits"],
@@ -307,16 +349,15 @@ def measure(events: list[dict[str, Any]], *, workers: int, deadline_s: float) ->
         "queues_drained_s": clock.drained,
         "kafka_committed_s": clock.committed,
         "total_s": end_s,
-        "queues_checked": queues,
-        "events_per_worker": shares,
+        "queues_checked": clock.queues,
+        "events_per_worker": timed.shares,
         "cpu_s": cpu,
         "worker_cpu_s_at_first_commit": round(clock.worker_cpu_at_first_commit, 2),
         "cpu_ms_per_event": {
             name: round(cpu[name] * 1000 / distinct, 3) for name in ("worker", "postgres", "broker")
         },
-        "worker_peak_rss_mb": round(rss / 2**20, 1),
-        "raw_consumer_events_per_s": raw,
-        "fill_events_per_s": len(events) / max(1e-9, fill_s),
+        "worker_peak_rss_mb": round(timed.rss_bytes / 2**20, 1),
+        **filled,
         "load_average_before": load_before,
         "load_average_after": load_average(),
     }
