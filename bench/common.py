@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from services.core.auth import create_key
+from services.core.broker import free_port, start_bundled_broker
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.simulate import generate
+from tests.support.processes import start_service, stop
 
 
 def simulated_events(target: int, *, seed: int = 42) -> list[dict[str, Any]]:
@@ -63,3 +68,50 @@ def memory_kib(pid: int) -> dict[str, int]:
 def peak_rss_bytes(pid: int) -> int:
     """Return a process's peak resident set size (``VmHWM``), or 0 once it has gone."""
     return memory_kib(pid).get("VmHWM", 0) * 1024
+
+
+@contextmanager
+def broker_process() -> Iterator[tuple[str, int]]:
+    """Run the bundled broker (in memory) on a free port; yield its bootstrap and pid."""
+    port = free_port()
+    proc = start_bundled_broker(port)
+    try:
+        yield f"127.0.0.1:{port}", proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def parse_counts(text: str) -> list[int]:
+    """Parse ``--workers 1,2,3`` or ``--events 100k,300k,1M`` into integers."""
+    scale = {"k": 1_000, "m": 1_000_000}
+    out = []
+    for part in text.split(","):
+        part = part.strip().lower().replace("_", "")
+        if part:
+            out.append(int(float(part[:-1]) * scale[part[-1]]) if part[-1] in scale else int(part))
+    if not out or min(out) < 1:
+        raise ValueError(f"expected positive counts separated by commas, got {text!r}")
+    return out
+
+
+@contextmanager
+def worker_processes(
+    count: int, env: dict[str, str], logs: Path, *, first: int = 1
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start ``count`` ``closedloop worker`` processes (one consumer group); stop them after.
+
+    Their logs are ``logs/w<first>.log`` … ``logs/w<first + count - 1>.log``.
+    """
+    procs = [start_service("worker", env, logs / f"w{n}.log") for n in range(first, first + count)]
+    try:
+        yield procs
+    finally:
+        for proc in procs:  # all at once: one rebalance, not one per worker leaving
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            stop(proc)

@@ -14,10 +14,12 @@ sorts and pages.
 Figures per size and endpoint: the cost of a cache miss (each query of the mix once, one at
 a time, right after a projection version bump), wrk's p50/p95/p99 and requests/s in the
 steady state (the projection does not change during the run; full runs: the median of 3 at
-the headline size), the same while the version changes every ``seconds / 2`` s as under a
-busy worker (``_live``: the mix is rebuilt under load), and the API process's RSS (``VmRSS``,
-peak ``VmHWM``) after the load. Sizes: 1k, 10k and 100k won deals (about 10k, 100k and 1M
-touches); ``--quick``: 2,000 deals, one 3 s run each.
+the headline size), the same while real ``closedloop worker`` processes apply a live stream
+of 1,000 simulated events/s to the same database (``_live``, after every steady run: each
+committed batch changes the projection, as in production; ``bench.live`` says whether the
+workers kept up and where the CPU went), and the API process's RSS (``VmRSS``, peak
+``VmHWM``) after the load. Sizes: 1k, 10k and 100k won deals (about 10k, 100k and 1M
+touches; ``--deals``); ``--quick``: 2,000 deals, one 3 s run each.
 
 Time decay weights are computed in floating point here (the domain's exact ``Decimal`` powers
 cost 1 ms a deal); they are still exact binary fractions split by ``split_cents``, so every
@@ -33,10 +35,7 @@ import random
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -46,6 +45,7 @@ import httpx
 import psycopg
 
 from bench.common import make_key, memory_kib
+from bench.live import live_stream
 from services.attribution.funnel_summary import RULES, summary_rows
 from services.attribution.pipeline import PIPELINE_SNAPSHOT_KEY, snapshot_value
 from services.attribution.registry import sync_builtin_models
@@ -105,6 +105,7 @@ DEAL_STAGES = (
 )
 CHUNK = 2_000  # deals per COPY transaction (one per pool task)
 SIZES = (1_000, 10_000, 100_000)  # won deals: about 10k, 100k and 1M touches
+LIVE_RATE = 1000  # events/s the live workers apply while the ``_live`` figures are taken
 SALES_CHANNELS = ("referral",)  # its campaigns are sales-sourced (``_static_rows``)
 SALES_CAMPAIGNS = {cid for cid, _, channel in CAMPAIGNS if channel in SALES_CHANNELS}
 
@@ -533,6 +534,10 @@ def _static_rows(url: str, days: int) -> None:
                 "inputs, results) VALUES (%s, %s, 'done', %s, %s, '{}', '{}', %s)",
                 (FIT_IDS[model_id], model_id, fitted, fitted, json.dumps(results)),
             )
+        # The ids were given: move the sequence past them, as the worker inserts fits too.
+        cur.execute(
+            "SELECT setval(pg_get_serial_sequence('model_fits', 'id'), max(id)) FROM model_fits"
+        )
         cur.executemany(
             "INSERT INTO campaigns (campaign_id, name, channel, is_sales_sourced) "
             "VALUES (%s, %s, %s, %s)",
@@ -716,25 +721,6 @@ def memory_mb(pid: int) -> dict[str, float]:
     return {"rss_mb": round(kib["VmRSS"] / 1024, 1), "peak_rss_mb": round(kib["VmHWM"] / 1024, 1)}
 
 
-@contextmanager
-def bumping(sessions: Any, every_s: float) -> Iterator[None]:
-    """Give the projection a new version every ``every_s`` seconds, as a busy worker does."""
-    stopped = threading.Event()
-
-    def loop() -> None:
-        while not stopped.wait(every_s):
-            with sessions() as session, session.begin():
-                bump_projection_version(session)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stopped.set()
-        thread.join()
-
-
 FIGURES = ("p50_ms", "p95_ms", "p99_ms", "requests_per_s")
 # The funnel last: its deal-stage builds (seconds each at 100k deals, still computed from the
 # history in Python), still running in the API when wrk stops, would otherwise land in the
@@ -742,13 +728,37 @@ FIGURES = ("p50_ms", "p95_ms", "p99_ms", "requests_per_s")
 ENDPOINTS = ("roi", "compare", "roi_select", "influence", "pipeline", "sla", "funnel")
 
 
-def exercise(db: str, *, seconds: int, runs: int) -> dict[str, Any]:
+def live(
+    db: str, base: str, key: str, *, seconds: int, workers: int, api_pid: int
+) -> dict[str, Any]:
+    """Load each endpoint once while ``workers`` workers apply ``LIVE_RATE`` events/s to ``db``.
+
+    The workers consume a topic a producer fills with simulated CRM histories (their own
+    accounts, deals and campaigns, closing in 2026 like the projection); every batch they
+    commit changes the projection, so the API's cache turns over as it does in production.
+    ``live_stream`` says whether they kept up: events applied per second during the wrk runs,
+    the backlog at the end, and the CPU seconds of workers, API, PostgreSQL, broker and bench.
+    """
+    out: dict[str, Any] = {}
+    stream_figures: dict[str, Any] = {"workers": workers, "target_events_per_s": LIVE_RATE}
+    with live_stream(db, workers=workers, rate=LIVE_RATE) as stream:
+        stream.others["api"] = [api_pid]
+        stream_figures["caught_up_after_s"] = stream.caught_up_s
+        with stream.window(stream_figures):
+            for endpoint in ENDPOINTS:
+                figures = wrk(base, query_mix(endpoint), key, seconds=seconds)
+                out[f"{endpoint}_live"] = {f: figures[f] for f in (*FIGURES, "timeouts")}
+    out["live_stream"] = stream_figures
+    return out
+
+
+def exercise(db: str, *, seconds: int, runs: int, live_workers: int = 1) -> dict[str, Any]:
     """Start the API on a populated database, load each endpoint; return the figures.
 
     Per endpoint: ``<endpoint>_miss`` (each query of the mix built once, one at a time),
-    ``<endpoint>`` (steady state, the median of ``runs`` wrk runs) and ``<endpoint>_live``
-    (one run while the version changes every ``seconds / 2`` s, so the mix is rebuilt twice
-    under load).
+    ``<endpoint>`` (steady state, the median of ``runs`` wrk runs); then, every endpoint
+    after the other, ``<endpoint>_live`` (one run while real workers apply a live stream:
+    ``live``). The steady phase comes first, on the projection as populated.
     """
     key = make_key(db, ["read"])
     port = free_port()
@@ -769,9 +779,8 @@ def exercise(db: str, *, seconds: int, runs: int) -> dict[str, Any]:
                     load = [wrk(base, paths, key, seconds=seconds) for _ in range(runs)]
                     out[endpoint] = {f: statistics.median(r[f] for r in load) for f in FIGURES}
                     out[endpoint] |= {"runs": load, "distinct_queries": len(paths)}
-                    with bumping(sessions, seconds / 2):
-                        live = wrk(base, paths, key, seconds=seconds)
-                    out[f"{endpoint}_live"] = {f: live[f] for f in FIGURES}
+            out["api_memory_steady"] = memory_mb(proc.pid)
+            out |= live(db, base, key, seconds=seconds, workers=live_workers, api_pid=proc.pid)
             out["api_memory"] = memory_mb(proc.pid)
         finally:
             stop(proc)
@@ -779,29 +788,74 @@ def exercise(db: str, *, seconds: int, runs: int) -> dict[str, Any]:
     return out
 
 
-def measure(deals: int, *, seconds: int, runs: int) -> dict[str, Any]:
+def measure(deals: int, *, seconds: int, runs: int, live_workers: int = 1) -> dict[str, Any]:
     """Build a projection of ``deals`` won deals in a fresh database; return its figures."""
     with postgres_database("closedloop_bench") as db:
         out = populate(db, deals=deals)
-        return out | exercise(db, seconds=seconds, runs=runs)
+        return out | exercise(db, seconds=seconds, runs=runs, live_workers=live_workers)
 
 
-def run(*, quick: bool) -> dict[str, Any]:
-    """Measure report latency and API memory; full: 1k/10k/100k won deals, headline 100k."""
-    if quick:
-        sizes = {2_000: measure(2_000, seconds=3, runs=1)}
-    else:
-        sizes = {n: measure(n, seconds=10, runs=3 if n == 100_000 else 1) for n in SIZES}
+def run(
+    *,
+    quick: bool,
+    deals: list[int] | None = None,
+    runs: int | None = None,
+    workers: list[int] | None = None,
+) -> dict[str, Any]:
+    """Measure report latency and API memory; full: 1k/10k/100k won deals, headline 100k.
+
+    ``deals`` picks the sizes (quick: 2,000), ``runs`` the steady runs per endpoint (full: 3 at
+    100k, else 1), ``workers`` the live workers (the first count; default 1).
+    """
+    seconds = 3 if quick else 10
+    live_workers = (workers or [1])[0]
+    chosen = deals or ([2_000] if quick else list(SIZES))
+    sizes = {
+        n: measure(
+            n,
+            seconds=seconds,
+            runs=runs or (3 if n == 100_000 and not quick else 1),
+            live_workers=live_workers,
+        )
+        for n in chosen
+    }
     headline = sizes[max(sizes)]
     return {
         "headline_won_deals": max(sizes),
-        "roi_p95_ms": headline["roi"]["p95_ms"],
-        "compare_p95_ms": headline["compare"]["p95_ms"],
-        "roi_select_p95_ms": headline["roi_select"]["p95_ms"],
-        "influence_p95_ms": headline["influence"]["p95_ms"],
-        "funnel_p95_ms": headline["funnel"]["p95_ms"],
-        "sla_p95_ms": headline["sla"]["p95_ms"],
-        "pipeline_p95_ms": headline["pipeline"]["p95_ms"],
+        **{f"{e}_p95_ms": headline[e]["p95_ms"] for e in ENDPOINTS},
+        **{f"{e}_live_p95_ms": headline[f"{e}_live"]["p95_ms"] for e in ENDPOINTS},
+        "live_applied_events_per_s": headline["live_stream"]["applied_events_per_s"],
         "api_rss_mb": headline["api_memory"]["rss_mb"],
         "sizes": {str(n): figures for n, figures in sizes.items()},
     }
+
+
+def table(result: dict[str, Any]) -> str:
+    """Render each size's endpoints as a Markdown table: steady, miss and live side by side."""
+    out = []
+    for size, f in result["sizes"].items():
+        stream = f["live_stream"]
+        cpu = stream["cpu_s"]
+        out += [
+            f"{int(size):,} won deals ({f['touches']:,} touches); live: {stream['workers']} "
+            f"worker(s) applying {stream['applied_events_per_s']:,} ev/s (target "
+            f"{stream['target_events_per_s']:,}; backlog at end {stream['backlog_events_at_end']:,}"
+            f"), CPU s over {stream['seconds']} s: worker {cpu['worker']}, api {cpu['api']}, "
+            f"PostgreSQL {cpu['postgres']}, broker {cpu['broker']}, bench+wrk {cpu['bench']}; "
+            f"load average {', '.join(str(x) for x in stream['load_average_before'])}",
+            "",
+            "| endpoint | steady p50 / p95 / p99 | req/s | miss p50 / max | live p50 / p95 / p99 "
+            "| live req/s (timeouts) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for e in ENDPOINTS:
+            steady, miss, live_ = f[e], f[f"{e}_miss"], f[f"{e}_live"]
+            out.append(
+                f"| {e} | {steady['p50_ms']:.1f} / **{steady['p95_ms']:.1f}** / "
+                f"{steady['p99_ms']:.1f} ms | {steady['requests_per_s']:,.0f} "
+                f"| {miss['p50_ms']:,.0f} / {miss['max_ms']:,.0f} ms "
+                f"| {live_['p50_ms']:,.1f} / **{live_['p95_ms']:,.1f}** / {live_['p99_ms']:,.1f} ms"
+                f" | {live_['requests_per_s']:,.0f} ({live_['timeouts']}) |"
+            )
+        out.append("")
+    return "\n".join(out)
