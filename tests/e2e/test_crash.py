@@ -1,8 +1,9 @@
-"""Crash safety: SIGKILL the worker again and again while it consumes a 50,000-event stream;
-nothing is lost, nothing is counted twice.
+"""Crash safety: three workers share a 50,000-event stream, and one of them, chosen at random,
+is SIGKILLed again and again (and started again); nothing is lost, nothing is counted twice.
 
 The kills land at arbitrary moments of the batch loop (before, during, after the database
-commit, and between it and the Kafka offset commit). The final projection (every deal, credit,
+commit, between it and the Kafka offset commit, and in the recompute after the commit, with
+the other workers' transactions in flight). The final projection (every deal, credit,
 cost and contact row) must equal, to the cent, that of an uninterrupted worker on the same
 topic, and the credits and deal states must equal those of the independent reference
 (tests/support/reference.py) over the history.
@@ -36,6 +37,7 @@ from tests.support.streams import (
 
 pytestmark = pytest.mark.e2e
 KILLS = 12
+WORKERS = 3
 MIN_EVENTS = 50_000
 
 
@@ -68,16 +70,18 @@ def test_worker_killed_repeatedly_loses_and_doubles_nothing(broker: str, tmp_pat
         )
         killed_engine, calm_engine = make_engine(killed_db), make_engine(calm_db)
         kills = 0
-        worker = start_service("worker", killed_env, tmp_path / "killed.log")
+        logs = [tmp_path / f"killed{n}.log" for n in range(WORKERS)]
+        workers = [start_service("worker", killed_env, log) for log in logs]
         deadline = time.monotonic() + 600
         try:
             while (done := stored_events(killed_engine)) < distinct:
                 assert time.monotonic() < deadline, f"stored {done} of {distinct}"
                 if kills < KILLS and done >= distinct * (kills + 1) / (KILLS + 2):
                     time.sleep(rng.uniform(0, 0.4))  # land anywhere in the batch loop
-                    stop(worker, kill=True)
+                    victim = rng.randrange(WORKERS)
+                    stop(workers[victim], kill=True)
                     kills += 1
-                    worker = start_service("worker", killed_env, tmp_path / "killed.log")
+                    workers[victim] = start_service("worker", killed_env, logs[victim])
                 time.sleep(0.05)
             while stored_events(calm_engine) < distinct:
                 assert time.monotonic() < deadline, "the uninterrupted worker did not finish"
@@ -85,7 +89,8 @@ def test_worker_killed_repeatedly_loses_and_doubles_nothing(broker: str, tmp_pat
             wait_settled(killed_engine)
             wait_settled(calm_engine)
         finally:
-            stop(worker)
+            for worker in workers:
+                stop(worker)
             stop(calm)
         assert kills == KILLS, f"only {kills} kills before the stream was consumed"
         interrupted, uninterrupted = snapshot(killed_engine), snapshot(calm_engine)
