@@ -42,9 +42,10 @@ class MaintenanceThread(threading.Thread):
 
     A refit recomputes every deal's data-driven credits; run inside the loop it stopped
     consumption for minutes on a large database, and freshness with it. Here the loop goes on
-    (sharing the interpreter, so more slowly) while the fit runs. Both take the batch lock per
-    transaction, so a deal is never written by both at once. An unexpected error is handed to
-    the loop (``check``), which exits as it would on its own errors.
+    (sharing the interpreter, so more slowly) while the fit runs. Both lock the rows of the
+    deals they rewrite (``unit_of_work.lock_deals``), so a deal is never written by both at
+    once. An unexpected error is handed to the loop (``check``), which exits as it would on its
+    own errors.
     """
 
     def __init__(self, step: Callable[[], None], *, every_s: float = 5.0) -> None:

@@ -62,8 +62,10 @@ def insert_ignore(
 
     ``returning`` names the single-column primary key. The new keys are found by one lookup
     before a plain bulk insert rather than ``INSERT … RETURNING`` over many rows, which is an
-    order of magnitude slower with psycopg. It is exact because the caller holds the batch
-    lock (no concurrent writer); ``ON CONFLICT DO NOTHING`` stays as the safety net.
+    order of magnitude slower with psycopg. A row another transaction inserts between the
+    lookup and the insert is skipped by ``ON CONFLICT DO NOTHING`` (and not returned as new
+    only if that transaction committed first: callers key such rows by event, whose copies one
+    partition, hence one worker, stores).
     """
     if not rows:
         return []
@@ -83,7 +85,11 @@ def insert_ignore(
 def insert_new(
     session: Session, row_cls: type[DeclarativeBase], rows: Sequence[dict[str, Any]]
 ) -> None:
-    """Insert ``rows`` whose keys the caller knows to be absent (it holds the batch lock).
+    """Insert ``rows`` whose keys the caller knows to be absent (no ``ON CONFLICT``).
+
+    Callers own the keys: rows keyed by a new event, or a deal's or root's rows just deleted
+    under its claim. Should another transaction insert one of the keys anyway, the insert
+    fails on it (an ``IntegrityError``, which the worker isolates) rather than overwrite it.
 
     PostgreSQL gets them through ``COPY``, several times faster than a multi-row insert for
     the thousands of rows a batch writes; other databases get a plain bulk insert. Values go
