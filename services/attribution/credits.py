@@ -3,7 +3,13 @@
 Invariant (per model, per won and converted deal): the credit rows sum to
 ``deal_attributions.attributed_minor``, and attributed + unattributed = the converted amount.
 A recompute deletes a deal's rows and writes them again from stored events, so running it
-twice, or after any replay, gives the same rows.
+twice, or after any replay, gives the same rows. Every ``deal_attributions`` row is written
+here, beside the deal row it comes from: its ``amount_minor`` and ``closed_at`` are the deal's
+``reporting_minor`` and ``closed_at``, and it exists only while the deal is won and converted
+(the reports' pending revenue relies on it: ``services.api.queries.uncredited``), as long as
+a recompute that changes a deal covers every model holding rows for it (all callers pass the
+models in force). The report rollups change in the same transaction by exactly the rows
+removed and written (``services.core.db.rollups``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,12 @@ from services.attribution.event_cache import EventCache, load_events
 from services.attribution.inputs import deal_change
 from services.attribution.state_store import Impact, Span, load_rates
 from services.core.db.journeys import journey_candidates
+from services.core.db.rollups import (
+    ATTRIBUTION_COLUMNS,
+    CREDIT_COLUMNS,
+    WON_COLUMNS,
+    append_deltas,
+)
 from services.core.db.schema import (
     ContactRow,
     CreditRow,
@@ -38,6 +50,7 @@ from services.domain import (
 )
 from services.domain.attribute import deal_credits
 from services.domain.inputs import DealChange
+from services.domain.rollup import ATTRIBUTIONS, CREDITS, WON, RollupSpec
 from services.domain.state import STATUS_WON, DealState, Rate, convert_won_deal, fold_deal
 
 
@@ -196,17 +209,8 @@ def recompute_deals(
     rates: list[Rate] = load_rates(session, {d.currency for d in deals if d.currency}, reporting)
     lookback = timedelta(days=settings.lookback_days)
 
-    model_ids = [m.model_id for m in models]
-    for table, deal_column, model_column in (
-        (CreditRow, CreditRow.deal_id, CreditRow.model_id),
-        (DealAttributionRow, DealAttributionRow.deal_id, DealAttributionRow.model_id),
-        (DealContactRow, DealContactRow.deal_id, None),
-    ):
-        condition = among(session, deal_column, deal_ids)
-        if model_column is not None:
-            condition &= among(session, model_column, model_ids)
-        # No ORM objects of these rows are ever loaded: nothing to synchronise.
-        session.execute(delete(table).where(condition).execution_options(synchronize_session=False))
+    old = _remove_rows(session, deal_ids, [m.model_id for m in models])
+    old[WON] = _deal_rows(session, [d.deal_id for d in deals])
     deal_rows, contact_rows, credit_rows, summary_rows = [], [], [], []
     candidates = journey_candidates(
         session, [d for d in deals if d.status == STATUS_WON], lookback=lookback
@@ -280,4 +284,40 @@ def recompute_deals(
         (DealAttributionRow, summary_rows),
     ):
         insert_new(session, table, rows)  # the deal's rows were deleted above
+    for spec, rows in ((WON, deal_rows), (CREDITS, credit_rows), (ATTRIBUTIONS, summary_rows)):
+        append_deltas(session, spec, old[spec], rows)
     return len(deals)
+
+
+def _remove_rows(
+    session: Session, deal_ids: Sequence[str], model_ids: Sequence[str]
+) -> dict[RollupSpec, list[Any]]:
+    """Delete the deals' contact roles, and their credits and attributions under the models;
+    return the deleted rows the rollups summarise (``DELETE … RETURNING``: exactly those)."""
+    removed: dict[RollupSpec, list[Any]] = {}
+    for table, columns, spec in (
+        (CreditRow, CREDIT_COLUMNS, CREDITS),
+        (DealAttributionRow, ATTRIBUTION_COLUMNS, ATTRIBUTIONS),
+    ):
+        condition = among(session, table.deal_id, deal_ids)
+        condition &= among(session, table.model_id, model_ids)
+        # No ORM objects of these rows are ever loaded: nothing to synchronise.
+        stmt = delete(table).where(condition).returning(*columns)
+        found = session.execute(stmt.execution_options(synchronize_session=False))
+        removed[spec] = [row._mapping for row in found]
+    session.execute(
+        delete(DealContactRow)
+        .where(among(session, DealContactRow.deal_id, deal_ids))
+        .execution_options(synchronize_session=False)
+    )
+    return removed
+
+
+def _deal_rows(session: Session, deal_ids: Sequence[str]) -> list[Any]:
+    """Return the stored rows of the deals, as the won rollup reads them, before an upsert.
+
+    Exact because no other transaction recomputes these deals meanwhile (the caller's
+    per-deal rule).
+    """
+    query = select(*WON_COLUMNS).where(among(session, DealRow.deal_id, deal_ids))
+    return [row._mapping for row in session.execute(query)]
