@@ -17,17 +17,12 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from services.core.db.rollups import (
-    ATTRIBUTION_COLUMNS,
-    CREDIT_COLUMNS,
-    WON_COLUMNS,
-    append_deltas,
-)
+from services.core.db.rollups import WON_COLUMNS, append_deltas, delete_entries
 from services.core.db.schema import CreditRow, DealAttributionRow, DealContactRow, DealRow
 from services.core.db.upsert import among, insert_new, upsert
 from services.domain import AttributionModel, role_labels
 from services.domain.outcome import DealOutcome, ModelAttribution
-from services.domain.rollup import ATTRIBUTIONS, CREDITS, WON, RollupSpec
+from services.domain.rollup import ATTRIBUTIONS, CREDITS, WON, Entry, RollupSpec, entries
 from services.domain.state import DealState
 
 
@@ -43,7 +38,7 @@ def write_outcomes(
     (all of ``deal_ids``: a deal whose events are gone keeps no credits) and written again.
     """
     old = _remove_rows(session, deal_ids, [m.model_id for m in models])
-    old[WON] = _deal_rows(session, [o.state.deal_id for o in outcomes])
+    old[WON] = list(entries(WON, _deal_rows(session, [o.state.deal_id for o in outcomes])))
     new: dict[RollupSpec, list[dict[str, Any]]] = {WON: [], CREDITS: [], ATTRIBUTIONS: []}
     contact_rows = []
     for outcome in outcomes:
@@ -61,7 +56,7 @@ def write_outcomes(
     ):
         insert_new(session, table, rows)  # the deal's rows were deleted above
     for spec, rows in new.items():
-        append_deltas(session, spec, old[spec], rows)
+        append_deltas(session, spec, old[spec], entries(spec, rows))
 
 
 def _deal_row(outcome: DealOutcome) -> dict[str, Any]:
@@ -127,20 +122,14 @@ def _credit_rows(
 
 def _remove_rows(
     session: Session, deal_ids: Sequence[str], model_ids: Sequence[str]
-) -> dict[RollupSpec, list[Any]]:
+) -> dict[RollupSpec, list[Entry]]:
     """Delete the deals' contact roles, and their credits and attributions under the models;
-    return the deleted rows the rollups summarise (``DELETE … RETURNING``: exactly those)."""
-    removed: dict[RollupSpec, list[Any]] = {}
-    for table, columns, spec in (
-        (CreditRow, CREDIT_COLUMNS, CREDITS),
-        (DealAttributionRow, ATTRIBUTION_COLUMNS, ATTRIBUTIONS),
-    ):
+    return the rollup entries of the rows deleted (exactly those: ``DELETE … RETURNING``)."""
+    removed: dict[RollupSpec, list[Entry]] = {}
+    for table, spec in ((CreditRow, CREDITS), (DealAttributionRow, ATTRIBUTIONS)):
         condition = among(session, table.deal_id, deal_ids)
         condition &= among(session, table.model_id, model_ids)
-        # No ORM objects of these rows are ever loaded: nothing to synchronise.
-        stmt = delete(table).where(condition).returning(*columns)
-        found = session.execute(stmt.execution_options(synchronize_session=False))
-        removed[spec] = [row._mapping for row in found]
+        removed[spec] = delete_entries(session, spec, condition)
     session.execute(
         delete(DealContactRow)
         .where(among(session, DealContactRow.deal_id, deal_ids))

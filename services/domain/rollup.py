@@ -20,16 +20,19 @@ Invariants:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 Row = Mapping[Any, Any]  # a row's columns by name
 Key = tuple[Any, ...]
+Entry = tuple[Key, tuple[Any, ...]]  # a summarised row's key and summed values
 FLOAT_RESIDUE = 1e-9  # below it, a float sum of an empty key is rounding left over
 
 
+@lru_cache(maxsize=4096)  # the credit rows of one deal share its close
 def utc_day(moment: datetime) -> date:
     """The UTC calendar day of an aware timestamp: the rollups' ``day``."""
     return moment.astimezone(UTC).date()
@@ -103,22 +106,47 @@ A won deal's ``conversion`` is 'converted' or 'unconverted'; a null one counts a
 """
 
 
-def delta(spec: RollupSpec, old: Iterable[Row], new: Iterable[Row]) -> list[dict[str, Any]]:
-    """Return the rollup rows that turn the sums of ``old`` rows into those of ``new``.
+def entries(spec: RollupSpec, rows: Iterable[Row]) -> Iterator[Entry]:
+    """Yield the (key, summed values) of each summarised row the rollup counts."""
+    key_of, values_of, counts = spec.key, spec.values, spec.counts
+    for row in rows:
+        if counts(row):
+            yield key_of(row), values_of(row)
 
-    One row per key whose sums change (key columns and summed columns, by name), in key
-    order of first appearance; nothing for a key whose sums are all unchanged.
+
+def net(spec: RollupSpec, old: Iterable[Entry], new: Iterable[Entry]) -> list[dict[str, Any]]:
+    """Return per key the sums of the ``new`` entries minus those of the ``old`` ones.
+
+    One rollup row per key whose sums change (key columns and summed columns, by name), in
+    key order of first appearance; nothing for a key whose sums are all unchanged.
     """
-    parts: dict[Key, list[list[int | float]]] = {}
-    width = len(spec.value_columns)
-    for rows, sign in ((new, 1), (old, -1)):
-        for row in rows:
-            if not spec.counts(row):
-                continue
-            lists = parts.setdefault(spec.key(row), [[] for _ in range(width)])
-            for values, value in zip(lists, spec.values(row), strict=True):
-                values.append(sign * value)
-    return [summed for key, lists in parts.items() if (summed := _summed(spec, key, lists))]
+    is_float = [column in spec.floats for column in spec.value_columns]
+    ints = [i for i, f in enumerate(is_float) if not f]
+    floats = [i for i, f in enumerate(is_float) if f]
+    parts: dict[Key, list[Any]] = {}  # per key and column: a running int, or a float list
+    for source, sign in ((new, 1), (old, -1)):
+        for key, values in source:
+            sums = parts.get(key)
+            if sums is None:
+                sums = parts[key] = [[] if f else 0 for f in is_float]
+            for i in ints:
+                sums[i] += sign * values[i]
+            for i in floats:
+                sums[i].append(sign * values[i])
+    out = []
+    for key, sums in parts.items():
+        totals = [math.fsum(v) if f else v for v, f in zip(sums, is_float, strict=True)]
+        if any(totals):
+            out.append(
+                dict(zip(spec.key_columns, key, strict=True))
+                | dict(zip(spec.value_columns, totals, strict=True))
+            )
+    return out
+
+
+def delta(spec: RollupSpec, old: Iterable[Row], new: Iterable[Row]) -> list[dict[str, Any]]:
+    """Return the rollup rows that turn the sums of ``old`` rows into those of ``new``."""
+    return net(spec, entries(spec, old), entries(spec, new))
 
 
 def totals(spec: RollupSpec, rows: Iterable[Row]) -> list[dict[str, Any]]:
@@ -129,39 +157,20 @@ def totals(spec: RollupSpec, rows: Iterable[Row]) -> list[dict[str, Any]]:
 def combine(spec: RollupSpec, rows: Iterable[Row]) -> list[dict[str, Any]]:
     """Return one rollup row per key summing the given rollup rows; none for an empty key.
 
-    The sums are exact as in ``delta``, so the combined rows add up to what the given rows
+    The sums are exact as in ``net``, so the combined rows add up to what the given rows
     add up to, key by key. A key is empty when every integer sum (its row count among them)
     is 0 and every float sum is below ``FLOAT_RESIDUE``: it summarises no row, and its float
     sum is what rounding left of deltas that cancel (e.g. a deleted model's, summed by SQL).
     """
-    parts: dict[Key, list[list[int | float]]] = {}
-    for row in rows:
-        key = tuple(row[c] for c in spec.key_columns)
-        lists = parts.setdefault(key, [[] for _ in spec.value_columns])
-        for values, column in zip(lists, spec.value_columns, strict=True):
-            values.append(row[column])
-    return [
-        summed
-        for key, lists in parts.items()
-        if (summed := _summed(spec, key, lists)) and not _empty(spec, summed)
-    ]
+    keyed = (
+        (tuple(row[c] for c in spec.key_columns), tuple(row[c] for c in spec.value_columns))
+        for row in rows
+    )
+    return [row for row in net(spec, (), keyed) if not _empty(spec, row)]
 
 
 def _empty(spec: RollupSpec, row: Row) -> bool:
     """Whether a combined row summarises nothing (integer sums 0, float sums a residue)."""
     return all(
         abs(row[c]) < FLOAT_RESIDUE if c in spec.floats else row[c] == 0 for c in spec.value_columns
-    )
-
-
-def _summed(spec: RollupSpec, key: Key, lists: list[list[int | float]]) -> dict[str, Any] | None:
-    """The key's row with each column summed (exactly), or None when every sum is zero."""
-    sums: list[int | float] = [
-        math.fsum(values) if column in spec.floats else sum(values)
-        for column, values in zip(spec.value_columns, lists, strict=True)
-    ]
-    if not any(sums):
-        return None
-    return dict(zip(spec.key_columns, key, strict=True)) | dict(
-        zip(spec.value_columns, sums, strict=True)
     )

@@ -15,10 +15,22 @@ summarised row, a change or delete of a loaded one) are covered by ``track_orm_w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, cast, delete, event, func, insert, inspect, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    cast,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session, sessionmaker
 
 from services.core.db.schema import (
@@ -30,7 +42,16 @@ from services.core.db.schema import (
     WonRollupRow,
 )
 from services.core.db.upsert import insert_new
-from services.domain.rollup import ATTRIBUTIONS, CREDITS, WON, RollupSpec, combine, delta
+from services.domain.rollup import (
+    ATTRIBUTIONS,
+    CREDITS,
+    WON,
+    Entry,
+    RollupSpec,
+    combine,
+    delta,
+    net,
+)
 
 ROLLUPS: dict[RollupSpec, type[DeclarativeBase]] = {
     CREDITS: CreditRollupRow,
@@ -74,18 +95,36 @@ _COLUMNS: dict[RollupSpec, tuple[InstrumentedAttribute[Any], ...]] = {
 
 
 def append_deltas(
-    session: Session,
-    spec: RollupSpec,
-    old: Iterable[Mapping[str, Any]],
-    new: Iterable[Mapping[str, Any]],
+    session: Session, spec: RollupSpec, old: Iterable[Entry], new: Iterable[Entry]
 ) -> None:
-    """Append the rollup rows that turn the sums of the ``old`` rows into those of ``new``."""
-    insert_new(session, ROLLUPS[spec], delta(spec, old, new))
+    """Append the rollup rows that turn the sums of the ``old`` entries into the ``new``."""
+    insert_new(session, ROLLUPS[spec], net(spec, old, new))
 
 
 def day_of(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
     """The UTC day of a stored (naive UTC) timestamp column, on either dialect."""
-    return func.date(column) if dialect == "sqlite" else cast(column, Date)
+    return func.date(column, type_=Date) if dialect == "sqlite" else cast(column, Date)
+
+
+def delete_entries(session: Session, spec: RollupSpec, condition: Any) -> list[Entry]:
+    """Delete the summarised rows (credits or deal attributions) meeting ``condition``;
+    return the rollup entries of exactly the rows deleted (``DELETE … RETURNING``).
+
+    The key's day comes from the database and only the summed columns cross the wire: the
+    rows themselves are never built.
+    """
+    table: Any = (CreditRow if spec is CREDITS else DealAttributionRow).__table__
+    day = day_of(table.c.closed_at, session.get_bind().dialect.name)
+    one = literal(1)
+    if spec is CREDITS:
+        keys = [table.c.model_id, table.c.campaign_id, day]
+        values = [table.c.credit_minor, table.c.weight, one]
+    else:
+        keys = [table.c.model_id, day, table.c.fit_id]
+        values = [one, table.c.amount_minor, table.c.attributed_minor, table.c.unattributed_minor]
+    width = len(keys)
+    found = session.connection().execute(delete(table).where(condition).returning(*keys, *values))
+    return [(tuple(row[:width]), tuple(row[width:])) for row in found]
 
 
 def retract_model(session: Session, model_id: str) -> None:
