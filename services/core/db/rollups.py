@@ -27,7 +27,6 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
-    literal,
     or_,
     select,
 )
@@ -110,21 +109,34 @@ def delete_entries(session: Session, spec: RollupSpec, condition: Any) -> list[E
     """Delete the summarised rows (credits or deal attributions) meeting ``condition``;
     return the rollup entries of exactly the rows deleted (``DELETE … RETURNING``).
 
-    The key's day comes from the database and only the summed columns cross the wire: the
-    rows themselves are never built.
+    The key's day comes from the database and only the key and summed columns cross the
+    wire (in the order of the spec's ``key_columns`` and ``values``).
     """
     table: Any = (CreditRow if spec is CREDITS else DealAttributionRow).__table__
     day = day_of(table.c.closed_at, session.get_bind().dialect.name)
-    one = literal(1)
+    connection = session.connection()
     if spec is CREDITS:
-        keys = [table.c.model_id, table.c.campaign_id, day]
-        values = [table.c.credit_minor, table.c.weight, one]
-    else:
-        keys = [table.c.model_id, day, table.c.fit_id]
-        values = [one, table.c.amount_minor, table.c.attributed_minor, table.c.unattributed_minor]
-    width = len(keys)
-    found = session.connection().execute(delete(table).where(condition).returning(*keys, *values))
-    return [(tuple(row[:width]), tuple(row[width:])) for row in found]
+        found = connection.execute(
+            delete(table)
+            .where(condition)
+            .returning(
+                table.c.model_id, table.c.campaign_id, day, table.c.credit_minor, table.c.weight
+            )
+        )
+        return [((m, c, d), (minor, weight, 1)) for m, c, d, minor, weight in found]
+    deleted = connection.execute(
+        delete(table)
+        .where(condition)
+        .returning(
+            table.c.model_id,
+            day,
+            table.c.fit_id,
+            table.c.amount_minor,
+            table.c.attributed_minor,
+            table.c.unattributed_minor,
+        )
+    )
+    return [((m, d, f), (1, amount, a, u)) for m, d, f, amount, a, u in deleted]
 
 
 def retract_model(session: Session, model_id: str) -> None:
