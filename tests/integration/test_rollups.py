@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -46,6 +47,7 @@ from services.core.db.schema import (
 from services.core.settings import Settings
 from services.domain import make_positional_model
 from tests.support.builders import at, campaign, deal_created, deal_status, events, fx, touch
+from tests.support.infra import postgres_database
 
 pytestmark = pytest.mark.integration
 
@@ -303,3 +305,59 @@ def test_rollups_equal_the_rows_they_summarise(
     world: tuple[sessionmaker[Session], Settings], steps: list[Any]
 ) -> None:
     run(*world, steps)
+
+
+def test_compaction_beside_concurrent_writers_keeps_every_delta() -> None:
+    """PostgreSQL: a compaction removes only rows it saw, so a delta committed after it
+    started still counts, and two compactions at once never sum a row twice."""
+    with postgres_database("closedloop_rollups") as url:
+        compact_beside_writers(url)
+
+
+def compact_beside_writers(url: str) -> None:
+    settings = Settings(_env_file=None, database_url=url)
+    engine = make_engine(url, pool_size=4)
+    sessions = make_sessionmaker(engine)
+    world = events(
+        *(campaign(c, ch) for c, ch in CAMPAIGNS),
+        deal_created("K1", "A0", "100.00", 0),
+        touch("k-t1", "c-mail", 1, account="A0"),
+        touch("k-t2", "c-web", 2, account="A0"),
+        deal_status("K1", "closed_won", 3),
+    )
+    with sessions.begin() as session:
+        sync_builtin_models(session, settings)
+        apply_events(session, world, settings=settings, now=NOW)
+    with sessions.begin() as session:  # several rows for the deal's keys
+        apply_events(
+            session,
+            events(touch("k-t3", "c-ads", 2.5, account="A0")),
+            settings=settings,
+            now=NOW,
+        )
+    writer = sessions()
+    writer.begin()
+    apply_events(  # a delta not committed when the compaction starts
+        writer, events(touch("k-t4", "c-mail", 2.75, account="A0")), settings=settings, now=NOW
+    )
+    first, second = sessions(), sessions()
+    first.begin()
+    compact_rollups(first)
+    done = threading.Event()
+
+    def compact_again() -> None:
+        with second.begin():
+            compact_rollups(second)  # waits for the first one's row locks
+        done.set()
+
+    thread = threading.Thread(target=compact_again)
+    thread.start()
+    assert not done.wait(0.5)  # blocked behind the first compaction
+    first.commit()
+    writer.commit()
+    thread.join(30)
+    assert done.is_set()
+    assert_rollups_match(sessions, "concurrent compactions")
+    for session in (writer, first, second):
+        session.close()
+    engine.dispose()
