@@ -28,6 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.api.definitions import delete_model
+from services.api.params import Period
+from services.api.reports import roi_report
 from services.attribution.credits import recompute_deals
 from services.attribution.fitting import request_fit, run_requested_fits
 from services.attribution.projector import apply_events
@@ -360,4 +362,46 @@ def compact_beside_writers(url: str) -> None:
     assert_rollups_match(sessions, "concurrent compactions")
     for session in (writer, first, second):
         session.close()
+    engine.dispose()
+
+
+def test_a_report_drops_a_campaign_whose_credits_went_away_but_keeps_weight_zero_ones(
+    db_url: str,
+) -> None:
+    """ROI rows are the campaigns with a credit row in range: one whose credits all went away
+    (the deal reopened) has none, though its rollup rows remain until a compaction; one whose
+    only credit has weight 0 (first touch: the later touches) keeps its row."""
+    settings = Settings(_env_file=None, database_url=db_url)
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    history = events(
+        *(campaign(c, ch) for c, ch in CAMPAIGNS),
+        deal_created("R1", "A0", "100.00", 0),
+        touch("r-t1", "c-mail", 1, account="A0"),
+        touch("r-t2", "c-web", 2, account="A0"),
+        deal_status("R1", "closed_won", 3),
+        deal_created("R2", "A1", "40.00", 0),
+        touch("r-t3", "c-ads", 1, account="A1"),
+        deal_status("R2", "closed_won", 3),
+    )
+    with sessions.begin() as session:
+        sync_builtin_models(session, settings)
+        apply_events(session, history, settings=settings, now=NOW)
+
+    def rows(model_id: str) -> dict[str | None, tuple[str, float]]:
+        with sessions() as session:
+            report = roi_report(
+                session, model_id=model_id, period=Period(), group_by="campaign", currency="USD"
+            )
+        return {r.campaign_id: (r.revenue, r.deals) for r in report.rows}
+
+    assert rows("first_touch") == {
+        "c-mail": ("100.00", 1.0),
+        "c-web": ("0.00", 0.0),  # weight 0, still credited
+        "c-ads": ("40.00", 1.0),
+    }
+    with sessions.begin() as session:
+        apply_events(session, events(deal_status("R1", "reopened", 4)), settings=settings, now=NOW)
+    assert rows("first_touch") == {"c-ads": ("40.00", 1.0)}
+    assert rows("linear") == {"c-ads": ("40.00", 1.0)}
     engine.dispose()
