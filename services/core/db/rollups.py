@@ -16,8 +16,10 @@ summarised row, a change or delete of a loaded one) are covered by ``track_orm_w
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     Date,
@@ -29,6 +31,7 @@ from sqlalchemy import (
     inspect,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session, sessionmaker
 
@@ -38,9 +41,10 @@ from services.core.db.schema import (
     CreditRow,
     DealAttributionRow,
     DealRow,
+    SystemStateRow,
     WonRollupRow,
 )
-from services.core.db.upsert import insert_new
+from services.core.db.upsert import among, insert_new, upsert
 from services.domain.rollup import (
     ATTRIBUTIONS,
     CREDITS,
@@ -183,32 +187,74 @@ def _insert_sums(rollup: type[DeclarativeBase], rows: Any, dialect: str, *, sign
     )
 
 
-def compact_rollups(session: Session) -> int:
-    """Replace the rows of every rollup key that has several by one row of their sums.
+COMPACTED = "rollups.compacted_through"  # system_state: per table, the last id compacted
 
-    Deletes (``DELETE … RETURNING``) the rows of keys with more than one row (or a row
-    summarising nothing) and inserts their sums, dropping keys whose sums are all 0, in the
-    caller's transaction. Safe while other transactions append deltas: only rows this
-    statement deleted are summed, so a concurrent delta stays and counts. Returns the number
-    of rows removed net.
+
+def compact_rollups(session: Session, *, full: bool = False) -> int:
+    """Replace the rows of each rollup key that has several by one row of their sums.
+
+    Incremental: only the keys sharing a (model, day) — a day, for won deals — with a row
+    added since the last compaction (``system_state``: the highest id it saw, per table) are
+    looked at, so a pass costs what changed since the previous one; ``full`` looks at every
+    key (a row an unfinished transaction had added below that mark is otherwise compacted
+    only when its key changes again). In the caller's transaction: the chosen rows are
+    deleted (``DELETE … RETURNING``) and their sums inserted, dropping keys whose sums are
+    all 0. Safe while other transactions append deltas: only rows this statement deleted are
+    summed, so a concurrent delta stays and counts. Returns the number of rows removed net.
     """
-    removed = 0
+    marks = _marks(session)
+    before, removed = dict(marks), 0
     for spec, rollup in ROLLUPS.items():
         table: Any = rollup.__table__
-        keys = [table.c[c] for c in spec.key_columns]
-        count = table.c["credits" if spec is CREDITS else "deals"]
-        rows = func.count().over(partition_by=keys).label("rows")
-        ranked = select(table.c.id, count, rows).subquery("ranked")
-        crowded = select(ranked.c.id).where(or_(ranked.c.rows > 1, ranked.c[count.name] == 0))
-        gone = session.execute(
-            delete(table)
-            .where(table.c.id.in_(crowded))
-            .returning(*keys, *(table.c[c] for c in spec.value_columns))
-        ).all()
-        kept = combine(spec, [row._mapping for row in gone])
-        insert_new(session, rollup, kept)
-        removed += len(gone) - len(kept)
+        top = session.scalar(select(func.max(table.c.id)))
+        name = str(table.name)  # a plain str: the marks are stored as JSON
+        mark = 0 if full else marks.get(name, 0)
+        if top is None or top <= mark:
+            continue
+        ids = _crowded(session, spec, table, after=mark)
+        if ids:
+            gone = session.execute(
+                delete(table)
+                .where(among(session, table.c.id, ids))
+                .returning(*(table.c[c] for c in (*spec.key_columns, *spec.value_columns)))
+            ).all()
+            kept = combine(spec, [row._mapping for row in gone])
+            insert_new(session, rollup, kept)
+            removed += len(gone) - len(kept)
+        if session.get_bind().dialect.name != "postgresql":
+            # SQLite gives a new row the highest id + 1, so the sums just inserted may have
+            # taken ids at or below ``top``: mark past them (one writer: nothing else is new).
+            # PostgreSQL's ids come from a sequence: the mark stays at what was looked at.
+            top = session.scalar(select(func.max(table.c.id))) or top
+        marks[name] = max(top, marks.get(name, 0))
+    if marks != before:
+        value = orjson.dumps(marks).decode()
+        upsert(session, SystemStateRow, [{"key": COMPACTED, "value": value, "updated_at": _now()}])
     return removed
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _marks(session: Session) -> dict[str, int]:
+    stored = session.get(SystemStateRow, COMPACTED)
+    return {} if stored is None else dict(orjson.loads(stored.value))
+
+
+def _crowded(session: Session, spec: RollupSpec, table: Any, *, after: int) -> list[int]:
+    """The ids of the rows of keys with several rows (or summarising nothing), among the keys
+    sharing a (model, day) — a day for won deals — with a row of id above ``after``."""
+    keys = [table.c[c] for c in spec.key_columns]
+    count = table.c["credits" if spec is CREDITS else "deals"]
+    rows = select(table.c.id, count, func.count().over(partition_by=keys).label("rows"))
+    if after:  # a key lies within one (model, day): its rows are all among the group's
+        groups = [table.c.day] if spec is WON else [table.c.model_id, table.c.day]
+        recent = select(*groups).where(table.c.id > after).distinct()
+        rows = rows.where(tuple_(*groups).in_(recent) if len(groups) > 1 else groups[0].in_(recent))
+    ranked = rows.subquery("ranked")
+    crowded = select(ranked.c.id).where(or_(ranked.c.rows > 1, ranked.c[count.name] == 0))
+    return list(session.scalars(crowded))
 
 
 def rebuild_rollups(session: Session) -> None:
