@@ -51,6 +51,7 @@ from services.attribution.pipeline import PIPELINE_SNAPSHOT_KEY, snapshot_value
 from services.attribution.registry import sync_builtin_models
 from services.core.broker import free_port, wait_for_port
 from services.core.db.engine import make_engine, make_sessionmaker
+from services.core.db.rollups import rebuild_rollups
 from services.core.db.schema import SystemStateRow
 from services.core.db.version import bump_projection_version, projection_version
 from services.core.events import SIDE_EXITS
@@ -600,12 +601,21 @@ def _pipeline_snapshot(url: str) -> None:
     engine.dispose()
 
 
+def _rollups(url: str) -> None:
+    """Sum the report rollups from the rows written, as the worker would have kept them."""
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as session, session.begin():
+        rebuild_rollups(session)
+    engine.dispose()
+
+
 def populate(url: str, *, deals: int, seed: int = 7) -> dict[str, Any]:
     """Fill a migrated database with the projection of ``deals`` won deals; return counts.
 
     The big tables' secondary indexes are dropped for the load and rebuilt after it from
     their own definitions (a bulk build is several times faster than index maintenance row by
-    row), so the schema ends exactly as migrated.
+    row), so the schema ends exactly as migrated; the report rollups are then summed from the
+    rows written (one row per key, as after a compaction).
     """
     started = time.perf_counter()
     _static_rows(url, deals // 365 + 1)
@@ -622,6 +632,8 @@ def populate(url: str, *, deals: int, seed: int = 7) -> dict[str, Any]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for _, definition in indexes:
             conn.execute(definition)
+    _rollups(url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
         # Autovacuum would get there on its own; now, so every run starts from the same state.
         conn.execute("VACUUM ANALYZE")
         counted = {

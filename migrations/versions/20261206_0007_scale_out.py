@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("revenue_minor", sa.BigInteger(), nullable=False),
         sa.Column("deals", sa.Float(), nullable=False),
+        sa.Column("credits", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_rollups")),
     )
     with op.batch_alter_table("credit_rollups", schema=None) as batch_op:
@@ -165,17 +166,18 @@ def _backfill() -> None:
                 "credit_rollups",
                 *(
                     sa.column(n)
-                    for n in ("model_id", "campaign_id", "day", "revenue_minor", "deals")
+                    for n in ("model_id", "campaign_id", "day", "revenue_minor", "deals", "credits")
                 ),
             )
         ).from_select(
-            ["model_id", "campaign_id", "day", "revenue_minor", "deals"],
+            ["model_id", "campaign_id", "day", "revenue_minor", "deals", "credits"],
             sa.select(
                 credits.c.model_id,
                 credits.c.campaign_id,
                 day,
                 sa.func.sum(credits.c.credit_minor),
                 sa.func.sum(credits.c.weight),
+                sa.func.count(),
             ).group_by(credits.c.model_id, credits.c.campaign_id, day),
         )
     )

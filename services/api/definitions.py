@@ -33,7 +33,7 @@ import json
 import re
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,12 +43,8 @@ from services.api.formatting import rfc3339
 from services.api.schemas import FitRequestOut, ModelDefinitionIn, ModelDetailOut
 from services.core.audit import record_audit
 from services.core.auth import Principal
-from services.core.db.schema import (
-    AttributionModelRow,
-    CreditRow,
-    DealAttributionRow,
-    ModelFitRow,
-)
+from services.core.db.rollups import retract_model
+from services.core.db.schema import AttributionModelRow, ModelFitRow
 from services.core.db.unit_of_work import MODELS_IN_FORCE, Lock, unit_of_work
 from services.domain import InvalidModelDefinition, make_positional_model
 from services.domain.datadriven import DATA_DRIVEN
@@ -185,8 +181,7 @@ def delete_model(sessions: sessionmaker[Session], model_id: str, *, principal: P
             raise ModelNotFound(model_id)
         if row.builtin:
             raise BuiltinModel(model_id)
-        session.execute(delete(CreditRow).where(CreditRow.model_id == model_id))
-        session.execute(delete(DealAttributionRow).where(DealAttributionRow.model_id == model_id))
+        retract_model(session, model_id)  # its credits and attributions, off the rollups too
         detail = {"weights": json.loads(row.params or "{}"), "description": row.description}
         session.delete(row)
         record_audit(session, principal, "model.delete", f"model:{model_id}", detail)

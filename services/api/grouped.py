@@ -4,7 +4,8 @@ Every sum, filter, sort and page runs in the database; functions return integers
 units and plain floats.
 
 Invariants:
-- A credit counts when ``start_at <= closed_at < end_at``; a cost counts by its days, each
+- A credit counts when ``start_at <= closed_at < end_at`` (read from its day's rollup, the
+  same thing for a period of whole UTC days); a cost counts by its days, each
   day ``start <= day < end`` (contract §5: a cost is spread evenly over its period's days by
   the worker into ``campaign_cost_days``, so a period straddling a bound is cut there, and a
   one-day period counts whole on its day).
@@ -37,9 +38,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from services.api.params import Period
-from services.api.queries import bytewise, closed_in
+from services.api.queries import DEALS_DECIMALS, bytewise, on_days, rounded
 from services.api.selection import Filters, Page, Sort
-from services.core.db.schema import CampaignCostDayRow, CampaignRow, CreditRow
+from services.core.db.schema import CampaignCostDayRow, CampaignRow, CreditRollupRow
 
 NO_FILTERS, DEFAULT, ALL_ROWS = Filters(), Sort(), Page()
 
@@ -68,13 +69,7 @@ class Grouped:
 
 def days_in(period: Period) -> list[ColumnElement[bool]]:
     """Return the conditions ``start <= day < end`` on cost days (none if unbounded)."""
-    day = CampaignCostDayRow.day
-    conditions: list[ColumnElement[bool]] = []
-    if period.start is not None:
-        conditions.append(day >= period.start)
-    if period.end is not None:
-        conditions.append(day < period.end)
-    return conditions
+    return on_days(CampaignCostDayRow.day, period)
 
 
 def _kept(column: InstrumentedAttribute[str], filters: Filters) -> list[ColumnElement[bool]]:
@@ -95,34 +90,41 @@ def _kept(column: InstrumentedAttribute[str], filters: Filters) -> list[ColumnEl
 def _credited(model_list: Sequence[str], period: Period, filters: Filters) -> CTE:
     """Per campaign: ``r<i>``/``d<i>`` revenue and deals under model i, as a CTE.
 
-    A CTE because the report reads it twice (the campaign ids, then the sums): PostgreSQL
-    computes a CTE referenced twice once, where it would scan the credits twice for a
-    subquery.
+    Read from ``credit_rollups``, the credits' sums per (model, campaign, UTC day of close):
+    a period is whole UTC days, so its days hold exactly the credits closed in it, and every
+    filter is on the campaign, part of the key. A (campaign, model) with a credit row in range
+    has a positive row count there (its revenue and deals may be 0: touches of weight 0);
+    one whose credits all went away has count 0 and is left out, as it has no credit row.
+    Deals are rounded to 9 decimals: the same sums reached through other deltas differ in
+    the last bits, which must not reorder or sign a report (it shows 4 decimals).
 
-    The scan groups by (campaign, model), one pair of sums per row, and only its few result
-    rows (at most campaigns × models) are pivoted into columns: the same sums as one
-    ``CASE`` per model and row of the scan, which costs twice as much over millions of rows.
+    A CTE because the report reads it twice (the campaign ids, then the sums): PostgreSQL
+    computes a CTE referenced twice once. The scan groups by (campaign, model) and only its
+    few result rows (at most campaigns × models) are pivoted into columns.
     """
+    rollup = CreditRollupRow
     long = (
         select(
-            CreditRow.campaign_id,
-            CreditRow.model_id,
-            func.sum(CreditRow.credit_minor).label("revenue"),
-            func.sum(CreditRow.weight).label("deals"),
+            rollup.campaign_id,
+            rollup.model_id,
+            func.sum(rollup.revenue_minor).label("revenue"),
+            func.sum(rollup.deals).label("deals"),
         )
         .where(
-            CreditRow.model_id.in_(model_list),
-            *closed_in(CreditRow.closed_at, period),
-            *_kept(CreditRow.campaign_id, filters),
+            rollup.model_id.in_(model_list),
+            *on_days(rollup.day, period),
+            *_kept(rollup.campaign_id, filters),
         )
-        .group_by(CreditRow.campaign_id, CreditRow.model_id)
+        .group_by(rollup.campaign_id, rollup.model_id)
+        .having(func.sum(rollup.credits) > 0)
         .subquery("credited_by_model")
     )
     sums: list[Any] = []
     for i, model_id in enumerate(model_list):
         is_model = long.c.model_id == model_id
         sums.append(func.sum(case((is_model, long.c.revenue), else_=0)).label(f"r{i}"))
-        sums.append(func.sum(case((is_model, long.c.deals), else_=0.0)).label(f"d{i}"))
+        deals = func.sum(case((is_model, long.c.deals), else_=0.0))
+        sums.append(rounded(deals, DEALS_DECIMALS).label(f"d{i}"))
     return select(long.c.campaign_id, *sums).group_by(long.c.campaign_id).cte("credited")
 
 
@@ -166,7 +168,7 @@ def _rows(model_list: Sequence[str], period: Period, group_by: str, filters: Fil
     for i in range(len(model_list)):
         sums += [
             func.sum(sub.c[f"r{i}"]).label(f"r{i}"),
-            cast(func.sum(sub.c[f"d{i}"]), Float).label(f"d{i}"),
+            rounded(func.sum(sub.c[f"d{i}"]), DEALS_DECIMALS).label(f"d{i}"),
         ]
     return (
         select(sub.c.channel, *sums, func.sum(sub.c.cost).label("cost"))

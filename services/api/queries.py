@@ -1,12 +1,17 @@
 """The reports' SQL: every sum, count and group-by runs in the database.
 
-Reads only the report projection (``credits``, ``deal_attributions``), derived state (``deals``,
-``campaigns``, ``campaign_cost_days``, ``touches``), ``attribution_models`` and the projection
-version (``projection_versions``); never writes.
+Reads only the report projection (``credits``, ``deal_attributions`` and their rollups),
+derived state (``deals`` and theirs, ``campaigns``, ``campaign_cost_days``, ``touches``),
+``attribution_models`` and the projection version (``projection_versions``); never writes.
 Functions return integers of minor units and plain floats; formatting is the caller's job.
 
-Range rules: a credit or deal attribution counts when ``start_at <= closed_at < end_at``; a
-cost day counts when ``start <= day < end`` (so a cost spread over days is cut at the bounds).
+Range rules: a credit, deal attribution or won deal counts when ``start_at <= closed_at <
+end_at``; a cost day counts when ``start <= day < end`` (so a cost spread over days is cut at
+the bounds). A period is whole UTC days, so the sums over a range are read from the rollups
+(``services.core.db.rollups``: per UTC day of close, the sums of the rows closed that day):
+the same numbers as the rows' own sums, at the cost of a few rows a day instead of every
+deal's. A rollup key counts when its row count is positive (a key whose rows all went away
+sums to 0 rows).
 """
 
 from __future__ import annotations
@@ -18,30 +23,35 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
     Select,
     String,
-    and_,
     cast,
     func,
+    literal_column,
     select,
-    true,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from services.api.params import Period
 from services.core.db.schema import (
     AttributionModelRow,
+    AttributionRollupRow,
     CampaignRow,
     CreditRow,
     DealAttributionRow,
     DealRow,
     TouchRow,
+    WonRollupRow,
 )
 from services.core.db.version import projection_version, version_column
 
 WON = "won"
 CONVERTED = "converted"
 UNCONVERTED = "unconverted"
+DEALS_DECIMALS = 9  # fractional deals as reports sum them: finer than shown, coarser than noise
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,39 @@ def bytewise(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
     return column.collate("C") if dialect == "postgresql" else column
 
 
+def on_days(column: Any, period: Period) -> list[ColumnElement[bool]]:
+    """Return the conditions ``start <= column < end`` on a date column (none if unbounded)."""
+    conditions: list[ColumnElement[bool]] = []
+    if period.start is not None:
+        conditions.append(column >= period.start)
+    if period.end is not None:
+        conditions.append(column < period.end)
+    return conditions
+
+
+class rounded(FunctionElement[float]):  # noqa: N801 - a SQL function, named like one
+    """``round(x, digits)`` of a float, as a float, on both dialects (PostgreSQL rounds only
+    numerics)."""
+
+    type = Float()
+    inherit_cache = True
+
+    def __init__(self, value: ColumnElement[Any], digits: int) -> None:
+        super().__init__(value, literal_column(str(int(digits))))
+
+
+@compiles(rounded)
+def _rounded(element: rounded, compiler: Any, **kw: Any) -> str:
+    value, digits = (compiler.process(c, **kw) for c in element.clauses)
+    return f"round({value}, {digits})"
+
+
+@compiles(rounded, "postgresql")
+def _rounded_pg(element: rounded, compiler: Any, **kw: Any) -> str:
+    value, digits = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(round(CAST({value} AS NUMERIC), {digits}) AS DOUBLE PRECISION)"
+
+
 def models(session: Session) -> list[AttributionModelRow]:
     """Return every attribution model in display order."""
     stmt = select(AttributionModelRow).order_by(
@@ -139,22 +182,30 @@ def deal_attribution_sums(
 
     Also the newest ``fit_id`` among those deals (null but for data-driven models), so a
     report names its snapshot without scanning the range again, and the number of rows
-    (``services.api.readiness`` uses it). Models without a row in range are absent.
+    (``services.api.readiness`` uses it). Models without a row in range are absent. Read from
+    ``attribution_rollups``, keyed by fit: a fit counts when it has rows in range.
     """
-    stmt = (
+    rollup = AttributionRollupRow
+    per_fit = (
         select(
-            DealAttributionRow.model_id,
-            func.sum(DealAttributionRow.attributed_minor),
-            func.sum(DealAttributionRow.unattributed_minor),
-            func.max(DealAttributionRow.fit_id),
-            func.count(),
+            rollup.model_id,
+            rollup.fit_id,
+            func.sum(rollup.attributed_minor).label("attributed"),
+            func.sum(rollup.unattributed_minor).label("unattributed"),
+            func.sum(rollup.deals).label("deals"),
         )
-        .where(
-            DealAttributionRow.model_id.in_(model_list),
-            *closed_in(DealAttributionRow.closed_at, period),
-        )
-        .group_by(DealAttributionRow.model_id)
+        .where(rollup.model_id.in_(model_list), *on_days(rollup.day, period))
+        .group_by(rollup.model_id, rollup.fit_id)
+        .having(func.sum(rollup.deals) > 0)
+        .subquery("per_fit")
     )
+    stmt = select(
+        per_fit.c.model_id,
+        func.sum(per_fit.c.attributed),
+        func.sum(per_fit.c.unattributed),
+        func.max(per_fit.c.fit_id),
+        func.sum(per_fit.c.deals),
+    ).group_by(per_fit.c.model_id)
     return {
         model_id: AttributionSums(
             int(attributed), int(unattributed), None if fit_id is None else int(fit_id), int(n)
@@ -163,16 +214,14 @@ def deal_attribution_sums(
     }
 
 
-def _won_in(period: Period) -> list[ColumnElement[bool]]:
-    return [DealRow.status == WON, *closed_in(DealRow.closed_at, period)]
-
-
 def converted_won(session: Session, period: Period) -> ConvertedWon:
     """Return how many won deals closed in range converted, and their converted amounts' sum."""
+    rollup = WonRollupRow
     count, total = session.execute(
-        select(func.count(), func.coalesce(func.sum(DealRow.reporting_minor), 0)).where(
-            *_won_in(period), DealRow.conversion == CONVERTED
-        )
+        select(
+            func.coalesce(func.sum(rollup.deals), 0),
+            func.coalesce(func.sum(rollup.reporting_minor), 0),
+        ).where(rollup.conversion == CONVERTED, *on_days(rollup.day, period))
     ).one()
     return ConvertedWon(int(count), int(total or 0))
 
@@ -180,42 +229,39 @@ def converted_won(session: Session, period: Period) -> ConvertedWon:
 def uncredited(session: Session, model_list: Sequence[str], period: Period) -> dict[str, int]:
     """Per model: the converted amounts of won deals closed in range it has no row for.
 
-    An anti-join of the won and converted deals against the model's ``deal_attributions``;
-    models missing no deal are absent from the answer.
+    The converted revenue in range minus the amounts of the model's ``deal_attributions``
+    rows in range: the worker writes such a row only for a won and converted deal, with the
+    deal's converted amount and close (``services.attribution.credits``), so the difference
+    is the amount of the deals without one. Models missing nothing are absent.
     """
     if not model_list:
         return {}
-    has_row = (
-        select(DealAttributionRow.deal_id)
-        .where(
-            DealAttributionRow.model_id == AttributionModelRow.model_id,
-            DealAttributionRow.deal_id == DealRow.deal_id,
-        )
-        .exists()
+    won = converted_won(session, period).revenue_minor
+    rollup = AttributionRollupRow
+    credited = dict(
+        session.execute(
+            select(rollup.model_id, func.sum(rollup.amount_minor))
+            .where(rollup.model_id.in_(model_list), *on_days(rollup.day, period))
+            .group_by(rollup.model_id)
+        ).all()
     )
-    stmt = (
-        select(AttributionModelRow.model_id, func.sum(DealRow.reporting_minor))
-        .select_from(AttributionModelRow)
-        .join(DealRow, true())
-        .where(
-            AttributionModelRow.model_id.in_(model_list),
-            *_won_in(period),
-            DealRow.conversion == CONVERTED,
-            ~has_row,
-        )
-        .group_by(AttributionModelRow.model_id)
-    )
-    return {model_id: int(total or 0) for model_id, total in session.execute(stmt)}
+    missing = {m: won - int(credited.get(m) or 0) for m in model_list}
+    return {m: minor for m, minor in missing.items() if minor}
 
 
 def won_totals(session: Session, period: Period) -> WonTotals:
     """Return the won deals closed in range: converted count and sum, unconverted per currency."""
-    in_range = and_(*_won_in(period))
+    rollup = WonRollupRow
     per_currency = session.execute(
-        select(DealRow.currency, func.count(), func.coalesce(func.sum(DealRow.amount_minor), 0))
-        .where(in_range, DealRow.conversion == UNCONVERTED)
-        .group_by(DealRow.currency)
-        .order_by(DealRow.currency)
+        select(
+            rollup.currency,
+            func.sum(rollup.deals),
+            func.coalesce(func.sum(rollup.amount_minor), 0),
+        )
+        .where(rollup.conversion == UNCONVERTED, *on_days(rollup.day, period))
+        .group_by(rollup.currency)
+        .having(func.sum(rollup.deals) > 0)
+        .order_by(rollup.currency)
     ).all()
     return WonTotals(
         converted=converted_won(session, period),

@@ -7,13 +7,13 @@ and unattributed revenue come from the rows it has, so per model, at every momen
 
     attributed + unattributed + pending = closed-won revenue (converted, in range).
 
-Pending is an anti-join (``queries.uncredited``), run only for the models that may miss a
-deal. A model's rows in a range are a subset of the won and converted deals closed in it: the
-worker writes one per such deal, with the deal's ``closed_at``, in the transaction that
-changes the deal, and deletes it when the deal leaves that state. So a model with as many rows
-in the range as there are such deals has one for each: its anti-join is empty and its pending
-0. (Measured on PostgreSQL, 100k won deals and 14 models: the anti-join of every model takes
-about 1 s, four times the sums the report runs anyway; of one incomplete model, 30 ms.)
+A model's rows in a range are a subset of the won and converted deals closed in it: the
+worker writes one per such deal, with the deal's ``closed_at`` and converted amount, in the
+transaction that changes the deal, and deletes it when the deal leaves that state. So a
+model with as many rows in the range as there are such deals has one for each (pending 0),
+and otherwise its pending revenue is the converted revenue minus the amounts of its rows
+(``queries.uncredited``, from the day rollups: a few rows a day, run only for the models
+that may miss a deal).
 
 ``status`` is ``pending`` while a model has not credited everything it will: a data-driven
 model with no done fit (no snapshot yet), a custom model still ``computing`` (its credits may

@@ -3,7 +3,13 @@
 Invariant (per model, per won and converted deal): the credit rows sum to
 ``deal_attributions.attributed_minor``, and attributed + unattributed = the converted amount.
 A recompute deletes a deal's rows and writes them again from stored events, so running it
-twice, or after any replay, gives the same rows.
+twice, or after any replay, gives the same rows. Every ``deal_attributions`` row is written
+here, beside the deal row it comes from: its ``amount_minor`` and ``closed_at`` are the deal's
+``reporting_minor`` and ``closed_at``, and it exists only while the deal is won and converted
+(the reports' pending revenue relies on it: ``services.api.queries.uncredited``), as long as
+a recompute that changes a deal covers every model holding rows for it (all callers pass the
+models in force). The report rollups change in the same transaction by exactly the rows
+removed and written (``services.core.db.rollups``).
 """
 
 from __future__ import annotations
@@ -11,34 +17,30 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, union
+from sqlalchemy import ColumnElement, Select, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from services.attribution.event_cache import EventCache, load_events
 from services.attribution.inputs import deal_change
+from services.attribution.outcomes import write_outcomes
 from services.attribution.state_store import Impact, Span, load_rates
 from services.core.db.journeys import journey_candidates
 from services.core.db.schema import (
     ContactRow,
-    CreditRow,
-    DealAttributionRow,
     DealContactRow,
     DealRow,
     EventRow,
 )
-from services.core.db.upsert import among, insert_new, upsert
+from services.core.db.upsert import among
 from services.core.settings import Settings
 from services.domain import (
     AttributionModel,
-    role_labels,
-    select_journey,
 )
-from services.domain.attribute import deal_credits
 from services.domain.inputs import DealChange
-from services.domain.state import STATUS_WON, DealState, Rate, convert_won_deal, fold_deal
+from services.domain.outcome import deal_outcome
+from services.domain.state import STATUS_WON, DealState, fold_deal
 
 
 def affected_deals(
@@ -145,31 +147,6 @@ def _deals_touched(session: Session, impact: Impact, *, lookback: timedelta) -> 
     return found
 
 
-@lru_cache(maxsize=64)
-def _labels(roles: frozenset[str]) -> str:
-    """The stored form of a touch's roles (at most 16 distinct sets)."""
-    return ",".join(role_labels(roles))
-
-
-def _deal_row(deal: DealState) -> dict[str, object]:
-    return {
-        "deal_id": deal.deal_id,
-        "account_id": deal.account_id,
-        "status": deal.status,
-        "stage": deal.stage,
-        "amount_minor": deal.amount_minor,
-        "currency": deal.currency,
-        "created_at": deal.created_at,
-        "closed_at": deal.closed_at,
-        "lost_at": deal.lost_at,
-        "reporting_minor": None,
-        "fx_rate": None,
-        "fx_rate_date": None,
-        "conversion": None,
-        "journey_touches": 0,
-    }
-
-
 def recompute_deals(
     session: Session,
     deal_ids: Iterable[str],
@@ -180,104 +157,41 @@ def recompute_deals(
 ) -> int:
     """Re-derive the given deals and replace their credits under ``models``; return the count.
 
-    Credits of other models are left alone, so one model can be rebuilt on its own. ``cache``
-    (optional) saves decoding stored events again.
+    Load the deals' state, rates and journey candidates; derive each deal's outcome
+    (``services.domain.outcome.deal_outcome``, the rule the history specification applies
+    too); write them. Credits of other models are left alone, so one model can be rebuilt on
+    its own. ``cache`` (optional) saves decoding stored events again.
     """
     deal_ids = sorted(set(deal_ids))
     if not deal_ids:
         return 0
+    deals = _load_deals(session, deal_ids, cache)
+    reporting, lookback = settings.reporting_currency, timedelta(days=settings.lookback_days)
+    rates = load_rates(session, {d.currency for d in deals if d.currency}, reporting)
+    won = [d for d in deals if d.status == STATUS_WON]
+    candidates = journey_candidates(session, won, lookback=lookback)
+    outcomes = [
+        deal_outcome(
+            deal,
+            candidates.get(deal.deal_id, []),
+            rates=rates,
+            models=models,
+            reporting_currency=reporting,
+            lookback=lookback,
+        )
+        for deal in deals
+    ]
+    write_outcomes(session, deal_ids, outcomes, models)
+    return len(deals)
+
+
+def _load_deals(
+    session: Session, deal_ids: Sequence[str], cache: EventCache | None
+) -> list[DealState]:
+    """Fold the stored deal events of each deal into its state (deals without one left out)."""
     by_deal: dict[str, list[DealChange]] = {d: [] for d in deal_ids}
     for event in load_events(
         session, cache, among(session, EventRow.deal_id, deal_ids), EventRow.type.like("deal.%")
     ):
         by_deal[event.deal_id].append(deal_change(event))  # type: ignore[union-attr,arg-type]
-    deals = [fold_deal(d, events) for d, events in by_deal.items() if events]
-    reporting = settings.reporting_currency
-    rates: list[Rate] = load_rates(session, {d.currency for d in deals if d.currency}, reporting)
-    lookback = timedelta(days=settings.lookback_days)
-
-    model_ids = [m.model_id for m in models]
-    for table, deal_column, model_column in (
-        (CreditRow, CreditRow.deal_id, CreditRow.model_id),
-        (DealAttributionRow, DealAttributionRow.deal_id, DealAttributionRow.model_id),
-        (DealContactRow, DealContactRow.deal_id, None),
-    ):
-        condition = among(session, deal_column, deal_ids)
-        if model_column is not None:
-            condition &= among(session, model_column, model_ids)
-        # No ORM objects of these rows are ever loaded: nothing to synchronise.
-        session.execute(delete(table).where(condition).execution_options(synchronize_session=False))
-    deal_rows, contact_rows, credit_rows, summary_rows = [], [], [], []
-    candidates = journey_candidates(
-        session, [d for d in deals if d.status == STATUS_WON], lookback=lookback
-    )
-    for deal in deals:
-        row = _deal_row(deal)
-        deal_rows.append(row)
-        contact_rows += [{"deal_id": deal.deal_id, "contact_id": c} for c in deal.contact_ids]
-        if deal.status != STATUS_WON:
-            continue
-        conv = convert_won_deal(deal, target=reporting, rates=rates)
-        if conv.amount_minor is None:
-            # No usable rate, or won without any amount: reported, never silently dropped.
-            row["conversion"] = "unconverted"
-            continue
-        assert deal.closed_at is not None and deal.journey_start is not None
-        row.update(
-            conversion="converted",
-            reporting_minor=conv.amount_minor,
-            fx_rate=None if conv.rate is None else str(conv.rate),
-            fx_rate_date=conv.rate_date if deal.currency != reporting else None,
-        )
-        journey = select_journey(
-            candidates.get(deal.deal_id, []),
-            created_at=deal.journey_start,
-            closed_at=deal.closed_at,
-            lookback=lookback,
-        )
-        row["journey_touches"] = len(journey)
-        result = deal_credits(
-            journey,
-            amount_minor=conv.amount_minor,
-            created_at=deal.journey_start,
-            closed_at=deal.closed_at,
-            models=models,
-        )
-        labels = [_labels(roles) for roles in result.roles]
-        for model in models:
-            amounts = result.credits.get(model.model_id, [])
-            weights = result.weights.get(model.model_id, [])
-            attributed = sum(amounts)
-            summary_rows.append(
-                {
-                    "model_id": model.model_id,
-                    "deal_id": deal.deal_id,
-                    "closed_at": deal.closed_at,
-                    "amount_minor": conv.amount_minor,
-                    "attributed_minor": attributed,
-                    "unattributed_minor": conv.amount_minor - attributed,
-                    "fit_id": getattr(model, "fit_id", None),
-                }
-            )
-            credit_rows += [
-                {
-                    "model_id": model.model_id,
-                    "deal_id": deal.deal_id,
-                    "touch_event_id": touch.event_id,
-                    "position": position,
-                    "campaign_id": touch.campaign_id,
-                    "roles": labels[position],
-                    "weight": weights[position],
-                    "credit_minor": amounts[position],
-                    "closed_at": deal.closed_at,
-                }
-                for position, touch in enumerate(journey)
-            ]
-    upsert(session, DealRow, deal_rows)
-    for table, rows in (
-        (DealContactRow, contact_rows),
-        (CreditRow, credit_rows),
-        (DealAttributionRow, summary_rows),
-    ):
-        insert_new(session, table, rows)  # the deal's rows were deleted above
-    return len(deals)
+    return [fold_deal(d, events) for d, events in by_deal.items() if events]

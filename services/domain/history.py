@@ -2,9 +2,10 @@
 
 ``attribute_history`` derives, from a history of events in any order and with any duplicates,
 every deal's state, conversion, journey and credits under the given models. The worker reaches
-the same result incrementally, batch by batch, through the database; tests hold the two equal
-for arbitrary arrival orders. The history holds the domain's inputs (``inputs``): canonical
-events are turned into it by ``services.attribution.inputs.history_of``.
+the same result incrementally, batch by batch, through the database; both apply one rule to
+each deal once its state and journey candidates are known (``outcome.deal_outcome``). The
+history holds the domain's inputs (``inputs``): canonical events are turned into it by
+``services.attribution.inputs.history_of``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from .attribute import TouchCredit, attribute_all
 from .inputs import (
     CampaignFacts,
     ContactFacts,
@@ -26,12 +26,11 @@ from .inputs import (
     order_key,
 )
 from .journey import Touch as JourneyTouch
-from .journey import select_journey
 from .models import AttributionModel
+from .outcome import DealOutcome, deal_outcome
 from .state import (
     DealState,
     Rate,
-    convert_won_deal,
     fold_campaign,
     fold_contact,
     fold_deal,
@@ -49,16 +48,6 @@ class History:
     merges: Sequence[MergeFacts] = ()
     touches: Sequence[TouchFacts] = ()
     rates: Sequence[RateFacts] = ()
-
-
-@dataclass(frozen=True)
-class DealOutcome:
-    """A deal as the reports see it: ``reporting_minor`` is None unless won and converted."""
-
-    state: DealState
-    reporting_minor: int | None
-    journey: tuple[JourneyTouch, ...]
-    credits: dict[str, list[TouchCredit]]
 
 
 def _latest_rates(events: Sequence[RateFacts]) -> list[Rate]:
@@ -127,10 +116,7 @@ def _outcome(
     reporting_currency: str,
     lookback: timedelta,
 ) -> DealOutcome:
-    conv = convert_won_deal(deal, target=reporting_currency, rates=rates)
-    if conv.amount_minor is None:
-        return DealOutcome(deal, None, (), {})
-    assert deal.closed_at is not None and deal.journey_start is not None
+    """The deal's outcome over the touches that belong to it (contract §2)."""
     deal_roots = set(deal.contact_ids) | {root(c) for c in deal.contact_ids}
 
     def belongs(touch: TouchFacts) -> bool:
@@ -154,14 +140,11 @@ def _outcome(
         for t in touches
         if belongs(t)
     ]
-    journey = select_journey(
-        candidates, created_at=deal.journey_start, closed_at=deal.closed_at, lookback=lookback
-    )
-    credits = attribute_all(
-        journey,
-        amount_minor=conv.amount_minor,
-        created_at=deal.journey_start,
-        closed_at=deal.closed_at,
+    return deal_outcome(
+        deal,
+        candidates,
+        rates=rates,
         models=models,
+        reporting_currency=reporting_currency,
+        lookback=lookback,
     )
-    return DealOutcome(deal, conv.amount_minor, journey, credits)

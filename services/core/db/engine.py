@@ -8,6 +8,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.core.db.rollups import track_orm_writes
+
 
 def normalise_url(url: str) -> str:
     """Pick the psycopg 3 driver for plain ``postgresql://`` URLs."""
@@ -54,5 +56,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Return the session factory; sessions never expire objects on commit."""
-    return sessionmaker(engine, expire_on_commit=False)
+    """Return the session factory; sessions never expire objects on commit.
+
+    Its sessions keep the report rollups right for summarised rows written through the ORM
+    (``services.core.db.rollups.track_orm_writes``).
+    """
+    factory = sessionmaker(engine, expire_on_commit=False)
+    track_orm_writes(factory)
+    return factory

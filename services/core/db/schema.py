@@ -670,6 +670,9 @@ class CreditRollupRow(Base):
     day: Mapped[date] = mapped_column(Date)
     revenue_minor: Mapped[int] = mapped_column(BigInteger)
     deals: Mapped[float] = mapped_column(Float)
+    # The number of credit rows: a key whose credits all went away (0) is told apart from one
+    # whose credits are all 0 (touches of weight 0 still make a report row).
+    credits: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_credit_rollups_model_day", "model_id", "day"),)
 
