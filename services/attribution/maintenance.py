@@ -1,5 +1,7 @@
 """Model upkeep the worker does between batches: fits (first, scheduled, requested, being
-applied; the grade's with them), custom models, and the pipeline snapshot.
+applied; the grade's with them), custom models, the pipeline snapshot, rollup compaction and
+lead qualification. Jobs that one worker should do at a time take a try-lock (the others
+skip them: ``unit_of_work.try_take``).
 
 Each step is idempotent and commits on its own; the worker calls ``maintain_models`` every few
 seconds, so a fit requested through the API, the first fit of a model once decided deals exist,
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.fitting import due_models, request_fit, run_requested_fits
@@ -21,7 +23,8 @@ from services.attribution.pipeline import compute_pipeline, snapshot_is_current
 from services.attribution.qualifying import publish_mqls, qualify_accounts
 from services.attribution.rebuild import CHUNK, Stop
 from services.attribution.recompute import Progress, UnknownModel, recompute
-from services.core.db.schema import AttributionModelRow, CreditRow, DealAttributionRow
+from services.core.db.rollups import compact_rollups, retract_model
+from services.core.db.schema import AttributionModelRow
 from services.core.db.unit_of_work import nothing_changed, try_take, unit_of_work
 from services.core.settings import Settings
 
@@ -30,6 +33,7 @@ FIT_REQUESTS = "jobs:fit-requests"
 GRADE_FIT = "jobs:grade-fit"
 PIPELINE_JOB = "jobs:pipeline"
 LEAD_QUALIFICATION = "jobs:lead-qualification"
+ROLLUP_COMPACTION = "jobs:rollup-compaction"
 
 
 def maintain_models(
@@ -94,13 +98,22 @@ def compute_custom_models(sessions: sessionmaker[Session], settings: Settings) -
         with unit_of_work(sessions) as session:
             row = session.get(AttributionModelRow, model_id)
             if row is None:  # deleted while we computed: take back what we wrote
-                session.execute(delete(CreditRow).where(CreditRow.model_id == model_id))
-                session.execute(
-                    delete(DealAttributionRow).where(DealAttributionRow.model_id == model_id)
-                )
+                retract_model(session, model_id)
             elif row.status == "computing" and row.params == params:
                 row.status = "ready"  # else redefined meanwhile: the next call computes again
     return list(pending)
+
+
+def compact(sessions: sessionmaker[Session], *, full: bool = False) -> int:
+    """Compact the report rollups' deltas (one worker at a time); return the rows removed.
+
+    The sums do not change, so neither does the projection version.
+    """
+    with unit_of_work(sessions) as session:
+        nothing_changed(session)
+        if not try_take(session, ROLLUP_COMPACTION):
+            return 0
+        return compact_rollups(session, full=full)
 
 
 def refresh_pipeline(sessions: sessionmaker[Session], settings: Settings) -> bool:

@@ -51,7 +51,12 @@ from services.attribution.consuming import (
 )
 from services.attribution.dirty import Drained, drain
 from services.attribution.event_cache import EventCache
-from services.attribution.maintenance import maintain_leads, maintain_models, refresh_pipeline
+from services.attribution.maintenance import (
+    compact,
+    maintain_leads,
+    maintain_models,
+    refresh_pipeline,
+)
 from services.attribution.recompute import recompute_if_parameters_changed
 from services.attribution.registry import sync_builtin_models
 from services.core.db.engine import make_engine, make_sessionmaker
@@ -106,6 +111,7 @@ class Worker:
         # The pipeline snapshot is due at the first pass, then every pipeline interval.
         self._pipeline_at: float | None = None
         self._leads_at: float | None = None
+        self._compactions = 0
         self._maintenance = MaintenanceThread(self._maintain)
         self.events_applied = 0
         self._activity = ActivityLog(every_s=0.0 if settings.verbose else 2.0)
@@ -175,6 +181,9 @@ class Worker:
                 progress=_log_progress,
                 stop=self._maintenance.stopping,
             )
+            # Every pass compacts what changed since the last; the first looks at every key.
+            compact(self.sessions, full=self._compactions == 0)
+            self._compactions += 1
             if self._pipeline_due(now):
                 refresh_pipeline(self.sessions, self.settings)
             if self._leads_due(now):
