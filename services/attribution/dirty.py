@@ -25,6 +25,14 @@ misses the other's uncommitted row):
   commit, reading A's touch, committed earlier. Either way a recompute of D that reads both
   rows follows both commits. The same argument covers every input of a deal (a rate, a
   merge, a contact moving account) and of a root (a touch versus its campaign's flag).
+- A resolve never overlaps a recompute (``RESOLVE``: resolves take it exclusively,
+  recomputes shared). The resolver finds a touch's deals through state that recomputes
+  derive (a deal's won status, its contacts); were a recompute that read before the touch
+  committed still uncommitted when the touch's impact is resolved, neither would see the
+  other. Mutually excluded, either the resolve comes first (so the recompute starts after the
+  touch committed, and reads it) or after the recompute committed (and finds the deal).
+  Contacts' roots and accounts are read when the impact is resolved, not when the batch
+  ran (``_link_touches``). Batches never wait on this lock.
 - A deal is recomputed by one transaction at a time: the claim holds its ``dirty_deals``
   row, and ``lock_deals`` its ``deals`` row, which fits and custom models being applied lock
   too. The recompute reads after taking them, so it sees every change whose mark it claimed.
@@ -56,6 +64,7 @@ from services.attribution.funnel_summary import funnel_roots, rewrite_roots
 from services.attribution.registry import active_models
 from services.attribution.state_store import Impact
 from services.core.db.schema import (
+    ContactRow,
     DeadLetterRow,
     DirtyDealRow,
     DirtyRootRow,
@@ -79,6 +88,8 @@ ROOTS_PER_STEP = 5000  # dirty roots rewritten in one transaction
 FAILED_DEALS_TOPIC = "closedloop.deals"  # the dead letters of deals that cannot be recomputed
 
 DataErrors = tuple[type[BaseException], ...]
+RESOLVE = "dirty:resolve"  # resolves exclusive, recomputes shared (see the module docstring)
+RECOMPUTE_LOCKS = (Lock(MODELS_IN_FORCE, shared=True), Lock(RESOLVE, shared=True))
 
 
 def queue_impact(session: Session, impact: Impact, *, now: datetime) -> None:
@@ -106,6 +117,7 @@ class Drained:
 
 def resolve(session: Session, impact: Impact, settings: Settings) -> tuple[set[str], set[str]]:
     """Return the deals and roots ``impact`` may have changed, read from the session's state."""
+    _link_touches(session, impact)
     deals = affected_deals(
         session,
         impact,
@@ -113,6 +125,26 @@ def resolve(session: Session, impact: Impact, settings: Settings) -> tuple[set[s
         lookback=timedelta(days=settings.lookback_days),
     )
     return deals, funnel_roots(session, impact)
+
+
+def _link_touches(session: Session, impact: Impact) -> None:
+    """Widen the new touches' spans to their contacts' roots and accounts as committed now.
+
+    The batch noted them as it saw them, but a contact row (its account, its root) may have
+    been committed by another worker after the batch read it and before its commit: that
+    contact's own impact was resolved without the touch, so the touch's must see the link.
+    """
+    if not impact.touch_roots:
+        return
+    links = session.execute(
+        select(
+            ContactRow.contact_id, ContactRow.root_contact_id, ContactRow.effective_account_id
+        ).where(among(session, ContactRow.contact_id, list(impact.touch_roots)))
+    ).all()
+    for contact, root, account in links:
+        low, high = impact.touch_roots[contact]
+        for at in (low, high):
+            impact.note_touch(account=account, root=root, at=at)
 
 
 def recompute(
@@ -172,7 +204,7 @@ def _claim(session: Session, column: Any, order: Any, limit: int) -> list[Any]:
 
 def resolve_step(sessions: sessionmaker[Session], settings: Settings) -> int:
     """Resolve a step of pending impacts into dirty marks; return how many impacts."""
-    with unit_of_work(sessions) as session:
+    with unit_of_work(sessions, Lock(RESOLVE)) as session:
         nothing_changed(session)  # marks change no report
         rows = session.execute(
             select(PendingImpactRow.id, PendingImpactRow.impact)
@@ -206,7 +238,7 @@ def recompute_step(
     Holds the fit-status lock shared: a fit is declared applied only between recomputes
     (``services.attribution.rebuild``).
     """
-    with unit_of_work(sessions, Lock(MODELS_IN_FORCE, shared=True)) as session:
+    with unit_of_work(sessions, *RECOMPUTE_LOCKS) as session:
         ids = _claim(session, DirtyDealRow.deal_id, DirtyDealRow.marked_at, limit)
         if not ids:
             nothing_changed(session)
@@ -251,7 +283,7 @@ def isolate_failed_deals(
     failed = 0
     for deal_id in queued:
         try:
-            with unit_of_work(sessions, Lock(MODELS_IN_FORCE, shared=True)) as session:
+            with unit_of_work(sessions, *RECOMPUTE_LOCKS) as session:
                 claimed = session.scalars(
                     select(DirtyDealRow.deal_id)
                     .where(DirtyDealRow.deal_id == deal_id)
