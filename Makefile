@@ -1,6 +1,6 @@
 # Closed Loop: `make run` starts the whole pipeline, `make test` runs every test.
 .DEFAULT_GOAL := help
-.PHONY: help install tools run test lint typecheck bench bench-quick
+.PHONY: help install tools run test lint typecheck bench bench-quick chaos
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -33,8 +33,8 @@ test: install tools ## Run the whole test suite (needs wrk and chromium: make to
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile $(ARGS)
 
 lint: install ## Check style and formatting with ruff
-	$(BIN)/ruff check services tests bench
-	$(BIN)/ruff format --check services tests bench
+	$(BIN)/ruff check services tests bench chaos
+	$(BIN)/ruff format --check services tests bench chaos
 
 typecheck: install ## Type-check services/ with mypy
 	$(BIN)/mypy
@@ -44,3 +44,6 @@ bench: install tools ## Run the benchmarks (pass options in ARGS="...")
 
 bench-quick: install tools ## Run a short benchmark (smoke size)
 	$(BIN)/python -m bench --quick $(ARGS)
+
+chaos: install tools ## Run the reliability suite (faults and load; ARGS="--quick" or "--only soak")
+	$(BIN)/python -m chaos $(ARGS)
