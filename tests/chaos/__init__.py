@@ -1,0 +1,1 @@
+"""The reliability scenarios in their quick mode (``python -m chaos --quick``), one file each."""
