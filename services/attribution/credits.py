@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, union
+from sqlalchemy import ColumnElement, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from services.attribution.event_cache import EventCache, load_events
@@ -58,8 +58,8 @@ def affected_deals(
     conditions: list[ColumnElement[bool]] = []
     if impact.accounts:
         conditions.append(among(session, DealRow.account_id, impact.accounts))
-    if impact.roots:
-        conditions.append(DealRow.deal_id.in_(_deals_of_roots(session, impact.roots)))
+    if impact.roots and (of_roots := _deals_of_roots(session, impact.roots)):
+        conditions.append(among(session, DealRow.deal_id, of_roots))
     if conditions:
         # One SELECT per condition, UNIONed: an OR of ``= ANY`` tests is a sequential scan.
         won = select(DealRow.deal_id).where(DealRow.status == STATUS_WON)
@@ -97,14 +97,34 @@ def _deals_of_rates(session: Session, currency: str, changed: Sequence[date]) ->
     return found
 
 
-def _deals_of_roots(session: Session, roots: Iterable[str]) -> Select[Any]:
-    """Select the deals whose contact roles resolve to one of ``roots``."""
-    root = func.coalesce(ContactRow.root_contact_id, DealContactRow.contact_id)
-    return (
-        select(DealContactRow.deal_id)
-        .outerjoin(ContactRow, ContactRow.contact_id == DealContactRow.contact_id)
-        .where(among(session, root, set(roots)))
+def _contacts_under(session: Session, roots: Iterable[str]) -> set[str]:
+    """Return every contact whose root may be one of ``roots``: the contacts rows under them,
+    and the roots themselves (a contact without a row is its own root).
+
+    A superset for the callers' exact test (``_ROOT``); index-driven, so its cost follows the
+    roots asked about, not the size of the tables (a test on ``coalesce(root, contact)`` can
+    use no index: it scanned every contact and deal role).
+    """
+    roots = set(roots)
+    under = session.scalars(
+        select(ContactRow.contact_id).where(among(session, ContactRow.root_contact_id, roots))
     )
+    return roots | set(under)
+
+
+# The root of a deal's contact role, as journeys read it (a contact without a row is its own).
+_ROOT = func.coalesce(ContactRow.root_contact_id, DealContactRow.contact_id)
+
+
+def _deals_of_roots(session: Session, roots: Iterable[str]) -> set[str]:
+    """Return the deals whose contact roles resolve to one of ``roots``."""
+    roots = set(roots)
+    rows = session.execute(
+        select(DealContactRow.deal_id, _ROOT)
+        .outerjoin(ContactRow, ContactRow.contact_id == DealContactRow.contact_id)
+        .where(among(session, DealContactRow.contact_id, _contacts_under(session, roots)))
+    )
+    return {deal_id for deal_id, root in rows if root in roots}
 
 
 def _deals_touched(session: Session, impact: Impact, *, lookback: timedelta) -> set[str]:
@@ -127,18 +147,23 @@ def _deals_touched(session: Session, impact: Impact, *, lookback: timedelta) -> 
             )
         )
     if impact.touch_roots:
-        root = func.coalesce(ContactRow.root_contact_id, DealContactRow.contact_id)
+        contacts = _contacts_under(session, impact.touch_roots)
         queries.append(
             (
-                select(*window, root)
+                select(*window, _ROOT)
                 .join(DealContactRow, DealContactRow.deal_id == DealRow.deal_id)
                 .outerjoin(ContactRow, ContactRow.contact_id == DealContactRow.contact_id)
-                .where(DealRow.status == STATUS_WON, among(session, root, impact.touch_roots)),
+                .where(
+                    DealRow.status == STATUS_WON,
+                    among(session, DealContactRow.contact_id, contacts),
+                ),
                 impact.touch_roots,
             )
         )
     for query, spans in queries:
         for deal_id, start, closed_at, key in session.execute(query):
+            if key not in spans:  # a contact under another root (``_contacts_under``)
+                continue
             first, last = spans[key]
             if closed_at is None or start is None:
                 continue

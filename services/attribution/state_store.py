@@ -354,6 +354,32 @@ def _note_moves(
         impact.accounts.update(a for a in (old[1], new[1]) if a)
 
 
+def _merges_linked(
+    session: Session, contacts: set[str], cache: EventCache | None
+) -> list[ContactMerged]:
+    """Return every stored merge in the merge graphs of ``contacts`` (their connected parts).
+
+    ``resolve_merges`` decides each merge only on merges sharing a contact with it, so on
+    these it gives the roots of ``contacts`` and of everything linked to them exactly as on
+    every merge ever stored, at a cost that follows the merges involved, not the whole log.
+    """
+    found: dict[str, ContactMerged] = {}
+    seen, frontier = set(contacts), set(contacts)
+    while frontier:
+        linked = [
+            e
+            for column in (EventRow.contact_id, EventRow.merged_contact_id)
+            for e in load_events(
+                session, cache, EventRow.type == "contact.merged", among(session, column, frontier)
+            )
+            if isinstance(e, ContactMerged)
+        ]
+        found.update((e.event_id, e) for e in linked)
+        frontier = {c for e in linked for c in (e.contact_id, e.merged_contact_id)} - seen
+        seen |= frontier
+    return list(found.values())
+
+
 def project_contacts(
     session: Session, new: Sequence[Event], impact: Impact, *, cache: EventCache | None = None
 ) -> None:
@@ -373,12 +399,7 @@ def project_contacts(
     }
     roots_map: dict[str, str] = {}
     if merges:
-        all_merges = [
-            e
-            for e in load_events(session, cache, EventRow.type == "contact.merged")
-            if isinstance(e, ContactMerged)
-        ]
-        full = resolve_merges(all_merges)
+        full = resolve_merges(_merges_linked(session, affected, cache))
         new_roots = {full.get(c, c) for c in affected}
         roots_map = {c: r for c, r in full.items() if r in new_roots}
         affected |= set(roots_map)
