@@ -354,6 +354,26 @@ def _note_moves(
         impact.accounts.update(a for a in (old[1], new[1]) if a)
 
 
+def _in_merges(
+    session: Session, existing: dict[str, str], merges: Sequence[ContactMerged]
+) -> set[str]:
+    """Return the contacts of ``existing`` (contact → root) and ``merges`` that some merge
+    links: this batch's merges' contacts, contacts absorbed before (their root is another),
+    and earlier survivors (another contact's root).
+
+    The contacts rows show every merge committed before this batch: merges are projected under
+    the merge lock, which a batch holding merges holds exclusively. A contact none of these is
+    its own root, in no merge, so its root needs no merge read.
+    """
+    found = {c for m in merges for c in (m.contact_id, m.merged_contact_id)}
+    found |= {c for c, root in existing.items() if root != c}
+    survivors = select(ContactRow.root_contact_id).where(
+        among(session, ContactRow.root_contact_id, set(existing)),
+        ContactRow.contact_id != ContactRow.root_contact_id,
+    )
+    return found | set(session.scalars(survivors))
+
+
 def _merges_linked(
     session: Session, contacts: set[str], cache: EventCache | None
 ) -> list[ContactMerged]:
@@ -399,7 +419,8 @@ def project_contacts(
     }
     roots_map: dict[str, str] = {}
     if merges:
-        full = resolve_merges(_merges_linked(session, affected, cache))
+        linked = _merges_linked(session, _in_merges(session, existing, merges), cache)
+        full = resolve_merges(linked)
         new_roots = {full.get(c, c) for c in affected}
         roots_map = {c: r for c, r in full.items() if r in new_roots}
         affected |= set(roots_map)
