@@ -4,7 +4,7 @@
 canonical events until the deadline: three of four to ``POST /v1/events`` with an ingest key,
 one of four to the ``generic`` webhook, signed (Standard Webhooks). Batch sizes cycle through
 ``sizes``; every event id is new. Clients are impatient on purpose: after a refusal they wait
-0.1–0.5 s, not the ``Retry-After`` they were given, so the pressure stays on. Every request
+0.2–1 s, not the ``Retry-After`` they were given, so the pressure stays on. Every request
 is recorded (status, latency, whether ``Retry-After`` came with it, or how it failed) and the
 ledger keeps every id sent and every id acknowledged (202).
 """
@@ -27,6 +27,7 @@ from chaos.raw_http import Connection, Failure
 from tests.support.signers.generic import standard_headers
 
 CLIENT_TIMEOUT_S = 10.0
+RETRY_S = (0.2, 1.0)  # an impatient client's wait after a refusal or a failure
 
 
 @dataclass
@@ -108,7 +109,7 @@ async def _client(
                 reply = await connection.post(path, headers, body)
             except Failure as failure:
                 ledger.statuses[failure.kind] += 1
-                await asyncio.sleep(rng.uniform(0.1, 0.5))
+                await asyncio.sleep(rng.uniform(*RETRY_S))
                 continue
             elapsed = time.perf_counter() - started
             ledger.statuses[str(reply.status)] += 1
@@ -121,7 +122,7 @@ async def _client(
                 ledger.refused_without_retry_after += "retry-after" not in reply.headers
             else:
                 ledger.unexpected.append(f"{reply.status}: {reply.body[:200]!r}")
-            await asyncio.sleep(rng.uniform(0.1, 0.5))
+            await asyncio.sleep(rng.uniform(*RETRY_S))
     finally:
         await connection.close()
 
