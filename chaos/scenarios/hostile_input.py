@@ -158,9 +158,18 @@ def _judge(
         hostile_statuses={str(k): v for k, v in sorted(statuses.items())},
         hostile_ignored_as_documented=sum(h.expect == "ignored" for h, _, _ in answers),
         hostile_max_latency_ms=round(slowest[1].latency_s * 1000, 1),
+        hostile_seconds_by_category=_seconds_by_category(answers),
         hostile_slowest=f"{slowest[0].endpoint}/{slowest[0].category}/{slowest[0].name}",
         healthz_probes=health.probes,
         healthz_slowest_ms=round(health.slowest_s * 1000, 1),
         ingest_rss_kib={"before": rss[0], "peak": max(rss), "after": rss[-1]},
         canary_connections=canary.connections,
     )
+
+
+def _seconds_by_category(answers: list[tuple[Hostile, Answer, str | None]]) -> dict[str, float]:
+    """Return the total time the hostile requests of each category took, in seconds."""
+    total: Counter[str] = Counter()
+    for hostile, answer, _ in answers:
+        total[hostile.category] += answer.latency_s
+    return {category: round(seconds, 2) for category, seconds in sorted(total.items())}
