@@ -6,7 +6,9 @@ one of four to the ``generic`` webhook, signed (Standard Webhooks). Batch sizes 
 ``sizes``; every event id is new. Clients are impatient on purpose: after a refusal they wait
 0.2–1 s, not the ``Retry-After`` they were given, so the pressure stays on. Every request
 is recorded (status, latency, whether ``Retry-After`` came with it, or how it failed) and the
-ledger keeps every id sent and every id acknowledged (202).
+ledger keeps every id sent, acknowledged (202), refused (429/503: nothing of the request may
+be stored) or of unknown outcome (timeout or reset: the server may have published it, as a
+client that gave up cannot know; a real one would retry the same ids).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class LoadLedger:
 
     sent: set[str] = field(default_factory=set)
     acknowledged: set[str] = field(default_factory=set)
+    refused: set[str] = field(default_factory=set)
+    unknown: set[str] = field(default_factory=set)
     statuses: Counter[str] = field(default_factory=Counter)  # "202", "503", "timeout", …
     accepted_s: list[float] = field(default_factory=list)  # latency of each 202
     refused_s: list[float] = field(default_factory=list)  # latency of each 429/503
@@ -109,6 +113,7 @@ async def _client(
                 reply = await connection.post(path, headers, body)
             except Failure as failure:
                 ledger.statuses[failure.kind] += 1
+                ledger.unknown.update(ids)
                 await asyncio.sleep(rng.uniform(*RETRY_S))
                 continue
             elapsed = time.perf_counter() - started
@@ -118,6 +123,7 @@ async def _client(
                 ledger.acknowledged.update(ids)
                 continue
             if reply.status in (429, 503):
+                ledger.refused.update(ids)
                 ledger.refused_s.append(elapsed)
                 ledger.refused_without_retry_after += "retry-after" not in reply.headers
             else:

@@ -12,8 +12,9 @@ Pass criterion (every item checked):
 - the load was beyond capacity: at least ``MIN_REFUSED_SHARE`` of the requests were refused;
 - the latency of accepted requests stays bounded: p99 under ``ACCEPTED_P99_S``;
 - ``/healthz`` answered every probe, and the ingest process is alive afterwards;
-- every acknowledged event is stored exactly once by the worker, and nothing else is (no
-  event of a refused request), with no dead letter.
+- every acknowledged event is stored exactly once by the worker; no event of a refused
+  request is stored; nothing else is stored but events of requests whose outcome the client
+  could not know (a timeout, itself a failure above); no dead letter.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from chaos.edge_stack import edge_stack, table_count, wait_stored
+from chaos.edge_stack import edge_stack, stored_ids, table_count, wait_stored
 from chaos.hostile_control import HealthWatch
 from chaos.overload_load import CLIENT_TIMEOUT_S, LoadLedger, percentile_ms, run_load
 from chaos.result import Outcome
@@ -59,11 +60,17 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
         )
         rows = table_count(stack.engine, "events")
         dead_letters = table_count(stack.engine, "dead_letters")
+        refused_stored = len(stored_ids(stack.engine, ledger.refused))
+        unknown_stored = len(stored_ids(stack.engine, ledger.unknown))
     outcome.sent = len(ledger.sent)
     outcome.acknowledged = len(ledger.acknowledged)
     outcome.counted = len(stored)
     outcome.lost = len(ledger.acknowledged - stored)
-    outcome.duplicated = rows - len(stored)  # rows beyond the acknowledged ledger
+    # Rows beyond the ledger's acknowledged and unknown-outcome events: refused ones, or any.
+    outcome.duplicated = rows - len(stored) - unknown_stored
+    outcome.check(
+        "nothing_refused_stored", refused_stored == 0, f"{refused_stored} refused events stored"
+    )
     _judge(outcome, ledger, health, alive, dead_letters)
     rss = health.rss_kib or [0]
     outcome.figures.update(
@@ -81,6 +88,7 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
         refusal_latency_ms={q: percentile_ms(ledger.refused_s, v) for q, v in _QUANTILES},
         drain_after_load_s=round(drain_s, 1),
         events_rows=rows,
+        unknown_outcome_events_stored=unknown_stored,
         dead_letters=dead_letters,
         healthz_probes=health.probes,
         healthz_slowest_ms=round(health.slowest_s * 1000, 1),
