@@ -6,8 +6,10 @@
 - ``fixture_deliveries``: the recorded deliveries of every other provider with the events they
   must map to (the hand-made ``*.expected.json``), sent between hostile requests as valid
   traffic of the same endpoints.
-- ``HealthWatch``: ``GET /healthz`` every ``PERIOD_S`` (slowest answer, failures) and the
-  ingest process's resident memory (``VmRSS``) at each probe.
+- ``HealthWatch``: ``GET /healthz`` every ``PERIOD_S`` (slowest answer, failures, the longest
+  run of consecutive failures) and the ingest process's resident memory (``VmRSS``) at each
+  probe. The process is judged alive as a liveness probe judges it: it fails only after
+  ``LIVENESS_FAILURES`` failed probes in a row (Kubernetes' default failure threshold is 3).
 - ``Canary``: a loopback TCP listener the XML external-entity cases point at; any connection to
   it means a parser fetched something.
 """
@@ -31,8 +33,10 @@ from chaos.hostile_client import credentials
 from chaos.hostile_corpus import FIXTURES
 
 PERIOD_S = 0.05
-# A probe slower than this counts as failed (a 10 MB body of tiny values holds the GIL ~1 s).
+# A probe slower than this counts as failed (a 10 MB body of tiny values holds the GIL ~1 s,
+# several when the machine is starved of CPU).
 PROBE_TIMEOUT_S = 5.0
+LIVENESS_FAILURES = 2
 
 
 @dataclass
@@ -172,21 +176,33 @@ class HealthWatch(_Periodic):
         self.probes = 0
         self.failures: list[str] = []
         self.slowest_s = 0.0
+        self.in_a_row = 0
+        self.most_in_a_row = 0
         self.rss_kib: list[int] = []
 
     def tick(self) -> None:
         started = time.perf_counter()
+        failure = None
         try:
             response = self._client.get(self.url)
             if response.status_code != 200:
-                self.failures.append(f"status {response.status_code}")
+                failure = f"status {response.status_code}"
         except httpx.HTTPError as exc:
-            self.failures.append(repr(exc))
+            failure = repr(exc)
+        if failure is not None:
+            self.failures.append(failure)
+        self.in_a_row = 0 if failure is None else self.in_a_row + 1
+        self.most_in_a_row = max(self.most_in_a_row, self.in_a_row)
         self.probes += 1
         self.slowest_s = max(self.slowest_s, time.perf_counter() - started)
         rss = memory_kib(self.pid).get("VmRSS")
         if rss is not None:
             self.rss_kib.append(rss)
+
+    @property
+    def alive(self) -> bool:
+        """Whether no run of ``LIVENESS_FAILURES`` failed probes in a row happened."""
+        return self.most_in_a_row < LIVENESS_FAILURES
 
     def __exit__(self, *exc: object) -> None:
         super().__exit__(*exc)

@@ -11,7 +11,8 @@ Pass criterion (every item checked):
   timeout (client timeout 10 s), no reset, no refused connection, no other status;
 - the load was beyond capacity: at least ``MIN_REFUSED_SHARE`` of the requests were refused;
 - the latency of accepted requests stays bounded: p99 under ``ACCEPTED_P99_S``;
-- ``/healthz`` answered every probe, and the ingest process is alive afterwards;
+- ``/healthz`` answers as a liveness probe needs (never two probes in a row failed, i.e.
+  slower than 5 s or an error), and the ingest process is alive afterwards;
 - every acknowledged event is stored exactly once by the worker; no event of a refused
   request is stored; nothing else is stored but events of requests whose outcome the client
   could not know (a timeout, itself a failure above); no dead letter.
@@ -92,6 +93,7 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
         dead_letters=dead_letters,
         healthz_probes=health.probes,
         healthz_slowest_ms=round(health.slowest_s * 1000, 1),
+        healthz_failed_probes=len(health.failures),
         ingest_rss_kib={"before": rss[0], "peak": max(rss), "after": rss[-1]},
     )
     return outcome
@@ -134,6 +136,10 @@ def _judge(
         f"accepted p99 {p99} ms (bound {ACCEPTED_P99_S * 1000:.0f} ms; "
         f"client timeout {CLIENT_TIMEOUT_S:.0f} s)",
     )
-    outcome.check("healthz_always_answered", not health.failures, "; ".join(health.failures[:5]))
+    outcome.check(
+        "healthz_answered",
+        health.alive,
+        f"{health.most_in_a_row} probes in a row failed: " + "; ".join(health.failures[:5]),
+    )
     outcome.check("ingest_alive", alive.get("ingest", False), f"processes alive: {alive}")
     outcome.check("no_dead_letters", dead_letters == 0, f"{dead_letters} dead letters")
