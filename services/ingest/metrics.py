@@ -39,3 +39,8 @@ class IngestMetrics:
             "Requests to the ingest routes being handled now (bounded by admission.py)",
             registry=registry,
         )
+        self.admission_limit = Gauge(
+            "closedloop_ingest_admission_limit",
+            "Requests the ingest routes admit at once now (steered by service time, admission.py)",
+            registry=registry,
+        )
