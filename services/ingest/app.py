@@ -18,6 +18,7 @@ from services.core.http import HttpMetrics, KeyStore, install_problem_handlers
 from services.core.openapi import add_components, install_openapi
 from services.core.ratelimit import RateLimiter
 from services.core.settings import Settings
+from services.ingest.admission import MAX_IN_FLIGHT, Admission
 from services.ingest.errors import install_ingest_handlers
 from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import Publisher
@@ -25,8 +26,11 @@ from services.ingest.routes import events, health, webhooks
 from services.ingest.schemas import event_body_components
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the ingest app; the key store and the producer are created in its lifespan."""
+def create_app(settings: Settings, *, max_in_flight: int = MAX_IN_FLIGHT) -> FastAPI:
+    """Build the ingest app; the key store and the producer are created in its lifespan.
+
+    ``max_in_flight`` bounds the ingest requests handled at once (``admission.py``).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,9 +60,12 @@ def create_app(settings: Settings) -> FastAPI:
         rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst
     )
     http_metrics = HttpMetrics("ingest")
-    app.state.ingest_metrics = IngestMetrics(http_metrics.registry)
+    ingest_metrics = IngestMetrics(http_metrics.registry)
+    app.state.ingest_metrics = ingest_metrics
     install_problem_handlers(app)
     install_ingest_handlers(app)
+    # Inside the timing middleware (added after, so outside it): refusals are counted and timed.
+    app.add_middleware(Admission, metrics=ingest_metrics, limit=max_in_flight)
     http_metrics.install(app)
     app.include_router(events.router)
     app.include_router(webhooks.router)

@@ -8,6 +8,7 @@ accessor per request was a large share of a single-event webhook's cost.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.core.auth import Principal
 from services.core.http import KeyStore, Problem, authorize
 from services.core.settings import Settings
+from services.ingest.admission import large_body_turn
 from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import Publisher
 
@@ -72,9 +74,14 @@ def ingest_principal(
 IngestPrincipal = Annotated[Principal, Depends(ingest_principal)]
 
 
-async def json_body(request: Request, settings: SettingsDep) -> bytes:
-    """Return the raw JSON body: 415 unless JSON, 413 beyond ``max_body_bytes`` (never buffered)."""
-    return await read_json_body(request, limit=settings.max_body_bytes)
+async def json_body(request: Request, settings: SettingsDep) -> AsyncIterator[bytes]:
+    """Yield the raw JSON body: 415 unless JSON, 413 beyond ``max_body_bytes`` (never buffered).
+
+    A large body is read, and the route that takes it runs, holding the process's large-body
+    turn (``admission.large_body_turn``).
+    """
+    async with large_body_turn(request, limit=settings.max_body_bytes):
+        yield await read_json_body(request, limit=settings.max_body_bytes)
 
 
 _JSON = frozenset({"application/json"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class IngestMetrics:
@@ -23,7 +23,8 @@ class IngestMetrics:
         )
         self.refused = Counter(
             "closedloop_ingest_requests_refused_total",
-            "Requests refused before publishing, by endpoint and status (401, 413, 422, 429, …)",
+            "Requests refused before publishing, by endpoint and status (401, 413, 422, 429, …; "
+            "503: ingest at capacity, see admission.py)",
             ["endpoint", "status"],
             registry=registry,
         )
@@ -31,5 +32,15 @@ class IngestMetrics:
             "closedloop_ingest_webhook_events_ignored_total",
             "Provider events that map to nothing for attribution (deletions, other properties)",
             ["endpoint"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "closedloop_ingest_requests_in_flight",
+            "Requests to the ingest routes being handled now (bounded by admission.py)",
+            registry=registry,
+        )
+        self.admission_limit = Gauge(
+            "closedloop_ingest_admission_limit",
+            "Requests the ingest routes admit at once now (steered by service time, admission.py)",
             registry=registry,
         )

@@ -110,6 +110,10 @@ class Provider(Protocol):
     name: str
     # Media types the provider posts (``Content-Type`` without parameters): 415 otherwise.
     media_types: frozenset[str]
+    # The largest body the provider sends, well above its documented maximum (413 beyond);
+    # None: the service's ``max_body_bytes``. A body is parsed into objects costing tens of
+    # times its size, so no provider is given more room than it can use.
+    max_body_bytes: int | None
 
     def verify(self, delivery: Delivery, settings: Settings) -> None:
         """Authenticate the raw delivery: raise ``NotConfigured`` or ``Refused``."""
@@ -142,6 +146,10 @@ class DefaultReplies:
     def failed(self, status: int, problem: dict[str, Any]) -> Reply | None:
         """Use the default problem+json."""
         return None
+
+
+# JSON providers that post one event, or a batch of at most 100 small ones, per request.
+SMALL_DELIVERY_BYTES = 1024 * 1024
 
 
 def secrets(value: str | None) -> list[str]:

@@ -72,6 +72,7 @@ class Generic(DefaultReplies):
 
     name = "generic"
     media_types = frozenset({"application/json"})
+    max_body_bytes: int | None = None  # canonical batches, as large as POST /v1/events takes
 
     def verify(self, delivery: Delivery, settings: Settings) -> None:
         """Accept a delivery signed by any configured secret, within the tolerance."""

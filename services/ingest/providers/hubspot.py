@@ -106,6 +106,8 @@ class HubSpot(DefaultReplies):
 
     name = "hubspot"
     media_types = frozenset({"application/json"})
+    # At most 100 events of a few hundred bytes per request.
+    max_body_bytes: int | None = base.SMALL_DELIVERY_BYTES
 
     def verify(self, delivery: Delivery, settings: Settings) -> None:
         """Check the v3 signature and its timestamp on the raw request."""

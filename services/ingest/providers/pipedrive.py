@@ -37,6 +37,7 @@ from typing import Any
 from services.core.money import MoneyError, exponent, to_minor
 from services.core.settings import Settings
 from services.ingest.providers.base import (
+    SMALL_DELIVERY_BYTES,
     DefaultReplies,
     Delivery,
     Malformed,
@@ -74,6 +75,8 @@ class PipedriveProvider(DefaultReplies):
 
     name = "pipedrive"
     media_types = frozenset({"application/json"})
+    # One object (v1: with its previous state) per request.
+    max_body_bytes: int | None = SMALL_DELIVERY_BYTES
 
     def verify(self, delivery: Delivery, settings: Settings) -> None:
         """Check the basic credentials against every configured ``user:password`` pair."""

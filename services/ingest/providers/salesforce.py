@@ -193,6 +193,8 @@ class SalesforceProvider:
     name = "salesforce"
     # SOAP 1.1 is posted as text/xml; application/xml is accepted for proxies that rewrite it.
     media_types = frozenset({"text/xml", "application/xml"})
+    # Up to 100 notifications whose long text fields may hold 131,072 characters each.
+    max_body_bytes: int | None = None
 
     def verify(self, delivery: Delivery, settings: Settings) -> None:
         """Check the message's OrganizationId against the setting (parsing it hardened)."""

@@ -29,6 +29,7 @@ from typing import Any
 
 from services.core.settings import Settings
 from services.ingest.providers.base import (
+    SMALL_DELIVERY_BYTES,
     DefaultReplies,
     Delivery,
     Mapped,
@@ -219,6 +220,8 @@ class Segment(DefaultReplies):
 
     name = "segment"
     media_types = frozenset({"application/json"})
+    # One message per request; Segment refuses messages over 32 KB.
+    max_body_bytes: int | None = SMALL_DELIVERY_BYTES
 
     def verify(self, delivery: Delivery, settings: Settings) -> None:
         """Accept a body whose ``X-Signature`` matches any configured shared secret."""

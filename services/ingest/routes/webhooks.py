@@ -3,7 +3,9 @@
 The route only dispatches; ``services/ingest/providers/`` holds one pure module per provider.
 Order of work, which is what keeps refused requests harmless:
 
-1. the provider is known (404), the media type is one it posts (415), the body fits (413);
+1. the provider is known (404), the media type is one it posts (415), the body fits the
+   provider's own bound (413); a large body waits for the process's large-body turn
+   (``admission.large_body_turn``: 503 if it cannot get it soon) before it is read;
 2. ``verify`` on the raw bytes: an unset setting or a bad, stale or foreign request is 401,
    before anything is parsed (Salesforce, which signs nothing, parses hardened XML here);
 3. the provider's rate limit (429 + ``Retry-After``);
@@ -31,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from services.core.http import Problem, problem_body
 from services.core.ratelimit import RateLimiter
 from services.core.settings import Settings
+from services.ingest.admission import large_body_turn
 from services.ingest.deps import read_body
 from services.ingest.errors import broker_problem
 from services.ingest.metrics import IngestMetrics
@@ -104,22 +107,10 @@ async def post_webhook(provider: str, request: Request) -> Response:
     settings: Settings = state.settings
     metrics: IngestMetrics = state.ingest_metrics
     endpoint = f"webhook_{provider}"
+    limit = min(settings.max_body_bytes, handler.max_body_bytes or settings.max_body_bytes)
     try:
-        body = await read_body(
-            request, limit=settings.max_body_bytes, media_types=handler.media_types
-        )
-        delivery = Delivery(
-            body=body,
-            headers=dict(request.headers.items()),
-            url=public_url(request, settings),
-            method=request.method,
-            received_at=datetime.now(UTC),
-        )
-        limiter: RateLimiter = state.rate_limiter
-        if len(body) <= INLINE_BODY_BYTES:
-            mapped, parsed = _checked(handler, delivery, settings, limiter)
-        else:
-            mapped, parsed = await run_in_threadpool(_checked, handler, delivery, settings, limiter)
+        async with large_body_turn(request, limit=limit):
+            mapped, parsed = await _read_and_check(request, handler, settings, limit)
         published = 0
         if parsed.events:
             publisher: Publisher = state.publisher
@@ -143,6 +134,44 @@ async def post_webhook(provider: str, request: Request) -> Response:
         return Response(reply.body, reply.status, media_type=reply.media_type)
     out: dict[str, Any] = {"accepted": published, "ignored": mapped.ignored}
     return Response(orjson.dumps(out), 202, media_type="application/json")
+
+
+async def _read_and_check(
+    request: Request, provider: Provider, settings: Settings, limit: int
+) -> tuple[Mapped, ParsedBody]:
+    """Read the body (at most ``limit`` bytes), then verify, map and validate it."""
+    body = await read_body(request, limit=limit, media_types=provider.media_types)
+    delivery = Delivery(
+        body=body,
+        headers=dict(request.headers.items()),
+        url=public_url(request, settings),
+        method=request.method,
+        received_at=datetime.now(UTC),
+    )
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if len(body) <= INLINE_BODY_BYTES:
+        return _checked(provider, delivery, settings, limiter)
+    outcome = await run_in_threadpool(_checked_detached, provider, delivery, settings, limiter)
+    if isinstance(outcome, Problem):
+        raise outcome
+    return outcome
+
+
+def _checked_detached(
+    provider: Provider, delivery: Delivery, settings: Settings, limiter: RateLimiter
+) -> tuple[Mapped, ParsedBody] | Problem:
+    """``_checked`` in a worker thread: a refusal is returned, stripped of its traceback.
+
+    An exception raised in the thread would reach the route through the worker's future, in a
+    reference cycle with its traceback, whose frames hold the parsed body (hundreds of MB for
+    10 MB of tiny JSON values) until a full garbage collection, which may not come for a long
+    time: ingest grew by ~150 MB per refused large body.
+    """
+    try:
+        return _checked(provider, delivery, settings, limiter)
+    except Problem as problem:
+        problem.__traceback__ = problem.__context__ = problem.__cause__ = None
+        return problem
 
 
 def _checked(
