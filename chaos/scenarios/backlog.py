@@ -15,8 +15,8 @@ what those counts leave (each batch stores its events and its offsets in one tra
 Anchor: ``bench.worker.measure`` in the same run, just before, with the same worker count on a
 smaller history (quick 10,000 events, full 100,000): its rate from the first committed batch
 to the last. The drain's rate is taken the same way: events drained from the first scrape
-showing a lower lag to the first showing none. Pass: at least ``MIN_SHARE`` of the anchor.
-Quick: 50 %, the margin for a shared 2-core machine whose load changes between the two
+showing a lower lag to the first showing none. Pass: at least ``Size.min_share`` of the
+anchor. Quick: 50 %, the margin for a shared 2-core machine whose load changes between the two
 measurements. Full: 40 %, because the rate falls as the database grows: §3 measured 1M events
 at 0.57x the 100k rate (2 workers, fresh databases), and the margin again.
 
