@@ -108,8 +108,10 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
             samples, started, settled_s = _drain(outcome, settings, size, topic, engine, workdir)
             _judge_lag(outcome, size, topic, samples, started, anchor)
             outcome.figures["settled_s"] = settled_s
-            _count(outcome, engine, events)
-            _credits(outcome, engine, events, settings)
+            outcome.check("settled", settled_s is not None)
+            if settled_s is not None:  # else not drained in time: the counts would say nothing
+                _count(outcome, engine, events)
+                _credits(outcome, engine, events, settings)
         finally:
             engine.dispose()
     outcome.figures["load_average_after"] = load_average()
