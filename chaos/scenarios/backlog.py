@@ -186,7 +186,7 @@ def _drain(
                 samples.append(_sample(got, topic, (low, _stored(engine)) if counted else None))
             try:
                 wait_settled(engine, timeout_s=size.deadline_s)
-                settled = time.monotonic() - started
+                settled = round(time.monotonic() - started, 1)
             except AssertionError as exc:
                 outcome.notes.append(f"not settled: {exc}")
                 settled = None
