@@ -103,3 +103,11 @@ def scrape(client: httpx.Client, url: str, topic: str) -> Scrape:
             elif sample.name == UP:
                 up = sample.value
     return Scrape(answered, answered - started, lags if up == 1.0 else None, up)
+
+
+def first_scrape(client: httpx.Client, url: str, topic: str, timeout_s: float = 30) -> Scrape:
+    """The first scrape that reports the lag (the API's client connects on the first one)."""
+    deadline = time.monotonic() + timeout_s
+    while (got := scrape(client, url, topic)).lags is None and time.monotonic() < deadline:
+        time.sleep(1.0)
+    return got
