@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.api.cache import CachedReports, ReportCache
 from services.api.conflicts import ConflictGauges
+from services.api.consumer_lag import ConsumerLagGauges
 from services.api.dashboard import router as dashboard_router
 from services.api.db import make_read_engine, make_statement_engine
 from services.api.errors import install_errors
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await run_in_threadpool(publisher.close)
+            consumer_lag.close()
             admin_engine.dispose()
             statements.dispose()
             engine.dispose()
@@ -98,6 +100,9 @@ def create_app(settings: Settings) -> FastAPI:
     metrics = HttpMetrics("api")
     metrics.registry.register(ConflictGauges(lambda: app.state.sessions))
     metrics.registry.register(WorkQueueGauges(lambda: app.state.sessions))
+    # Its Kafka client connects on the first scrape (no consumer group; see the module).
+    consumer_lag = ConsumerLagGauges(settings, lambda: app.state.sessions)
+    metrics.registry.register(consumer_lag)
     metrics.install(app)
     for router in (
         health.router,

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
 from services.core.settings import Settings
 
@@ -60,6 +61,62 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
     }
     options.update(overrides)
     return KafkaConsumer(**options)
+
+
+def make_offset_reader(
+    settings: Settings, *, timeout_s: float, client_id: str = "closedloop-offsets"
+) -> KafkaConsumer:
+    """Create a client that only reads partition offsets (``log_offsets``): no consumer group,
+    no commits; its bootstrap and every request are bounded by ``timeout_s``."""
+    timeout_ms = max(int(timeout_s * 1000), 100)
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap_servers(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        client_id=client_id,
+        bootstrap_timeout_ms=timeout_ms,
+        request_timeout_ms=timeout_ms,
+        reconnect_backoff_max_ms=1000,
+        # Its one fetch per partition only reads the high watermark: no waiting for new
+        # records, and the smallest answer the broker gives (one record batch).
+        fetch_max_wait_ms=10,
+        max_partition_fetch_bytes=1,
+    )
+
+
+def log_offsets(
+    reader: KafkaConsumer, topic: str, *, timeout_s: float
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Return each partition's first and end offsets (the end: the next offset a record gets).
+
+    The end is the larger of ListOffsets' latest offset and the high watermark a fetch from
+    there reports. They agree on Apache Kafka, where the fetch finds nothing and answers at
+    once. The bundled broker answers ListOffsets with the base offset of the last record batch
+    plus one, short of the end by the rest of that batch; its fetch reports the true end.
+    A topic the broker does not know has no partitions: two empty maps.
+    """
+    partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic))]
+    if not partitions:
+        return {}, {}
+    timeout_ms = int(timeout_s * 1000)
+    first = reader.beginning_offsets(partitions, timeout_ms=timeout_ms)
+    listed = reader.end_offsets(partitions, timeout_ms=timeout_ms)
+    deadline = time.monotonic() + timeout_s
+    reader.assign(partitions)  # fresh partition states: no high watermark yet
+    try:
+        for tp in partitions:
+            reader.seek(tp, listed[tp])
+        while any(reader.highwater(tp) is None for tp in partitions):
+            if time.monotonic() > deadline:
+                raise KafkaTimeoutError(f"no high watermark for {topic} in {timeout_s} s")
+            reader.poll(timeout_ms=100, max_records=1)
+        marks = {tp: int(reader.highwater(tp)) for tp in partitions}
+    finally:
+        reader.assign([])  # fetches nothing between snapshots
+    return (
+        {tp.partition: int(offset) for tp, offset in first.items()},
+        {tp.partition: max(int(listed[tp]), marks[tp]) for tp in partitions},
+    )
 
 
 def ensure_topics(settings: Settings, *, timeout_s: float | None = None) -> None:
