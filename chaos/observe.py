@@ -125,3 +125,25 @@ def flat(samples: list[int], *, bound_kib: int, bound_share: float) -> bool:
     """Whether the last third's median is within the bound of the middle third's."""
     middle, last = growth(samples)
     return last - middle <= max(bound_kib, int(middle * bound_share))
+
+
+class ProgressWatch(_Loop):
+    """Watches the workers' progress: the longest time nothing new was stored while
+    acknowledged events waited (a stalled consumer group shows here)."""
+
+    def __init__(self, acknowledged: Callable[[], int], stored: Callable[[], int]) -> None:
+        super().__init__(self._sample, 0.5, "chaos-progress")
+        self._acknowledged, self._stored = acknowledged, stored
+        self._last: tuple[int, float] | None = None  # stored count, when it last moved
+        self.longest_stall_s = 0.0
+
+    def _sample(self) -> None:
+        try:
+            acknowledged, stored = self._acknowledged(), self._stored()
+        except Exception:  # noqa: BLE001 - the database may be away: that is no progress
+            return
+        now = time.monotonic()
+        if self._last is None or stored != self._last[0] or stored >= acknowledged:
+            self._last = (stored, now)
+            return
+        self.longest_stall_s = max(self.longest_stall_s, now - self._last[1])

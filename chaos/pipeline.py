@@ -55,6 +55,7 @@ class Pipeline:
         self.ingest: Proc | None = None
         self.api: Proc | None = None
         self.workers: list[Proc | None] = [None] * workers
+        self._log_from = [0] * workers  # each worker's log size at the latest worker start
         self.key = ""
         self._tag = uuid.uuid4().hex[:8]
         self.start_s = 0.0  # how long ``start`` took
@@ -141,7 +142,27 @@ class Pipeline:
     # -- faults ----------------------------------------------------------------------------
 
     def start_worker(self, n: int) -> None:
+        """Start worker n; from now on the group is not stable until every worker consumes."""
+        for m in range(self.worker_count):
+            log = self.logs / f"worker{m}.log"
+            self._log_from[m] = log.stat().st_size if log.exists() else 0
         self.workers[n] = start_service("worker", self.env(), self.logs / f"worker{n}.log")
+
+    def _applied_since(self, n: int, offset: int) -> bool:
+        with (self.logs / f"worker{n}.log").open("rb") as f:
+            f.seek(offset)
+            return b" applied " in f.read()
+
+    def wait_group_stable(self, *, timeout_s: float) -> float | None:
+        """Wait until every worker logged an applied batch since the latest (re)start of any
+        of them: the group has settled its membership and every member consumes. Return the
+        seconds it took, or None if not within ``timeout_s``."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if all(self._applied_since(n, self._log_from[n]) for n in range(self.worker_count)):
+                return time.monotonic() - started
+            time.sleep(0.2)
+        return None
 
     def stop_worker(self, n: int, *, kill: bool) -> None:
         """SIGKILL (a crash) or SIGTERM (graceful: finish the batch, commit, leave) worker n."""
