@@ -71,15 +71,17 @@ class Client:
         self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
         self.give_up_s = give_up_s
         self.attempts: list[Attempt] = []  # appended by this client's thread only
+        self.in_flight = False  # a request is waiting for its answer
 
     def close(self) -> None:
         self._http.close()
 
     def post(self, events: list[dict[str, Any]]) -> Attempt:
         """One request, never raising: its status, or why there was none."""
-        started = time.monotonic()
+        started, body = time.monotonic(), orjson.dumps({"events": events})
+        self.in_flight = True
         try:
-            response = self._http.post("/v1/events", content=orjson.dumps({"events": events}))
+            response = self._http.post("/v1/events", content=body)
         except httpx.HTTPError as exc:
             attempt = Attempt(
                 started, time.monotonic(), len(events), events[0]["event_id"], None, repr(exc)[:200]
@@ -95,6 +97,8 @@ class Client:
                 error,
                 response.headers.get("Retry-After"),
             )
+        finally:
+            self.in_flight = False
         self.attempts.append(attempt)
         return attempt
 
@@ -210,6 +214,10 @@ class Traffic:
     def attempts(self) -> list[Attempt]:
         """Every request of every sender, in the order they started."""
         return sorted((a for c in self.clients for a in c.attempts), key=lambda a: a.started)
+
+    def in_flight(self) -> bool:
+        """Whether a request is waiting for its answer right now."""
+        return any(c.in_flight for c in self.clients)
 
     def behind_s(self) -> float:
         """How far the load lags its schedule (seconds)."""
