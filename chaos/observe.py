@@ -138,11 +138,13 @@ class ProgressWatch(_Loop):
         self.longest_stall_s = 0.0
 
     def _sample(self) -> None:
+        now = time.monotonic()
         try:
             acknowledged, stored = self._acknowledged(), self._stored()
-        except Exception:  # noqa: BLE001 - the database may be away: that is no progress
+        except Exception:  # noqa: BLE001 - the database is away: that is no progress
+            if self._last is not None:
+                self.longest_stall_s = max(self.longest_stall_s, now - self._last[1])
             return
-        now = time.monotonic()
         if self._last is None or stored != self._last[0] or stored >= acknowledged:
             self._last = (stored, now)
             return

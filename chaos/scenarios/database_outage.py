@@ -47,13 +47,12 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
             reader = ReportReader(pipe.api_url, pipe.key, pause_s=0.5)
             with progress, reader, Traffic(pipe.ingest_url, pipe.key, ledger, rate=RATE) as load:
                 time.sleep(5.0)
-                stored_before = pipe.stored()
                 cluster.stop(mode="immediate")
                 down_at = time.monotonic()
                 time.sleep(down_s)
                 cluster.start()
                 up_at = time.monotonic()
-                resumed = _resumed(pipe, stored_before, timeout_s=90.0)
+                resumed = _resumed(pipe, timeout_s=90.0)
                 time.sleep(5.0)
             settle_and_reconcile(outcome, pipe, ledger, timeout_s=120 if quick else 300)
             traffic_checks(outcome, load)
@@ -70,16 +69,20 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
     return outcome
 
 
-def _resumed(pipe: Pipeline, stored_before: int, *, timeout_s: float) -> float | None:
-    """The moment the stored count first exceeds what it was before the outage."""
-    deadline = time.monotonic() + timeout_s
+def _resumed(pipe: Pipeline, *, timeout_s: float) -> float | None:
+    """The moment the stored count first grows after the first count read once the database
+    is back (nothing can be stored while it is away)."""
+    deadline, baseline = time.monotonic() + timeout_s, None
     while time.monotonic() < deadline:
         try:
-            if pipe.stored() > stored_before:
-                return time.monotonic()
+            count = pipe.stored()
         except Exception:  # noqa: BLE001 - the server is still recovering: keep asking
-            pass
-        time.sleep(0.2)
+            count = None
+        if count is not None and baseline is None:
+            baseline = count
+        elif count is not None and baseline is not None and count > baseline:
+            return time.monotonic()
+        time.sleep(0.1)
     return None
 
 
