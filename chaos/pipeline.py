@@ -228,11 +228,12 @@ class Pipeline:
         return stored_events(self.engine)
 
     def wait_settled(
-        self, at_least: int, *, timeout_s: float, quiet_s: float = 2.0
+        self, at_least: int, *, timeout_s: float, stall_s: float = 150.0, quiet_s: float = 2.0
     ) -> float | None:
         """Wait until ``at_least`` events are stored, no recompute is queued, and neither has
-        changed for ``quiet_s``; return the moment (monotonic) that state began, or None if it
-        did not come within ``timeout_s``.
+        changed for ``quiet_s``; return the moment (monotonic) that state began. None when it
+        did not come: nothing changed for ``stall_s`` (longer than the bundled broker's
+        120 s rebalance timeout) while it was not reached, or ``timeout_s`` passed.
 
         ``at_least`` is the number of acknowledged events: with nothing unexpected stored,
         fewer stored means something acknowledged is missing (or still on its way).
@@ -250,6 +251,8 @@ class Pipeline:
                 last, since = state, now
             if state[0] >= at_least and state[1] == 0 and now - since >= quiet_s:
                 return since
+            if now - since >= stall_s:
+                return None
             time.sleep(0.2)
         return None
 

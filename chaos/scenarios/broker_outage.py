@@ -57,7 +57,7 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
             _post_again(pipe, ledger, died)
             recovered = _first_new_stored(pipe, load, after=up_at, timeout_s=90.0)
             time.sleep(5.0)
-        settle_and_reconcile(outcome, pipe, ledger, timeout_s=120 if quick else 300)
+        settle_and_reconcile(outcome, pipe, ledger, timeout_s=240 if quick else 900)
         traffic_checks(outcome, load)
         outcome.figures["partitions_after_restart"] = _partitions(pipe)
         stored = stored_event_ids(pipe.database_url)

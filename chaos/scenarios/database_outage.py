@@ -54,7 +54,7 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
                 up_at = time.monotonic()
                 resumed = _resumed(pipe, timeout_s=90.0)
                 time.sleep(5.0)
-            settle_and_reconcile(outcome, pipe, ledger, timeout_s=120 if quick else 300)
+            settle_and_reconcile(outcome, pipe, ledger, timeout_s=240 if quick else 900)
             traffic_checks(outcome, load)
     finally:
         cluster.destroy()

@@ -49,7 +49,7 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
                 pipe.start_ingest()
                 moments.append((killed, restarted))
             time.sleep(3.0)  # the load flows again after the last restart
-        settle_and_reconcile(outcome, pipe, ledger, timeout_s=120 if quick else 300)
+        settle_and_reconcile(outcome, pipe, ledger, timeout_s=240 if quick else 900)
         traffic_checks(outcome, load)
     _recovery(outcome, load.attempts(), moments)
     return outcome

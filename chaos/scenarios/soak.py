@@ -36,11 +36,14 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
     with Pipeline(workdir, workers=2) as pipe:
         outcome.figures["pipeline_start_s"] = pipe.start_s
         memory = MemorySampler(pipe.pids, every_s=1.0 if quick else 5.0)
-        with memory, ReportReader(pipe.api_url, pipe.key) as reader:
-            with Traffic(pipe.ingest_url, pipe.key, ledger, rate=RATE) as traffic:
-                backlog = _steady(pipe, ledger, duration_s)
-            outcome.figures["backlog_max_events"] = backlog
-            settle_and_reconcile(outcome, pipe, ledger, timeout_s=60 if quick else 300)
+        with (
+            memory,
+            ReportReader(pipe.api_url, pipe.key) as reader,
+            Traffic(pipe.ingest_url, pipe.key, ledger, rate=RATE) as traffic,
+        ):
+            backlog = _steady(pipe, ledger, duration_s)
+        outcome.figures["backlog_max_events"] = backlog
+        settle_and_reconcile(outcome, pipe, ledger, timeout_s=240 if quick else 1800)
         traffic_checks(outcome, traffic)
         outcome.figures.update(reader.figures())
         outcome.check("reports_answered", not reader.failures, "; ".join(reader.failures[:5]))

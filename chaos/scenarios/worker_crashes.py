@@ -47,7 +47,7 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
             victims = _kill_repeatedly(pipe, rng, kills=kills, gap=gap)
             codes, waits = _graceful_and_rolling(pipe, rng, quick=quick)
             last_fault = time.monotonic()
-        settled_at = settle_and_reconcile(outcome, pipe, ledger, timeout_s=240 if quick else 300)
+        settled_at = settle_and_reconcile(outcome, pipe, ledger, timeout_s=240 if quick else 900)
         traffic_checks(outcome, traffic)
     outcome.recover_s = None if settled_at is None else round(settled_at - last_fault, 1)
     outcome.figures["longest_stall_s"] = round(progress.longest_stall_s, 1)
