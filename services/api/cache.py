@@ -210,7 +210,12 @@ class CachedReports:
     def _current(self) -> tuple[str, list[str]] | None:
         """Read the version and the model ids in one statement (None without any model)."""
         dbapi_error = self.statements.dialect.loaded_dbapi.Error
-        connection = self.statements.raw_connection()
+        try:
+            # Connecting fails with the bare DBAPI error too (the database is away): inside the
+            # conversion, or a lost database would answer 500 instead of 503.
+            connection = self.statements.raw_connection()
+        except dbapi_error as exc:
+            raise DBAPIError.instance(None, None, exc, dbapi_error) from exc
         try:
             cursor = connection.cursor()
             cursor.execute(self._current_sql)

@@ -160,3 +160,29 @@ def test_a_failing_version_check_raises_as_sqlalchemy_would(tmp_path: Path) -> N
     with pytest.raises(OperationalError, match="no such table"):
         reports._current()
     engine.dispose()
+
+
+def test_database_lost_after_the_key_check_answers_503_not_500() -> None:
+    """Found by the chaos suite (database_outage): with the key cached, a report request went
+    straight to the version check, whose connection attempt raised the bare DBAPI error
+    (outside the conversion to SQLAlchemy's), so every report answered 500 while PostgreSQL
+    was down, and the client's next request on that connection was reset."""
+    from tests.integration.test_outages import postgres_behind_proxy
+
+    with postgres_behind_proxy() as (direct, via_proxy, proxy):
+        engine = make_engine(direct)
+        with make_sessionmaker(engine)() as session:
+            seed(session)
+            key = create_key(session, name="reader", scopes=["read"])
+            session.commit()
+        engine.dispose()
+        auth = {"Authorization": f"Bearer {key}"}
+        with TestClient(create_app(Settings(_env_file=None, database_url=via_proxy))) as client:
+            for path in ("/v1/reports/roi", "/v1/reports/funnel", "/v1/reports/pipeline"):
+                assert client.get(path, headers=auth).status_code == 200, path  # key cached
+                proxy.cut()
+                response = client.get(path, headers=auth)
+                assert response.status_code == 503, (path, response.text[:300])
+                assert response.headers["retry-after"] == "5"
+                proxy.restore()
+                assert client.get(path, headers=auth).status_code == 200, path
