@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import struct
 import sys
+import threading
 from array import array
 from collections.abc import Callable, Sequence
 from fractions import Fraction
@@ -28,6 +29,7 @@ from operator import sub
 
 _TABLE_LIMIT = 1_024  # largest total whose splits of every remainder IntegerWeights keeps
 _ROW_BUDGET = 250_000  # remainder splits kept by all of them together (about 30 MB)
+_ROWS_LOCK = threading.Lock()  # every thread of a process shares the budget
 _ROWS_KEPT = [0]  # how many are kept (a pure cache: dropping rows changes no result)
 PACKED_LIMIT = 2**64  # amounts below this split on packed 64-bit fields
 _UNIT = 2.0**-53  # unit roundoff of a float
@@ -152,7 +154,8 @@ def _unpacker(count: int) -> Callable[[bytes], tuple[int, ...]]:
 
 def forget_rows() -> None:
     """Reset the budget of kept remainder splits (after their tables have been dropped)."""
-    _ROWS_KEPT[0] = 0
+    with _ROWS_LOCK:
+        _ROWS_KEPT[0] = 0
 
 
 class IntegerWeights:
@@ -220,9 +223,10 @@ class IntegerWeights:
         row = rows[rest]
         if row is None:
             row = self._packed_row(rest)
-            if _ROWS_KEPT[0] < _ROW_BUDGET:  # bounds the memory all tables take together
-                _ROWS_KEPT[0] += 1
-                rows[rest] = row
+            with _ROWS_LOCK:  # the budget bounds the memory all tables take together
+                if _ROWS_KEPT[0] < _ROW_BUDGET:
+                    _ROWS_KEPT[0] += 1
+                    rows[rest] = row
         return row
 
     def _packed_row(self, rest: int) -> int:

@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,7 +91,9 @@ class _Steps(NamedTuple):
 
 # Cached per sequence of models, keyed by the identity of its models (the entry keeps them
 # alive, so an identity is never reused while cached), then per journey shape: a deal's
-# models are resolved with two dictionary lookups.
+# models are resolved with two dictionary lookups. Shared by every thread of a process (the
+# consume loop and the maintenance thread): filled and cleared under ``_STEPS_LOCK``.
+_STEPS_LOCK = threading.Lock()
 _STEPS: dict[tuple[int, ...], tuple[tuple[AttributionModel, ...], dict[Shape, _Steps]]] = {}
 _STEPS_LIMIT = 64
 _SHAPES_LIMIT = 50_000
@@ -114,19 +117,24 @@ def _build_steps(models: Sequence[AttributionModel], shape: Shape) -> _Steps:
 
 def _steps(models: Sequence[AttributionModel], shape: Shape) -> _Steps:
     key = tuple(map(id, models))
-    entry = _STEPS.get(key)
-    if entry is None:
-        _check_models(models)
-        if len(_STEPS) >= _STEPS_LIMIT:
-            _STEPS.clear()
-        entry = _STEPS[key] = (tuple(models), {})
-    by_shape = entry[1]
-    steps = by_shape.get(shape)
-    if steps is None:
-        if len(by_shape) >= _SHAPES_LIMIT:
-            by_shape.clear()
-        steps = by_shape[shape] = _build_steps(models, shape)
-    return steps
+    entry = _STEPS.get(key)  # hits read without the lock: a dict lookup is atomic
+    steps = entry[1].get(shape) if entry is not None else None
+    if steps is not None:
+        return steps
+    with _STEPS_LOCK:  # misses (rare) fill the caches one thread at a time
+        entry = _STEPS.get(key)
+        if entry is None:
+            _check_models(models)
+            if len(_STEPS) >= _STEPS_LIMIT:
+                _STEPS.clear()
+            entry = _STEPS[key] = (tuple(models), {})
+        by_shape = entry[1]
+        steps = by_shape.get(shape)
+        if steps is None:
+            if len(by_shape) >= _SHAPES_LIMIT:
+                by_shape.clear()
+            steps = by_shape[shape] = _build_steps(models, shape)
+        return steps
 
 
 def clear_caches() -> None:
@@ -134,7 +142,8 @@ def clear_caches() -> None:
 
     For tests and benchmarks that must start cold.
     """
-    _STEPS.clear()
+    with _STEPS_LOCK:
+        _STEPS.clear()
     clear_plan_caches()
 
 

@@ -28,6 +28,7 @@ result.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -118,6 +119,9 @@ def _integer_weights(weights: Mapping[str, Fraction]) -> tuple[int, ...]:
     return tuple(v.numerator * (denominator // v.denominator) for v in values)
 
 
+# Shared by every thread of a process: filled and cleared under ``_PLANS_LOCK`` (hits read
+# without it; a dict lookup is atomic).
+_PLANS_LOCK = threading.RLock()
 _SHARED_PLANS: dict[tuple[tuple[int, ...], Shape], IntegerWeights] = {}
 _PLANS_BY_WEIGHTS: dict[tuple[int, ...], IntegerWeights] = {}
 
@@ -150,8 +154,13 @@ def _build_plan(signature: tuple[int, ...], shape: Shape) -> IntegerWeights:
 def positional_plan(model: PositionalModel, shape: Shape) -> IntegerWeights:
     """Return the model's exact weights for a journey shape (cached per model and shape)."""
     plans = model._plans
-    plan = plans.get(shape)
-    if plan is None:
+    plan = plans.get(shape)  # hits read without the lock: a dict lookup is atomic
+    if plan is not None:
+        return plan
+    with _PLANS_LOCK:  # misses (rare) fill the caches one thread at a time
+        plan = plans.get(shape)
+        if plan is not None:
+            return plan
         signature = model._signature
         length, lead, opportunity = shape
         # Only the positions of roles the model weighs matter: shapes that differ elsewhere
@@ -301,8 +310,9 @@ def clear_plan_caches() -> None:
     Results never depend on the caches; this exists so tests and benchmarks can start cold.
     Custom model instances keep their own shape -> weights maps (drop the instance).
     """
-    _SHARED_PLANS.clear()
-    _PLANS_BY_WEIGHTS.clear()
+    with _PLANS_LOCK:
+        _SHARED_PLANS.clear()
+        _PLANS_BY_WEIGHTS.clear()
     forget_rows()
     for model in BUILTIN_POSITIONAL.values():
         model._plans.clear()

@@ -94,10 +94,10 @@ def test_eviction_is_first_in_first_out_and_a_miss_decodes() -> None:
 
 def test_domain_caches_give_the_same_credits_under_contention() -> None:
     # The other state both worker threads (consume loop, maintenance) touch: the pure
-    # domain's memo caches (per-shape plans, remainder rows, model resolutions). Each access
-    # is one dictionary operation, so a race may recompute or drop an entry, never raise nor
-    # change a result. Checked: threads crediting varied journeys while another clears the
-    # caches get exactly the single-threaded credits.
+    # domain's memo caches (per-shape plans, remainder rows, model resolutions). Hits are one
+    # dictionary lookup; misses and clears take the cache's lock. Checked: threads crediting
+    # varied journeys while another clears the caches get exactly the single-threaded
+    # credits, and never raise.
     from services.domain import Touch, builtin_models
     from services.domain.attribute import clear_caches, deal_credits
 
