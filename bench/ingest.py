@@ -71,7 +71,7 @@ def http_ingest_rate(
 
 def run(*, quick: bool) -> dict[str, Any]:
     """Measure both rates (median of repeated runs) and return the figures."""
-    n = 20_000 if quick else 200_000
+    n = 10_000 if quick else 200_000
     runs = 1 if quick else 3
     clients = 4
     events = simulated_events(n)

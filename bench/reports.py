@@ -19,7 +19,7 @@ of 1,000 simulated events/s to the same database (``_live``, after every steady 
 committed batch changes the projection, as in production; ``bench.live`` says whether the
 workers kept up and where the CPU went), and the API process's RSS (``VmRSS``, peak
 ``VmHWM``) after the load. Sizes: 1k, 10k and 100k won deals (about 10k, 100k and 1M
-touches; ``--deals``); ``--quick``: 2,000 deals, one 3 s run each.
+touches; ``--deals``); ``--quick``: 2,000 deals, one 2 s run each.
 
 Time decay weights are computed in floating point here (the domain's exact ``Decimal`` powers
 cost 1 ms a deal); they are still exact binary fractions split by ``split_cents``, so every
@@ -819,7 +819,7 @@ def run(
     ``deals`` picks the sizes (quick: 2,000), ``runs`` the steady runs per endpoint (full: 3 at
     100k, else 1), ``workers`` the live workers (the first count; default 1).
     """
-    seconds = 3 if quick else 10
+    seconds = 2 if quick else 10
     live_workers = (workers or [1])[0]
     chosen = deals or ([2_000] if quick else list(SIZES))
     sizes = {

@@ -157,7 +157,7 @@ def noop_server(env: dict[str, str], log: Path, *, port: int) -> Iterator[None]:
 def run(*, quick: bool) -> dict[str, Any]:
     """Measure webhook and no-op requests/s (alternating runs; medians) and ingest's memory."""
     wrk_binary()
-    seconds, runs, pool = (4, 1, 5_000) if quick else (10, 3, 20_000)
+    seconds, runs, pool = (2, 1, 5_000) if quick else (10, 3, 20_000)
     with running_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         bodies = tmp_path / "bodies.tsv"

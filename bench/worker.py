@@ -55,7 +55,7 @@ from tests.support.infra import postgres_database
 
 WORKERS = (1, 2, 3)
 SIZES = (100_000, 300_000, 1_000_000)
-QUICK_WORKERS, QUICK_SIZES = (1, 2), (10_000,)
+QUICK_WORKERS, QUICK_SIZES = (1, 2), (5_000,)
 QUEUE_TABLES = ("pending_impacts", "dirty_deals", "dirty_roots")
 POLL_S = 0.05
 _APPLIED = re.compile(r"applied \d+ batch(?:es)?: (\d+) events")
@@ -379,7 +379,7 @@ def run(
     """Measure every (size, worker count); several runs alternate counts, the median is kept.
 
     Default: 1, 2 and 3 workers at 100k, 300k and 1M events, 3 runs at the first size and 1
-    at the others; ``quick``: 1 and 2 workers at 10k events, one run.
+    at the others; ``quick``: 1 and 2 workers at 5k events, one run.
     """
     counts = list(workers or (QUICK_WORKERS if quick else WORKERS))
     sizes = list(events or (QUICK_SIZES if quick else SIZES))

@@ -1,4 +1,4 @@
-"""Crash safety: three workers share a 50,000-event stream, and one of them, chosen at random,
+"""Crash safety: three workers share a 20,000-event stream, and one of them, chosen at random,
 is SIGKILLed again and again (and started again); nothing is lost, nothing is counted twice.
 
 The kills land at arbitrary moments of the batch loop (before, during, after the database
@@ -36,13 +36,13 @@ from tests.support.streams import (
 )
 
 pytestmark = pytest.mark.e2e
-KILLS = 12
+KILLS = 8
 WORKERS = 3
-MIN_EVENTS = 50_000
+MIN_EVENTS = 20_000  # more, and more kills: make chaos (chaos/scenarios/worker_crashes.py)
 
 
 def test_worker_killed_repeatedly_loses_and_doubles_nothing(broker: str, tmp_path: Path) -> None:
-    events = generate(seed=5, deals=2440, start=START, days=120)
+    events = generate(seed=5, deals=900, start=START, days=120)
     arrivals = shuffle_with_duplicates(events, seed=5, duplicate_rate=0.05)
     distinct = len({e["event_id"] for e in events})
     assert distinct >= MIN_EVENTS
@@ -100,6 +100,6 @@ def test_worker_killed_repeatedly_loses_and_doubles_nothing(broker: str, tmp_pat
     assert interrupted == uninterrupted
     ref = reference_for(events, settings)
     expected = ref.credit_lines(reference.MODELS)  # no fit ran: no data-driven credits
-    assert len(expected) > 10_000
+    assert len(expected) > 4_000
     assert got == expected
     assert states == expected_deal_states(ref)
