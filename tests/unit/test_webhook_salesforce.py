@@ -311,6 +311,18 @@ def test_status_from_is_won_and_is_closed() -> None:
     assert status(IsWon=None, IsClosed=None) == []
 
 
+def test_close_date_is_not_used_a_win_is_at_the_change() -> None:
+    # CloseDate is the expected close date (a forecast): the won time is the status change's.
+    won = {"IsWon": "true", "IsClosed": "true", "StageName": "Closed Won"}
+    at = "2026-03-20T15:00:00.000Z"
+    with_date = mapped(body(opportunity(CloseDate="2026-06-30", LastModifiedDate=at, **won)))
+    assert with_date == mapped(body(opportunity(LastModifiedDate=at, **won)))
+    assert [(e["type"], e["occurred_at"]) for e in with_date] == [
+        ("deal.updated", at),
+        ("deal.closed_won", at),
+    ]
+
+
 def test_nil_and_absent_fields_are_left_out() -> None:
     [updated, _] = mapped(body(opportunity(AccountId=None, Amount=None)))
     assert updated["type"] == "deal.updated"
