@@ -12,7 +12,11 @@ row holding a canonical ``contact.upserted`` to ``mql`` (source ``closedloop``).
 
 Exactly once: the event id is derived from (definition, account, episode, contact), and the
 episode and its rows are written in one transaction with insert-if-absent, so a pass repeated
-after a crash, or run by two workers at once, writes one row per contact per episode. The rows
+after a crash writes one row per contact per episode. Two passes must not overlap: one that
+read the open episodes before the other committed, and the last episode numbers after, would
+open the next episode, with new event ids, for the same qualification. The worker runs a pass
+only under the qualification try-lock (``maintenance.maintain_leads``), which makes them one at
+a time (tests/integration/test_mql_concurrency.py races two workers' passes). The rows
 are the outbox: ``publish_mqls`` sends those not yet acknowledged to the events topic, then
 marks them; a crash in between re-sends the same event (same id, same content), which the store
 counts as a duplicate. The worker consumes them like any CRM change, so the funnel and the SLA
