@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,14 @@ def check_compare(tab: Any, demo: dict[str, Any]) -> None:
     assert [row[4].lstrip("+") for row in table(tab, "#diff-table")] == [
         shown(r["moved"]) for r in diff["rows"]
     ]
+    # Both models credit all won revenue: nothing is lost in total, the gains are what moves.
+    moved = [Decimal(r["moved"]) for r in diff["rows"]]
+    gains, losses = [m for m in moved if m > 0], [-m for m in moved if m < 0]
+    assert diff["totals"]["moved"] == "0.00" and sum(gains) == sum(losses) > 0
+    assert tab.inner_text("#diff-summary") == (
+        f"Moving from linear to markov: {len(gains)} campaigns gain {shown(str(sum(gains)))} USD,"
+        f" {len(losses)} lose {shown(str(sum(losses)))} USD."
+    )
 
 
 def check_roi(tab: Any, demo: dict[str, Any]) -> None:
@@ -214,7 +223,7 @@ def check_deals(tab: Any, demo: dict[str, Any]) -> None:
     body = api(demo, f"/v1/deals/{deal}/attribution", model="markov")
     facts = body["deal"]
     assert _cards(tab, ["deal-status", "deal-amount", "deal-revenue"]) == [
-        f"won ({facts['stage']})" if facts["stage"] else "won",
+        f"won (last stage {facts['stage']})" if facts["stage"] else "won",
         f"{shown(facts['amount'])} {facts['currency']}",
         shown(facts["reporting_amount"]),
     ]
