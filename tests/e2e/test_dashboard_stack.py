@@ -43,9 +43,11 @@ from tests.e2e.test_dashboard import (
 )
 from tests.e2e.test_dashboard_leads import (
     _backtest_rows,
+    _fixed,
     _last_year,
     _lead_rows,
     _mql_rows,
+    _pct,
     _wait_for_rows,
 )
 from tests.support.infra import free_port
@@ -276,6 +278,17 @@ def check_leads(tab: Any, demo: dict[str, Any]) -> None:
     )
     assert backtest["definitions"][0]["decided_deals"] > 10
     assert table(tab, "#backtest-table") == _backtest_rows(backtest)
+    # The top account's grade and score, explained.
+    account = leads["rows"][0]["account_id"]
+    grade = api(demo, f"/v1/accounts/{account}/grade")
+    score = api(demo, f"/v1/accounts/{account}/score")
+    tab.click(f"#leads-table button[data-account='{account}']")
+    tab.wait_for_function("() => document.getElementById('grade-chart').data !== undefined")
+    assert _cards(tab, ["grade-letter", "grade-raw", "score-probability"]) == [
+        grade["letter"],
+        _fixed(grade["raw"]),
+        _pct(score["probability"]),
+    ]
 
 
 SIDES = ("marketing", "sales")
