@@ -116,7 +116,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: run make tools (apt-get install chromium)")
     tmp = tmp_path_factory.mktemp("dashboard-stack")
-    ingest_port, api_port = free_port(), free_port()
+    ingest_port, api_port, broker_port = free_port(), free_port(), free_port()
+    # The bundled broker's port from the .env a user may keep next to the database (not the
+    # environment, which would mean "an external broker"): not the default 9092, which another
+    # closedloop up (test_up, on the other pytest worker) may be taking at the same moment.
+    (tmp / ".env").write_text(f"CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{broker_port}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSEDLOOP_")}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env.update(
@@ -141,6 +145,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         link = _wait_for(log, rf"^\s*(http://127\.0\.0\.1:{api_port}/#key=(cl_\S+))$", timeout_s=60)
         _wait_for(log, r"^demo: lead definitions", timeout_s=60)
+        assert f"bundled broker (in-memory) on 127.0.0.1:{broker_port}" in log.read_text()
         stack = {
             "url": f"http://127.0.0.1:{api_port}",
             "key": link[2],
