@@ -1,13 +1,13 @@
 """``make run`` then the dashboard link it prints: every page shows the demo data, as the API does.
 
 ``closedloop up`` runs as ``make run`` runs it (bundled broker, ingest, worker, API and the demo
-history posted over HTTP, on a SQLite file), on free ports, with a short lead-qualifying interval
-so the demo's MQLs come within seconds instead of the default 30. Once the stack has settled
-(every model ready, the MQLs published and applied, no consumer lag, no recompute queued),
-Chromium opens the printed ``/#key=`` link and visits every page the navigation lists; each
-page's headline numbers must equal what the read API answers for the same question with the
-same key. Each page's screenshot goes to var/screenshots/demo/, and to docs/screenshots/ (the
-README's) when CLOSEDLOOP_UPDATE_SCREENSHOTS=1.
+history posted over HTTP, on a SQLite file), on free ports, with 120 demo deals instead of 300
+and a short lead-qualifying interval so the demo's MQLs come within seconds instead of 30. Once
+the stack has settled (every model ready, the MQLs published and applied, no consumer lag, no
+recompute queued), Chromium opens the printed ``/#key=`` link and visits every page the
+navigation lists; each page's headline numbers must equal what the read API answers for the
+same question with the same key. Each page's screenshot goes to var/screenshots/demo/, and to
+docs/screenshots/ (the README's) when CLOSEDLOOP_UPDATE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def _won_deal(db: Path) -> str:
     """A won deal in another currency than USD, with a journey of a readable length."""
-    with sqlite3.connect(db) as connection:
+    with closing(sqlite3.connect(db)) as connection:
         row = connection.execute(
             "SELECT deal_id FROM deals WHERE status = 'won' AND currency <> 'USD'"
             " AND reporting_minor IS NOT NULL AND journey_touches BETWEEN 4 AND 6"
