@@ -5,14 +5,14 @@ with a markov fit); a second API process serves an empty database. Every number 
 is checked against what the read API answers for the same question, fetched here with httpx:
 the dashboard must show the API's numbers, not compute its own. Chromium is Debian's
 (``make tools``), driven by Playwright through its executable path, never a downloaded one.
-Each page's screenshot is written to var/screenshots/ on every run (git ignores it), and to
-docs/screenshots/ (the README's) when CLOSEDLOOP_UPDATE_SCREENSHOTS=1: the simulated dates
-follow today, so a normal run must not rewrite tracked files.
+Each page's screenshot is written to var/screenshots/ on every run (git ignores it). The
+README's (docs/screenshots/) come from ``test_dashboard_stack``, on the demo data of a whole
+running stack, and only when CLOSEDLOOP_UPDATE_SCREENSHOTS=1: the simulated dates follow today,
+so a normal run must not rewrite tracked files.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -47,11 +47,7 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = (
-    ROOT
-    / ("docs" if os.environ.get("CLOSEDLOOP_UPDATE_SCREENSHOTS") == "1" else "var")
-    / "screenshots"
-)
+SCREENSHOTS = ROOT / "var" / "screenshots"
 DEFAULT_MODELS = ["first_touch", "last_touch", "linear", "w_shaped", "markov"]
 
 
@@ -79,6 +75,26 @@ def _projection(db: str, *, history: list[dict[str, Any]]) -> str:
     return key
 
 
+# A won deal in a currency the history has no fx rate for: left out of revenue, listed as
+# unconverted by the reconciliation.
+UNCONVERTED = {"deal_id": "deal-chf-1", "amount": "12345.60", "currency": "CHF"}
+
+
+def _unconverted_deal(*, account: str) -> list[dict[str, Any]]:
+    created, won = START + timedelta(days=20), START + timedelta(days=50)
+    deal = {"deal_id": UNCONVERTED["deal_id"], "source": "test", "account_id": account}
+    priced = {"amount": UNCONVERTED["amount"], "currency": UNCONVERTED["currency"]}
+    return [
+        {"event_id": "chf-created", "type": "deal.created", "occurred_at": created.isoformat()}
+        | deal
+        | priced
+        | {"stage": "proposal"},
+        {"event_id": "chf-won", "type": "deal.closed_won", "occurred_at": won.isoformat()}
+        | deal
+        | priced,
+    ]
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Two API processes: one on a simulated projection, one on an empty database."""
@@ -86,6 +102,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         pytest.fail("Debian's chromium is missing: run make tools (apt-get install chromium)")
     tmp = tmp_path_factory.mktemp("dashboard")
     history = generate(seed=4, deals=40, start=START, days=60)
+    account = next(e["account_id"] for e in history if e["type"] == "account.upserted")
+    history += _unconverted_deal(account=account)
     with sqlite_database(tmp) as full_db, sqlite_database(tmp) as empty_db:
         keys = {
             "full": _projection(full_db, history=history),
@@ -170,9 +188,9 @@ def table(tab: Any, selector: str) -> list[list[str]]:
     return rows
 
 
-def screenshot(tab: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    tab.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+def screenshot(tab: Any, name: str, folder: Path = SCREENSHOTS) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 def sign_in(tab: Any, stack: dict[str, Any], path: str = "/") -> None:
@@ -228,6 +246,57 @@ def test_compare_shows_the_api_numbers_and_a_model_toggle_changes_the_chart(
     ]
     assert [row[4].lstrip("+") for row in rows] == [shown(r["moved"]) for r in diff["rows"]]
     screenshot(page, "compare")
+
+
+def test_compare_follows_the_date_range_and_the_group_by(page: Any, stack: Any) -> None:
+    sign_in(page, stack)
+    page.wait_for_function("() => document.getElementById('compare-chart').data !== undefined")
+    start, end = (START + timedelta(days=30)).date(), (START + timedelta(days=60)).date()
+    models = ",".join(DEFAULT_MODELS)
+    period = {"from": start.isoformat(), "to": end.isoformat()}
+    whole = api(stack, "/v1/reports/compare", models=models, group_by="channel")
+    report = api(stack, "/v1/reports/compare", models=models, group_by="channel", **period)
+    assert report["rows"] and report["rows"] != whole["rows"], "the range must change the data"
+    labels = [r["channel"] or "(no channel)" for r in report["rows"]]
+    expected = [[shown(r["revenue"][m]) for r in report["rows"]] for m in DEFAULT_MODELS]
+
+    page.fill("input[name=from]", period["from"])
+    page.fill("input[name=to]", period["to"])
+    page.select_option("select[name=group_by]", "channel")
+    page.click("#filters button[type=submit]")
+    page.wait_for_function(
+        "labels => JSON.stringify(document.getElementById('compare-chart').data[0].x)"
+        " === JSON.stringify(labels)",
+        arg=labels,
+    )
+    traces = chart(page, "compare-chart")
+    assert [t["name"] for t in traces] == DEFAULT_MODELS
+    assert [t["text"] for t in traces] == expected
+    assert [t["y"] for t in traces] == [
+        [float(Decimal(r["revenue"][m])) for r in report["rows"]] for m in DEFAULT_MODELS
+    ]
+    assert f"from={period['from']}" in page.url and "group_by=channel" in page.url
+    # The diff below follows the same range and grouping.
+    diff = api(
+        stack,
+        "/v1/reports/compare/diff",
+        base="linear",
+        other="markov",
+        group_by="channel",
+        **period,
+    )
+    page.wait_for_function(
+        "first => document.querySelector('#diff-table thead th').innerText.trim() === first",
+        arg="Channel",
+    )
+    rows = table(page, "#diff-table")
+    assert [row[0] for row in rows] == [r["channel"] or "(no channel)" for r in diff["rows"]]
+    assert [row[4].lstrip("+") for row in rows] == [shown(r["moved"]) for r in diff["rows"]]
+
+    # Reloading the address keeps the view (the filters live in the query string).
+    page.reload()
+    page.wait_for_function("() => document.getElementById('compare-chart').data !== undefined")
+    assert [t["text"] for t in chart(page, "compare-chart")] == expected
 
 
 def test_roi_table_totals_sorting_and_csv(page: Any, stack: Any, tmp_path: Path) -> None:
@@ -310,6 +379,17 @@ def test_reconciliation_adds_up_per_model(page: Any, stack: Any) -> None:
     traces = chart(page, "recon-chart")
     assert [t["name"] for t in traces] == ["attributed", "unattributed", "pending"]
     assert traces[0]["text"] == [shown(v["attributed"]) for v in report["models"].values()]
+    # The CHF deal (no CHF rate in the history) is listed as the API lists it, not converted.
+    unconverted = report["unconverted"]
+    assert unconverted == {
+        "count": 1,
+        "amounts": {UNCONVERTED["currency"]: UNCONVERTED["amount"]},
+    }
+    assert page.inner_text("#unconverted-count") == "1"
+    assert page.inner_text("#unconverted") == (
+        f"1 won deal(s) have no usable exchange rate to {report['currency']} and are left out "
+        f"of the revenue above: {shown(UNCONVERTED['amount'])} {UNCONVERTED['currency']}."
+    )
     screenshot(page, "reconciliation")
 
 

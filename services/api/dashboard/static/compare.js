@@ -1,7 +1,7 @@
 // Compare models: GET /v1/reports/compare (grouped bars) and /v1/reports/compare/diff.
 import { getJSON } from "./api.js";
 import {
-  NO_DATA, NOTHING_IN_RANGE, campaignLabel, el, fillSelect, fillTable, guarded, models, money,
+  NO_DATA, NOTHING_IN_RANGE, addDecimals, campaignLabel, el, fillSelect, fillTable, guarded, models, money,
   pendingNote, plot, readFilters, restoreFilters, saveFilters, showMessage, start,
 } from "./ui.js";
 
@@ -59,11 +59,14 @@ async function drawDiff() {
   const { base, other } = readFilters(diffForm);
   const filters = period();
   const diff = await getJSON("/v1/reports/compare/diff", { ...filters, base, other });
-  const gains = diff.rows.filter((row) => !row.moved.startsWith("-") && /[1-9]/.test(row.moved)).length;
-  const losses = diff.rows.filter((row) => row.moved.startsWith("-")).length;
+  const gains = diff.rows.filter((row) => !row.moved.startsWith("-") && /[1-9]/.test(row.moved)).map((row) => row.moved);
+  const losses = diff.rows.filter((row) => row.moved.startsWith("-")).map((row) => row.moved.slice(1));
   const what = diff.group_by === "campaign" ? "campaigns" : "channels";
+  const cur = diff.currency;
+  // The net total is zero whenever both models credit all won revenue: what moves is the gains.
+  const net = /[1-9]/.test(diff.totals.moved) ? ` Net change ${money(diff.totals.moved)} ${cur} (a model has revenue pending).` : "";
   document.getElementById("diff-summary").textContent = diff.rows.length
-    ? `Moving from ${base} to ${other}: ${gains} ${what} gain, ${losses} lose; in total ${money(diff.totals.moved)} ${diff.currency} moves.`
+    ? `Moving from ${base} to ${other}: ${gains.length} ${what} gain ${money(addDecimals(gains))} ${cur}, ${losses.length} lose ${money(addDecimals(losses))} ${cur}.${net}`
     : `Neither ${base} nor ${other} credits any revenue here.`;
   const moved = (text) => el("span", { class: text.startsWith("-") ? "loss" : /[1-9]/.test(text) ? "gain" : null, text: (/^[0-9.]*[1-9]/.test(text) ? "+" : "") + money(text) });
   const share = (value) => (value === null ? "–" : `${(value * 100).toFixed(2).replace("-", "−")}%`);

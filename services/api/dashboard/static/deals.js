@@ -56,7 +56,8 @@ async function explain() {
   const currency = d.reporting_currency;
   document.getElementById("deal-title").textContent = `Deal ${d.deal_id} under ${body.model}`;
   fillCards(document.getElementById("deal-facts"), [
-    ["Status", d.stage ? `${d.status} (${d.stage})` : d.status, "deal-status"],
+    // A closed deal keeps the CRM's last stage before it closed: say so, it is not its stage now.
+    ["Status", !d.stage ? d.status : d.status === "open" ? `open (${d.stage})` : `${d.status} (last stage ${d.stage})`, "deal-status"],
     ["Amount", d.amount === null ? "–" : `${money(d.amount)} ${d.currency}`, "deal-amount"],
     [`Revenue (${currency})`, d.reporting_amount === null ? "–" : money(d.reporting_amount), "deal-revenue"],
     ["Account", d.account_id || "–", "deal-account"],

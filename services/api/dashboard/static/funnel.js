@@ -86,7 +86,8 @@ async function drawSla(sla) {
     barmode: "group",
     margin: { t: 30, r: 10, b: 60, l: 50 },
     height: 360,
-    xaxis: { type: "category", automargin: true },
+    // Full ISO weeks crowd a laptop-wide chart: the year only where it starts or changes.
+    xaxis: { type: "category", automargin: true, tickvals: weeks, ticktext: weeks.map((w, i) => (i && w.slice(0, 4) === weeks[i - 1].slice(0, 4) ? w.slice(5) : w)) },
     yaxis: { title: { text: "Contacts" }, rangemode: "tozero" },
   });
   const row = (w) => [w.week, String(w.mqls), String(w.responded), number(w.median_hours), number(w.p90_hours), String(w.breached)];
