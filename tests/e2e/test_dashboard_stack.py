@@ -16,8 +16,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -53,6 +51,7 @@ from tests.e2e.test_dashboard_leads import (
 )
 from tests.support.infra import free_port
 from tests.support.processes import ROOT
+from tests.support.up import start_up, up_env
 
 pytestmark = pytest.mark.e2e
 driver = dashboard.driver
@@ -122,27 +121,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     # environment, which would mean "an external broker"): not the default 9092, which another
     # closedloop up (test_up, on the other pytest worker) may be taking at the same moment.
     (tmp / ".env").write_text(f"CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{broker_port}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSEDLOOP_")}
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    env.update(
-        {
-            "DATABASE_URL": f"sqlite:///{tmp / 'closedloop.db'}",
-            "CLOSEDLOOP_INGEST_PORT": str(ingest_port),
-            "CLOSEDLOOP_API_PORT": str(api_port),
-            "CLOSEDLOOP_LEAD_INTERVAL_S": "2",
-            "PYTHONPATH": str(ROOT),
-        }
-    )
+    env = up_env(tmp, ingest_port=ingest_port, api_port=api_port, CLOSEDLOOP_LEAD_INTERVAL_S="2")
     log = tmp / "up.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services", "up", "--demo-deals", str(DEMO_DEALS)],
-            cwd=tmp,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_up(tmp, env, demo_deals=DEMO_DEALS, log=log)
     try:
         link = _wait_for(log, rf"^\s*(http://127\.0\.0\.1:{api_port}/#key=(cl_\S+))$", timeout_s=60)
         _wait_for(log, r"^demo: lead definitions", timeout_s=60)

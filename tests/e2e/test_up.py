@@ -10,15 +10,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.infra import free_port
-from tests.support.processes import ROOT
+from tests.support.up import start_up, up_env
 
 pytestmark = pytest.mark.e2e
 
@@ -35,27 +33,14 @@ def _wait_for(log: Path, pattern: str, *, timeout_s: float) -> str:
 
 def test_up_prints_urls_key_progress_and_one_line_per_event(tmp_path: Path) -> None:
     ingest_port, api_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSEDLOOP_")}
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    env.update(
-        {
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'closedloop.db'}",
-            "CLOSEDLOOP_INGEST_PORT": str(ingest_port),
-            "CLOSEDLOOP_API_PORT": str(api_port),
-            "COLUMNS": "80",  # a narrow terminal must not break the URLs or the key
-            "PYTHONPATH": str(ROOT),
-        }
+    env = up_env(
+        tmp_path,
+        ingest_port=ingest_port,
+        api_port=api_port,
+        COLUMNS="80",  # a narrow terminal must not break the URLs or the key
     )
     log = tmp_path / "up.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services", "up", "--demo-deals", "40"],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_up(tmp_path, env, demo_deals=40, log=log)
     try:
         _wait_for(log, r"fitted shapley[^\n]*\n[^\n]*recomputed", timeout_s=120)
         time.sleep(1.0)

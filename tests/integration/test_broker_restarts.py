@@ -8,9 +8,9 @@ restart the producer sends its part of the stream again (what an ingest client d
 503s: events the dead broker had acknowledged but nobody consumed died with it).
 
 Checked: the worker never exits; every event sent after a restart is stored exactly once; once
-the queued recomputes ran, the credits equal the independent reference's over the whole history; after the last restart the
-database's and the group's offsets are the new broker's ends (nothing new skipped because the
-database remembered larger offsets from before).
+the queued recomputes ran, the credits equal the independent reference's over the whole
+history; after the last restart the database's and the group's offsets are the new broker's
+ends (nothing new skipped because the database remembered larger offsets from before).
 """
 
 from __future__ import annotations
