@@ -14,6 +14,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from bench.common import simulated_events
 from services.api.app import create_app
+from services.api.consumer_lag import BROKER_TIMEOUT_S
 from services.attribution.worker import Worker
 from services.core.broker import free_port
 from services.core.settings import Settings
@@ -36,6 +37,12 @@ def gauge(text: str, name: str) -> float | None:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+# A scrape waits at most WAIT_S (0.5 s) for the snapshot; one that waited for the broker
+# would take its timeout (BROKER_TIMEOUT_S, 2 s) or more. The margin between is for a loaded
+# machine (1.36 s seen beside the rest of the suite).
+HELD_S = BROKER_TIMEOUT_S
 
 
 def scrape(api: TestClient) -> tuple[str, float]:
@@ -91,7 +98,7 @@ def test_lag_counts_unapplied_records_and_survives_the_broker_going_away(pg_url:
         # The broker stopped: the scrape answers at once, the database's gauges and up 0.
         for _ in range(2):
             text, took = scrape(api)
-            assert took < 1.0
+            assert took < HELD_S
             assert gauge(text, "closedloop_consumer_lag_up") == 0.0
             assert lags(text) == {}
             assert gauge(text, "closedloop_consumer_topic_lag_records") is None
@@ -116,5 +123,5 @@ def test_a_silent_broker_never_holds_the_scrape(pg_url: str) -> None:
         with TestClient(create_app(settings)) as api:
             for _ in range(3):
                 text, took = scrape(api)
-                assert took < 1.0
+                assert took < HELD_S
                 assert gauge(text, "closedloop_consumer_lag_up") == 0.0
