@@ -91,6 +91,8 @@ class _SeekToDatabase(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned: Any) -> None:
         # Runs on kafka-python's IO thread, which must not block: the main loop seeks.
         self.worker.pending_assignment.update(assigned)
+        owned = sorted(tp.partition for tp in assigned)
+        log.info("assigned partitions %s", ", ".join(map(str, owned)) or "(none)")
 
 
 class Worker:

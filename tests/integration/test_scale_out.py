@@ -5,6 +5,7 @@ them (members joining and leaving)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,12 +45,16 @@ def stalled(engine: Engine, logs: Path, done: int, distinct: int) -> str:
     return f"stored {done} of {distinct}; sessions {sessions}; logs {tails}"
 
 
-def all_applied(logs: Path, workers: int) -> bool:
-    """Whether each of the first ``workers`` workers' logs shows a batch it applied."""
-    return all(
-        "applied" in (log.read_text() if log.exists() else "")
-        for log in (logs / f"w{n}.log" for n in range(1, workers + 1))
-    )
+def assigned(log: Path) -> bool:
+    """Whether a worker's log shows that the group gave it its partitions (a join completed)."""
+    return log.exists() and "assigned partitions" in log.read_text()
+
+
+def wait_until(condition: Callable[[], bool], what: str, explain: Callable[[], str]) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert time.monotonic() < deadline, f"waited 120 s for {what}: {explain()}"
+        time.sleep(0.1)
 
 
 def test_workers_joining_and_leaving_give_one_workers_results(broker: str, tmp_path: Path) -> None:
@@ -58,7 +63,8 @@ def test_workers_joining_and_leaving_give_one_workers_results(broker: str, tmp_p
     distinct = len({e["event_id"] for e in events})
     with postgres_database("closedloop_scale") as db:
         settings = make_settings(database_url=db, bootstrap=broker, topic_partitions=6)
-        publish(settings, arrivals)
+        held_back = len(arrivals) * 2 // 5
+        publish(settings, arrivals[:held_back])
         env = {
             "CLOSEDLOOP_DATABASE_URL": db,
             "CLOSEDLOOP_KAFKA_BOOTSTRAP_SERVERS": broker,
@@ -69,26 +75,30 @@ def test_workers_joining_and_leaving_give_one_workers_results(broker: str, tmp_p
         }
         engine = make_engine(db)
         workers = [start_service("worker", env, tmp_path / "w1.log")]
-        steps = {0.1: "join", 0.25: "join", 0.5: "leave"}
-        deadline = time.monotonic() + 300
+
+        def explain() -> str:
+            return stalled(engine, tmp_path, stored_events(engine), distinct)
+
+        def reached(share: float) -> Callable[[], bool]:
+            return lambda: stored_events(engine) >= distinct * share
+
         try:
-            while (done := stored_events(engine)) < distinct:
-                assert time.monotonic() < deadline, stalled(engine, tmp_path, done, distinct)
-                for share, action in list(steps.items()):
-                    # One rebalance at a time: the bundled broker's group coordinator can wedge
-                    # when a member leaves while another one's join is still in progress, so a
-                    # worker leaves only once every joiner has applied a batch.
-                    if action == "leave" and not all_applied(tmp_path, len(workers)):
-                        continue
-                    if done >= distinct * share:
-                        del steps[share]
-                        if action == "join":
-                            n = len(workers) + 1
-                            workers.append(start_service("worker", env, tmp_path / f"w{n}.log"))
-                        else:
-                            stop(workers.pop(0))  # graceful: finishes its batch, leaves
-                time.sleep(0.1)
-            assert not steps, f"the stream ended before every rebalance step: {steps}"
+            # Two members join while the first part of the stream is applied; once both have
+            # their partitions (one rebalance at a time: the bundled broker's group coordinator
+            # can wedge when a member leaves while another one's join is still in progress),
+            # the rest is published and the first member leaves while it is applied.
+            for share, n in ((0.1, 2), (0.25, 3)):
+                wait_until(reached(share), f"{share:.0%} of the events stored", explain)
+                workers.append(start_service("worker", env, tmp_path / f"w{n}.log"))
+            wait_until(
+                lambda: all(assigned(tmp_path / f"w{n}.log") for n in (2, 3)),
+                "the joiners' partitions",
+                explain,
+            )
+            publish(settings, arrivals[held_back:])
+            wait_until(reached(0.5), "half of the events stored", explain)
+            stop(workers.pop(0))  # graceful: finishes its batch, leaves
+            wait_until(reached(1.0), "every event stored", explain)
             wait_settled(engine)
         finally:
             for worker in workers:
