@@ -61,8 +61,14 @@ def make_statement_engine(url: str) -> Engine:
         engine = make_engine(url)
         event.listen(engine, "connect", _sqlite_manual_transactions)  # autocommit, query only
         return engine
+    # No ping on checkout (a round trip as dear as the check itself): the check retries once
+    # on a fresh connection when a pooled one turns out dead (``CachedReports._current``).
     return make_engine(
-        url, isolation_level="AUTOCOMMIT", pool_size=STATEMENT_POOL_SIZE, max_overflow=0
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=STATEMENT_POOL_SIZE,
+        max_overflow=0,
+        pool_pre_ping=False,
     )
 
 

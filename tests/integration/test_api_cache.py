@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
@@ -186,3 +187,25 @@ def test_database_lost_after_the_key_check_answers_503_not_500() -> None:
                 assert response.headers["retry-after"] == "5"
                 proxy.restore()
                 assert client.get(path, headers=auth).status_code == 200, path
+
+
+def test_a_database_restart_costs_a_cache_hit_nothing(api: Api) -> None:
+    """The version check's pool does not ping connections on checkout: one the database
+    dropped (as a restart drops them all) fails its statement, and the check runs again on a
+    fresh connection instead of answering 503."""
+    if not api.url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to drop connections")
+    before = api.json("/v1/reports/roi", model="linear", **JAN)
+    reports: CachedReports = api.client.app.state.reports  # type: ignore[attr-defined]
+    assert reports.statements.pool.checkedin() >= 1  # a pooled connection to be dropped
+    with psycopg.connect(api.url.replace("+psycopg", ""), autocommit=True) as admin:
+        dropped = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert dropped is not None and dropped[0] >= 1
+    hits_before = hits(api)
+    response = api.get("/v1/reports/roi", model="linear", **JAN)
+    assert response.status_code == 200, response.text[:300]
+    assert response.json() == before
+    assert hits(api) == hits_before + 1  # served from the cache, after a second check

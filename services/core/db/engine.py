@@ -52,7 +52,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         "options": "-c statement_timeout=300000 -c plan_cache_mode=force_custom_plan",
     }
     connect_args.update(kwargs.pop("connect_args", {}))
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, connect_args=connect_args, **kwargs)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
