@@ -69,17 +69,17 @@ def _header(credentials: HTTPAuthorizationCredentials | None) -> str | None:
     return None if credentials is None else f"Bearer {credentials.credentials}"
 
 
-def require_read(request: Request, credentials: Credentials) -> Principal:
+async def require_read(request: Request, credentials: Credentials) -> Principal:
     """Return the caller's principal if its bearer key holds the ``read`` scope."""
-    return authorize(request.app.state.keys, _header(credentials), "read")
+    return await authorize(request.app.state.keys, _header(credentials), "read")
 
 
 ReadPrincipal = Annotated[Principal, Depends(require_read)]
 
 
-def require_admin(request: Request, credentials: Credentials) -> Principal:
+async def require_admin(request: Request, credentials: Credentials) -> Principal:
     """Return the caller's principal if its bearer key holds the ``admin`` scope."""
-    return authorize(request.app.state.keys, _header(credentials), "admin")
+    return await authorize(request.app.state.keys, _header(credentials), "admin")
 
 
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]

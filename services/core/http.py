@@ -24,6 +24,7 @@ from prometheus_client import (
     generate_latest,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -162,21 +163,32 @@ class KeyStore:
         max_unknown: int = 1_000,
     ) -> None:
         self._sessions, self._ttl = sessions, ttl_s
-        self._lock = threading.Lock()  # principal() runs in the threadpool
+        self._lock = threading.Lock()  # principal() runs in the threadpool, cached() on the loop
         self._known: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
         self._unknown: OrderedDict[str, float] = OrderedDict()
         self._max_known, self._max_unknown = max_known, max_unknown
 
-    def principal(self, secret: str) -> Principal | None:
-        """Return the key's principal, or None for an unknown or revoked key."""
+    def cached(self, secret: str) -> tuple[bool, Principal | None]:
+        """Return (True, the answer) if one younger than the TTL is cached, else (False, None).
+
+        No I/O: an async caller checks here on the event loop and pays a thread only on a miss.
+        """
         digest, now = hash_key(secret), time.monotonic()
         with self._lock:
             known = self._known.get(digest)
             if known is not None and now - known[0] < self._ttl:
-                return known[1]
+                return True, known[1]
             refused_at = self._unknown.get(digest)
             if refused_at is not None and now - refused_at < self._ttl:
-                return None
+                return True, None
+        return False, None
+
+    def principal(self, secret: str) -> Principal | None:
+        """Return the key's principal, or None for an unknown or revoked key."""
+        hit, principal = self.cached(secret)
+        if hit:
+            return principal
+        digest, now = hash_key(secret), time.monotonic()
         with self._sessions() as session:
             found = lookup_key(session, secret)
         with self._lock:
@@ -198,11 +210,12 @@ def _bounded_put(cache: OrderedDict[str, Any], key: str, value: Any, limit: int)
         cache.popitem(last=False)
 
 
-def authorize(store: KeyStore, authorization: str | None, scope: str) -> Principal:
+async def authorize(store: KeyStore, authorization: str | None, scope: str) -> Principal:
     """Return the principal for an ``Authorization: Bearer`` header holding ``scope``, or raise.
 
     A credential that does not have the shape of a key is refused before any lookup, cache or
-    hash: what an anonymous client sends costs nothing but its parsing.
+    hash: what an anonymous client sends costs nothing but its parsing. A key whose answer is
+    cached is checked on the event loop; only a lookup in the database goes to a thread.
     """
     challenge = {"WWW-Authenticate": "Bearer"}
     if not authorization or not authorization.lower().startswith("bearer "):
@@ -217,7 +230,9 @@ def authorize(store: KeyStore, authorization: str | None, scope: str) -> Princip
             "malformed API key: a key is 'cl_' followed by 43 URL-safe characters",
             headers=challenge,
         )
-    principal = store.principal(secret)
+    hit, principal = store.cached(secret)
+    if not hit:
+        principal = await run_in_threadpool(store.principal, secret)
     if principal is None:
         raise Problem(401, "Unauthorized", "unknown or revoked API key", headers=challenge)
     if scope not in principal.scopes:

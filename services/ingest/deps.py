@@ -62,13 +62,13 @@ SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 MetricsDep = Annotated[IngestMetrics, Depends(get_metrics)]
 
 
-def ingest_principal(
+async def ingest_principal(
     keystore: KeyStoreDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """Return the caller's principal if its bearer key holds the ``ingest`` scope, else raise."""
     header = f"Bearer {credentials.credentials}" if credentials else None
-    return authorize(keystore, header, "ingest")
+    return await authorize(keystore, header, "ingest")
 
 
 IngestPrincipal = Annotated[Principal, Depends(ingest_principal)]
