@@ -52,6 +52,7 @@ from typing import TypeVar
 from anyio import CapacityLimiter, to_thread
 from fastapi.responses import Response
 from sqlalchemy import Engine
+from sqlalchemy.engine.interfaces import DBAPIModule
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import PoolProxiedConnection
@@ -242,6 +243,6 @@ class CachedReports:
             return str(rows[0][0]), [str(model_id) for _, model_id in rows]
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def _disconnected(self, exc: Exception, connection: PoolProxiedConnection) -> bool:
+    def _disconnected(self, exc: DBAPIModule.Error, connection: PoolProxiedConnection) -> bool:
         dialect = self.statements.dialect
         return bool(dialect.is_disconnect(exc, connection.dbapi_connection, None))

@@ -8,9 +8,11 @@ accessor per request was a large share of a single-event webhook's cost.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +25,10 @@ from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import Publisher
 
 _bearer = HTTPBearer(auto_error=False, description="An API key with the `ingest` scope")
+
+# How fast a body must arrive (``read_body``): Apache's mod_reqtimeout rule, body=10,MinRate.
+BODY_GRACE_S = 10.0
+BODY_MIN_BYTES_PER_S = 256 * 1024
 
 
 async def get_settings(request: Request) -> Settings:
@@ -93,7 +99,12 @@ async def read_json_body(request: Request, *, limit: int) -> bytes:
 
 
 async def read_body(request: Request, *, limit: int, media_types: frozenset[str]) -> bytes:
-    """Read a body of one of ``media_types`` and at most ``limit`` bytes (415, 413, 400)."""
+    """Read a body of one of ``media_types`` and at most ``limit`` bytes (415, 413, 400).
+
+    408 for a body slower than ``BODY_GRACE_S`` plus a second per ``BODY_MIN_BYTES_PER_S``
+    bytes received: a client trickling a body would otherwise hold its connection, and for a
+    large body the process's large-body turn, for as long as it likes.
+    """
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type not in media_types:
         wanted = " or ".join(sorted(media_types))
@@ -108,14 +119,35 @@ async def read_body(request: Request, *, limit: int, media_types: frozenset[str]
             raise Problem(400, "Bad Request", "Content-Length must be a number of bytes")
         if int(declared) > limit:
             raise _too_large(limit)
-    chunks, size = [], 0
-    # Counted as read too: a chunked body has no Content-Length to check up front.
-    async for chunk in request.stream():
+    chunks: list[bytes] = []
+    size = 0
+    started = time.monotonic()
+    stream = request.stream()
+    while True:
+        # The body must keep pace: BODY_GRACE_S, plus a second per BODY_MIN_BYTES_PER_S bytes.
+        allowed = started + BODY_GRACE_S + size / BODY_MIN_BYTES_PER_S - time.monotonic()
+        try:
+            with anyio.fail_after(max(allowed, 0.0)):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return b"".join(chunks)
+        except TimeoutError:
+            raise _too_slow(size) from None
         size += len(chunk)
+        # Counted as read too: a chunked body has no Content-Length to check up front.
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+
+
+def _too_slow(received: int) -> Problem:
+    return Problem(
+        408,
+        "Request Timeout",
+        f"the body arrived too slowly ({received} bytes so far): a body may take "
+        f"{BODY_GRACE_S:g} s plus a second per {BODY_MIN_BYTES_PER_S // 1024} KiB",
+        headers={"Connection": "close"},
+    )
 
 
 def _too_large(limit: int) -> Problem:
