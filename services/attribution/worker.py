@@ -60,6 +60,7 @@ from services.attribution.maintenance import (
 from services.attribution.recompute import recompute_if_parameters_changed
 from services.attribution.registry import sync_builtin_models
 from services.core.db.engine import make_engine, make_sessionmaker
+from services.core.db.housekeeping import housekeep
 from services.core.db.schema import ConsumerOffsetRow
 from services.core.db.unit_of_work import MODELS_IN_FORCE, Lock, unit_of_work
 from services.core.kafka import ensure_topics, make_consumer, make_producer
@@ -164,7 +165,8 @@ class Worker:
 
     def _maintain(self) -> None:
         """One maintenance pass: queue, run and finish model fits, compute new custom models,
-        and, when due, the pipeline snapshot.
+        and, when due, the pipeline snapshot; vacuum where the server does not
+        (``services.core.db.housekeeping``).
 
         Runs on the maintenance thread (see ``MaintenanceThread``); a database outage here is
         logged and retried on a later pass, never fatal.
@@ -190,6 +192,7 @@ class Worker:
                 refresh_pipeline(self.sessions, self.settings)
             if self._leads_due(now):
                 maintain_leads(self.sessions, self.settings, self._send_mqls)
+            housekeep(self.sessions.kw["bind"])  # only where the server's autovacuum is off
         except KafkaError as exc:  # the MQL rows stay pending: published at a later pass
             log.warning("MQL events not published yet: broker unavailable (%r)", exc)
             self._close_mql_producer()
