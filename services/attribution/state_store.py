@@ -465,14 +465,19 @@ def project_contacts(
     upsert(session, ContactRow, rows)
     roots = {str(row["root_contact_id"]) for row in rows} | {r for r, _ in before.values()}
     root_row = aliased(ContactRow)
+    root_account = (
+        select(root_row.account_id)
+        .where(root_row.contact_id == ContactRow.root_contact_id)
+        .scalar_subquery()
+    )
+    # Only rows whose value changes: a rewrite of an equal value is a dead row all the same.
     session.execute(
         update(ContactRow)
-        .where(among(session, ContactRow.root_contact_id, roots))
-        .values(
-            effective_account_id=select(root_row.account_id)
-            .where(root_row.contact_id == ContactRow.root_contact_id)
-            .scalar_subquery()
+        .where(
+            among(session, ContactRow.root_contact_id, roots),
+            ContactRow.effective_account_id.is_distinct_from(root_account),
         )
+        .values(effective_account_id=root_account)
         .execution_options(synchronize_session=False)
     )
     _note_moves(impact, before, _contact_links(session, affected, roots))
