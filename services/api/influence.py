@@ -16,10 +16,16 @@ Definitions (contract §6; ``from`` inclusive, ``to`` exclusive, a deal counts b
   reconciliation report lists its original amounts).
 
 Invariant: sales + marketing + unsourced revenue (and deals) = won revenue (and deals), to the
-cent. The journeys and their roles are read from the ``linear`` model's credit rows: every
+cent. The journeys and their roles come from the ``linear`` model's credit rows: every
 positional model writes one row per journey touch with the touch's roles, and ``linear`` is
-a built-in, so it is always there and always computed with the deal (never pending). All
-sums run in SQL; only the per-campaign rows are added up here.
+a built-in, so it is always there and always computed with the deal (never pending).
+
+Read from ``influence_rollups`` (per campaign and UTC day of close: sourced and influenced
+revenue and deals, one count per (deal, campaign) pair, kept by the worker in the transaction
+that rewrites a deal's credits: ``services.domain.rollup.INFLUENCE``) and ``won_rollups``, so
+a report costs a few rows a day, not a scan of ``credits``. A period is whole UTC days and a
+deal lies in one day, so the per-day counts add up to the per-range counts exactly.
+Unsourced = converted won - sourced (revenue and deals).
 """
 
 from __future__ import annotations
@@ -28,17 +34,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, and_, case, false, func, select
+from sqlalchemy import Select, false, func, select
 from sqlalchemy.orm import Session
 
 from services.api.params import Period
-from services.api.queries import CONVERTED, UNCONVERTED, WON, bytewise, closed_in
+from services.api.queries import bytewise, on_days, won_totals
 from services.api.rendering import Table, table
-from services.core.db.schema import CampaignRow, CreditRow, DealRow
+from services.core.db.schema import CampaignRow, InfluenceRollupRow
 from services.core.money import format_minor
-
-SOURCE_MODEL = "linear"  # built-in: a row per journey touch, with the touch's roles
-LEAD_CREATION = "lead_creation"
 
 
 class _Out(BaseModel):
@@ -90,29 +93,18 @@ class _Row:
 
 def _per_campaign(period: Period, dialect: str) -> Select[Any]:
     """Select per campaign: sourced and influenced amounts and deal counts, best first."""
-    holds_lead = case((CreditRow.roles.contains(LEAD_CREATION), 1), else_=0)
-    # One row per (campaign, deal): a campaign with several touches on a deal counts it once.
-    touched = (
-        select(
-            CreditRow.campaign_id,
-            CreditRow.deal_id,
-            func.max(holds_lead).label("sourced"),
-        )
-        .where(CreditRow.model_id == SOURCE_MODEL, *closed_in(CreditRow.closed_at, period))
-        .group_by(CreditRow.campaign_id, CreditRow.deal_id)
-        .subquery("touched")
-    )
-    amount = DealRow.reporting_minor
+    rollup = InfluenceRollupRow
     sums = (
         select(
-            touched.c.campaign_id,
-            func.sum(case((touched.c.sourced == 1, amount), else_=0)).label("sourced_minor"),
-            func.sum(touched.c.sourced).label("sourced_deals"),
-            func.sum(amount).label("influenced_minor"),
-            func.count().label("influenced_deals"),
+            rollup.campaign_id,
+            func.sum(rollup.sourced_minor).label("sourced_minor"),
+            func.sum(rollup.sourced_deals).label("sourced_deals"),
+            func.sum(rollup.influenced_minor).label("influenced_minor"),
+            func.sum(rollup.influenced_deals).label("influenced_deals"),
         )
-        .join(DealRow, DealRow.deal_id == touched.c.deal_id)
-        .group_by(touched.c.campaign_id)
+        .where(*on_days(rollup.day, period))
+        .group_by(rollup.campaign_id)
+        .having(func.sum(rollup.influenced_deals) > 0)
         .subquery("influence")
     )
     return (
@@ -149,35 +141,14 @@ def campaign_rows(session: Session, period: Period) -> list[_Row]:
     ]
 
 
-@dataclass(frozen=True)
-class _Won:
-    deals: int
-    revenue_minor: int
-    empty_deals: int
-    empty_minor: int
-    unconverted: int
-
-
-def won_deals(session: Session, period: Period) -> _Won:
-    """Return the won deals closed in range: converted, of them with an empty journey, not."""
-    converted = DealRow.conversion == CONVERTED
-    empty = and_(converted, DealRow.journey_touches == 0)
-    row = session.execute(
-        select(
-            func.count(case((converted, 1))),
-            func.coalesce(func.sum(case((converted, DealRow.reporting_minor))), 0),
-            func.count(case((empty, 1))),
-            func.coalesce(func.sum(case((empty, DealRow.reporting_minor))), 0),
-            func.count(case((DealRow.conversion == UNCONVERTED, 1))),
-        ).where(DealRow.status == WON, *closed_in(DealRow.closed_at, period))
-    ).one()
-    return _Won(*(int(v or 0) for v in row))
-
-
 def influence_report(session: Session, *, period: Period, currency: str) -> InfluenceReportOut:
     """Build the sourced and influenced revenue per campaign over a period."""
     rows = campaign_rows(session, period)
-    won = won_deals(session, period)
+    won = won_totals(session, period)
+    # Every converted won deal with a journey is sourced by exactly one campaign; the rest of
+    # the converted won revenue had an empty journey (counted, not dropped).
+    unsourced_minor = won.converted.revenue_minor - sum(r.sourced_minor for r in rows)
+    unsourced_deals = won.converted.deals - sum(r.sourced_deals for r in rows)
     sales = [r for r in rows if r.is_sales_sourced]
     marketing = [r for r in rows if not r.is_sales_sourced]
     start, end = period.echo()
@@ -199,17 +170,17 @@ def influence_report(session: Session, *, period: Period, currency: str) -> Infl
             for r in rows
         ],
         totals=InfluenceTotalsOut(
-            won_revenue=format_minor(won.revenue_minor, currency),
-            won_deals=won.deals,
+            won_revenue=format_minor(won.converted.revenue_minor, currency),
+            won_deals=won.converted.deals,
             sales_sourced_revenue=format_minor(sum(r.sourced_minor for r in sales), currency),
             sales_sourced_deals=sum(r.sourced_deals for r in sales),
             marketing_sourced_revenue=format_minor(
                 sum(r.sourced_minor for r in marketing), currency
             ),
             marketing_sourced_deals=sum(r.sourced_deals for r in marketing),
-            unsourced_revenue=format_minor(won.empty_minor, currency),
-            unsourced_deals=won.empty_deals,
-            unconverted_deals=won.unconverted,
+            unsourced_revenue=format_minor(unsourced_minor, currency),
+            unsourced_deals=unsourced_deals,
+            unconverted_deals=won.unconverted_count,
         ),
     )
 

@@ -2,7 +2,8 @@
 the report rollups' change, in the caller's transaction.
 
 Invariant: the rows a deal's outcome replaces are exactly those deleted here (``DELETE …
-RETURNING``) and, for the ``deals`` row, those read just before its upsert; the rollups get
+RETURNING``) and, for the ``deals`` row and the influence pairs (per deal, from its ``linear``
+rows), those read just before they are replaced; the rollups get
 the difference between them and the rows written (``services.core.db.rollups``), so they stay
 equal to what they summarise. Exact as long as no other transaction rewrites the same deals
 meanwhile (the caller's per-deal rule).
@@ -17,12 +18,26 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from services.core.db.rollups import WON_COLUMNS, append_deltas, delete_entries
+from services.core.db.rollups import (
+    SOURCE_MODEL,
+    WON_COLUMNS,
+    append_deltas,
+    delete_entries,
+    influence_entries,
+)
 from services.core.db.schema import CreditRow, DealAttributionRow, DealContactRow, DealRow
 from services.core.db.upsert import among, insert_new, upsert
 from services.domain import AttributionModel, role_labels
 from services.domain.outcome import DealOutcome, ModelAttribution
-from services.domain.rollup import ATTRIBUTIONS, CREDITS, WON, Entry, RollupSpec, entries
+from services.domain.rollup import (
+    ATTRIBUTIONS,
+    CREDITS,
+    INFLUENCE,
+    WON,
+    Entry,
+    RollupSpec,
+    entries,
+)
 from services.domain.state import DealState
 
 
@@ -37,7 +52,12 @@ def write_outcomes(
     The deals' credits and attributions under ``models`` and their contact roles are deleted
     (all of ``deal_ids``: a deal whose events are gone keeps no credits) and written again.
     """
-    old = _remove_rows(session, deal_ids, [m.model_id for m in models])
+    model_ids = [m.model_id for m in models]
+    # The influence pairs are per deal: read before and after, when the journeys they come
+    # from (the ``linear`` rows) are rewritten.
+    influence = SOURCE_MODEL in model_ids
+    old_influence = influence_entries(session, deal_ids) if influence else []
+    old = _remove_rows(session, deal_ids, model_ids)
     old[WON] = list(entries(WON, _deal_rows(session, [o.state.deal_id for o in outcomes])))
     new: dict[RollupSpec, list[dict[str, Any]]] = {WON: [], CREDITS: [], ATTRIBUTIONS: []}
     contact_rows = []
@@ -57,6 +77,8 @@ def write_outcomes(
         insert_new(session, table, rows)  # the deal's rows were deleted above
     for spec, rows in new.items():
         append_deltas(session, spec, old[spec], entries(spec, rows))
+    if influence:
+        append_deltas(session, INFLUENCE, old_influence, influence_entries(session, deal_ids))
 
 
 def _deal_row(outcome: DealOutcome) -> dict[str, Any]:

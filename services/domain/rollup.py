@@ -53,6 +53,10 @@ class RollupSpec:
     values: Callable[[Row], tuple[int | float, ...]]
     floats: frozenset[str] = frozenset()
     counts: Callable[[Row], bool] = lambda row: True
+    # The summed column counting the summarised rows (a key with 0 summarises nothing), and
+    # the key columns that hold a key's rows together for incremental compaction.
+    count_column: str = "deals"
+    group_columns: tuple[str, ...] = ("model_id", "day")
 
 
 def _credit_key(row: Row) -> Key:
@@ -77,6 +81,7 @@ CREDITS = RollupSpec(
     key=_credit_key,
     values=lambda row: (row["credit_minor"], row["weight"], 1),
     floats=frozenset({"deals"}),
+    count_column="credits",
 )
 """``credits`` per (model, campaign, day of close): revenue, deals (sum of weights), rows."""
 
@@ -99,10 +104,35 @@ WON = RollupSpec(
     key=_won_key,
     values=lambda row: (1, row["amount_minor"] or 0, row["reporting_minor"] or 0),
     counts=_is_won,
+    group_columns=("day",),
 )
 """Won ``deals`` per (day of close, conversion, original currency): count and both amounts.
 
 A won deal's ``conversion`` is 'converted' or 'unconverted'; a null one counts as the latter.
+"""
+
+
+INFLUENCE = RollupSpec(
+    key_columns=("campaign_id", "day"),
+    value_columns=("sourced_minor", "sourced_deals", "influenced_minor", "influenced_deals"),
+    key=lambda row: (row["campaign_id"], row["day"]),
+    values=lambda row: (
+        row["amount_minor"] if row["sourced"] else 0,
+        1 if row["sourced"] else 0,
+        row["amount_minor"],
+        1,
+    ),
+    count_column="influenced_deals",
+    group_columns=("day",),
+)
+"""Won deals per (campaign, UTC day of close) as the influence report counts them.
+
+A summarised row is one (deal, campaign) pair of a deal's ``linear`` journey (every positional
+model credits every journey touch, and ``linear`` is built in and never pending): ``day`` of
+the credits' close, ``sourced`` whether one of the campaign's touches holds the deal's
+``lead_creation`` role, ``amount_minor`` the deal's reporting amount (its ``linear`` deal
+attribution). A deal counts once per campaign at its full amount, so influenced revenue does
+not add up across campaigns; sourced revenue does (one sourcing touch per journey).
 """
 
 

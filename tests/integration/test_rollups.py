@@ -5,9 +5,10 @@ deals created, updated, won, lost and reopened across midnights, amounts in USD 
 rates arriving late), replays of everything applied so far, recomputes of some or all deals,
 a fit, a custom model defined, computed and deleted, hand edits through the ORM, and
 compactions. After every step, the rollups' sums per key equal the sums computed here
-directly from ``credits``, ``deal_attributions`` and ``deals``: money and counts exactly,
-fractional deals within 1e-9. The examples share one database per dialect, so each one
-starts from the state the previous ones left.
+directly from ``credits``, ``deal_attributions`` and ``deals`` (and, for the influence
+rollup, the (deal, campaign) pairs of the ``linear`` credits at the deal's ``linear``
+attribution amount): money and counts exactly, fractional deals within 1e-9. The examples
+share one database per dialect, so each one starts from the state the previous ones left.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from services.core.db.schema import (
     CreditRow,
     DealAttributionRow,
     DealRow,
+    InfluenceRollupRow,
     WonRollupRow,
 )
 from services.core.settings import Settings
@@ -122,6 +124,7 @@ def expected(session: Session) -> dict[str, dict[tuple[Any, ...], list[float]]]:
         "credit": defaultdict(lambda: [0, 0.0, 0]),
         "attribution": defaultdict(lambda: [0, 0, 0, 0]),
         "won": defaultdict(lambda: [0, 0, 0]),
+        "influence": defaultdict(lambda: [0, 0, 0, 0]),
     }
     weights: dict[tuple[Any, ...], list[float]] = defaultdict(list)
     for c in session.scalars(select(CreditRow)):
@@ -141,6 +144,20 @@ def expected(session: Session) -> dict[str, dict[tuple[Any, ...], list[float]]]:
         sums = out["won"][(day(d.closed_at), d.conversion or "unconverted", d.currency)]
         for i, value in enumerate((1, d.amount_minor or 0, d.reporting_minor or 0)):
             sums[i] += value
+    # Influence: each (deal, campaign) of a deal's linear credits once, at the deal's linear
+    # attribution amount; sourced when one of the campaign's touches holds lead_creation.
+    linear = select(DealAttributionRow).where(DealAttributionRow.model_id == "linear")
+    amounts = {a.deal_id: a.amount_minor for a in session.scalars(linear)}
+    pairs: dict[tuple[Any, ...], bool] = {}
+    for c in session.scalars(select(CreditRow).where(CreditRow.model_id == "linear")):
+        if c.deal_id in amounts:
+            pair = (c.deal_id, c.campaign_id, day(c.closed_at))
+            pairs[pair] = pairs.get(pair, False) or "lead_creation" in c.roles.split(",")
+    for (deal_id, campaign_id, on), sourced in pairs.items():
+        sums = out["influence"][(campaign_id, on)]
+        amount = amounts[deal_id]
+        for i, value in enumerate((amount if sourced else 0, int(sourced), amount, 1)):
+            sums[i] += value
     return out
 
 
@@ -150,6 +167,7 @@ def rolled_up(session: Session) -> dict[str, dict[tuple[Any, ...], list[float]]]
         "credit": defaultdict(lambda: [0, 0.0, 0]),
         "attribution": defaultdict(lambda: [0, 0, 0, 0]),
         "won": defaultdict(lambda: [0, 0, 0]),
+        "influence": defaultdict(lambda: [0, 0, 0, 0]),
     }
     for c in session.scalars(select(CreditRollupRow)):
         sums = out["credit"][(c.model_id, c.campaign_id, c.day)]
@@ -164,6 +182,11 @@ def rolled_up(session: Session) -> dict[str, dict[tuple[Any, ...], list[float]]]
     for w in session.scalars(select(WonRollupRow)):
         sums = out["won"][(w.day, w.conversion, w.currency)]
         for i, value in enumerate((w.deals, w.amount_minor, w.reporting_minor)):
+            sums[i] += value
+    for r in session.scalars(select(InfluenceRollupRow)):
+        sums = out["influence"][(r.campaign_id, r.day)]
+        values = (r.sourced_minor, r.sourced_deals, r.influenced_minor, r.influenced_deals)
+        for i, value in enumerate(values):
             sums[i] += value
     return out
 
@@ -225,13 +248,19 @@ def hand_edit(sessions: sessionmaker[Session], pick: int) -> None:
             credit = credits[pick % len(credits)]
             credit.credit_minor += 7
             credit.weight = credit.weight / 2
+        linear = [c for c in credits if c.model_id == "linear"]
+        if linear and pick % 3 == 0:  # a journey touch moves campaign: influence pairs change
+            linear[pick % len(linear)].campaign_id = CAMPAIGNS[pick % len(CAMPAIGNS)][0]
         if deals:
             deal = deals[pick % len(deals)]
             deal.status = "won"
             deal.closed_at = datetime.fromisoformat(at(pick / 8))
             deal.reporting_minor = None if deal.reporting_minor else 12_345
         if attributions and pick % 2:
-            session.delete(attributions[pick % len(attributions)])
+            # Every other time a linear one: its deal's influence pairs lose their amount.
+            chosen = [a for a in attributions if a.model_id == "linear"] if pick % 4 == 1 else []
+            chosen = chosen or attributions
+            session.delete(chosen[pick % len(chosen)])
 
 
 def run(sessions: sessionmaker[Session], settings: Settings, steps: list[Any]) -> None:
@@ -273,7 +302,7 @@ def run(sessions: sessionmaker[Session], settings: Settings, steps: list[Any]) -
 
 def assert_one_row_per_key(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        for rollup in (CreditRollupRow, AttributionRollupRow, WonRollupRow):
+        for rollup in (CreditRollupRow, AttributionRollupRow, WonRollupRow, InfluenceRollupRow):
             rows = list(session.execute(select(rollup)).scalars())
             keys = {_key(r) for r in rows}
             assert len(keys) == len(rows), rollup.__tablename__
@@ -284,6 +313,8 @@ def _key(row: Any) -> tuple[Any, ...]:
         return (row.model_id, row.campaign_id, row.day)
     if isinstance(row, AttributionRollupRow):
         return (row.model_id, row.day, row.fit_id)
+    if isinstance(row, InfluenceRollupRow):
+        return (row.campaign_id, row.day)
     return (row.day, row.conversion, row.currency)
 
 

@@ -12,8 +12,9 @@ from fastapi import APIRouter, Response
 from sqlalchemy.orm import Session
 
 from services.api.deps import CachedReportsDep, FormatDep, PeriodDep, ReadPrincipal, SettingsDep
-from services.api.influence import SOURCE_MODEL, InfluenceReportOut, influence_report
+from services.api.influence import InfluenceReportOut, influence_report
 from services.api.rendering import csv_responses, render
+from services.core.db.rollups import SOURCE_MODEL
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 

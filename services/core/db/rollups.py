@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import (
     ColumnElement,
     Date,
+    case,
     cast,
     delete,
     event,
@@ -41,6 +42,7 @@ from services.core.db.schema import (
     CreditRow,
     DealAttributionRow,
     DealRow,
+    InfluenceRollupRow,
     SystemStateRow,
     WonRollupRow,
 )
@@ -48,11 +50,13 @@ from services.core.db.upsert import among, insert_new, upsert
 from services.domain.rollup import (
     ATTRIBUTIONS,
     CREDITS,
+    INFLUENCE,
     WON,
     Entry,
     RollupSpec,
     combine,
     delta,
+    entries,
     net,
 )
 
@@ -60,6 +64,7 @@ ROLLUPS: dict[RollupSpec, type[DeclarativeBase]] = {
     CREDITS: CreditRollupRow,
     ATTRIBUTIONS: AttributionRollupRow,
     WON: WonRollupRow,
+    INFLUENCE: InfluenceRollupRow,
 }
 SUMMARISED: dict[type[DeclarativeBase], RollupSpec] = {
     CreditRow: CREDITS,
@@ -95,6 +100,12 @@ _COLUMNS: dict[RollupSpec, tuple[InstrumentedAttribute[Any], ...]] = {
     ATTRIBUTIONS: ATTRIBUTION_COLUMNS,
     WON: WON_COLUMNS,
 }
+
+
+# The influence rollup's pairs come from this model's credit rows (a row per journey touch,
+# with its roles) and its deal attributions (the deal's reporting amount).
+SOURCE_MODEL = "linear"
+LEAD_CREATION = "lead_creation"
 
 
 def append_deltas(
@@ -150,6 +161,8 @@ def retract_model(session: Session, model_id: str) -> None:
     CTE), so exactly the rows deleted are retracted, whatever commits meanwhile. SQLite (one
     writer): the sums are appended, then the rows deleted, in the same transaction.
     """
+    if model_id == SOURCE_MODEL:  # built in, never deleted: the influence rollup reads it
+        raise ValueError(f"the {SOURCE_MODEL} model's rows are not retracted")
     dialect = session.get_bind().dialect.name
     for row_cls, rollup in _SQL_SUMMARISED:
         table: Any = row_cls.__table__
@@ -187,16 +200,75 @@ def _insert_sums(rollup: type[DeclarativeBase], rows: Any, dialect: str, *, sign
     )
 
 
+def influence_pairs(dialect: str, deal_ids: Any = None) -> Any:
+    """Select the influence rollup's summarised rows: one per (deal, campaign) of a deal's
+    ``linear`` journey, with the credits' day, whether the campaign sourced it, its amount.
+
+    ``deal_ids``: a condition on ``credits.deal_id`` (all deals when None). A deal without a
+    ``linear`` deal attribution has no amount and no pair.
+    """
+    credits: Any = CreditRow.__table__
+    attributions: Any = DealAttributionRow.__table__
+    day = day_of(credits.c.closed_at, dialect).label("day")
+    holds_lead = case((credits.c.roles.contains(LEAD_CREATION), 1), else_=0)
+    query = (
+        select(
+            credits.c.deal_id,
+            credits.c.campaign_id,
+            day,
+            func.max(holds_lead).label("sourced"),
+            attributions.c.amount_minor,
+        )
+        .join(
+            attributions,
+            (attributions.c.deal_id == credits.c.deal_id)
+            & (attributions.c.model_id == SOURCE_MODEL),
+        )
+        .where(credits.c.model_id == SOURCE_MODEL)
+        .group_by(credits.c.deal_id, credits.c.campaign_id, day, attributions.c.amount_minor)
+    )
+    return query if deal_ids is None else query.where(deal_ids)
+
+
+def influence_entries(session: Session, deal_ids: Iterable[str]) -> list[Entry]:
+    """Return the influence rollup entries of these deals as stored now (committed state and
+    this transaction's writes)."""
+    ids = list(deal_ids)
+    if not ids:
+        return []
+    dialect = session.get_bind().dialect.name
+    condition = among(session, CreditRow.__table__.c.deal_id, ids)
+    rows = session.connection().execute(influence_pairs(dialect, condition))
+    return list(entries(INFLUENCE, (row._mapping for row in rows)))
+
+
+def _insert_influence_sums(dialect: str) -> Any:
+    """``INSERT INTO influence_rollups`` the sums of every deal's pairs, per key."""
+    pairs = influence_pairs(dialect).subquery("pairs")
+    sourced = case((pairs.c.sourced == 1, pairs.c.amount_minor), else_=0)
+    keys = [pairs.c.campaign_id, pairs.c.day]
+    return insert(InfluenceRollupRow).from_select(
+        [*INFLUENCE.key_columns, *INFLUENCE.value_columns],
+        select(
+            *keys,
+            func.sum(sourced),
+            func.sum(pairs.c.sourced),
+            func.sum(pairs.c.amount_minor),
+            func.count(),
+        ).group_by(*keys),
+    )
+
+
 COMPACTED = "rollups.compacted_through"  # system_state: per table, the last id compacted
 
 
 def compact_rollups(session: Session, *, full: bool = False) -> int:
     """Replace the rows of each rollup key that has several by one row of their sums.
 
-    Incremental: only the keys sharing a (model, day) — a day, for won deals — with a row
-    added since the last compaction (``system_state``: the highest id it saw, per table) are
-    looked at, so a pass costs what changed since the previous one; ``full`` looks at every
-    key (a row an unfinished transaction had added below that mark is otherwise compacted
+    Incremental: only the keys sharing a (model, day) — a day, for won deals and influence —
+    with a row added since the last compaction (``system_state``: the highest id it saw, per
+    table) are looked at, so a pass costs what changed since the previous one; ``full`` looks
+    at every key (a row an unfinished transaction had added below that mark is otherwise compacted
     only when its key changes again). In the caller's transaction: the chosen rows are
     deleted (``DELETE … RETURNING``) and their sums inserted, dropping keys whose sums are
     all 0. Safe while other transactions append deltas: only rows this statement deleted are
@@ -222,11 +294,13 @@ def compact_rollups(session: Session, *, full: bool = False) -> int:
             insert_new(session, rollup, kept)
             removed += len(gone) - len(kept)
         if session.get_bind().dialect.name != "postgresql":
-            # SQLite gives a new row the highest id + 1, so the sums just inserted may have
-            # taken ids at or below ``top``: mark past them (one writer: nothing else is new).
-            # PostgreSQL's ids come from a sequence: the mark stays at what was looked at.
-            top = session.scalar(select(func.max(table.c.id))) or top
-        marks[name] = max(top, marks.get(name, 0))
+            # SQLite gives a new row the highest id + 1, reusing the ids of deleted rows: the
+            # sums just inserted may have taken ids at or below ``top``, and the next deltas
+            # may too. Mark the highest id now (one writer: every row up to it was looked at),
+            # even below the previous mark, so the next row's id is above it.
+            marks[name] = session.scalar(select(func.max(table.c.id))) or 0
+        else:  # PostgreSQL's ids come from a sequence: the mark stays at what was looked at
+            marks[name] = max(top, marks.get(name, 0))
     if marks != before:
         value = orjson.dumps(marks).decode()
         upsert(session, SystemStateRow, [{"key": COMPACTED, "value": value, "updated_at": _now()}])
@@ -246,10 +320,10 @@ def _crowded(session: Session, spec: RollupSpec, table: Any, *, after: int) -> l
     """The ids of the rows of keys with several rows (or summarising nothing), among the keys
     sharing a (model, day) — a day for won deals — with a row of id above ``after``."""
     keys = [table.c[c] for c in spec.key_columns]
-    count = table.c["credits" if spec is CREDITS else "deals"]
+    count = table.c[spec.count_column]
     rows = select(table.c.id, count, func.count().over(partition_by=keys).label("rows"))
     if after:  # a key lies within one (model, day): its rows are all among the group's
-        groups = [table.c.day] if spec is WON else [table.c.model_id, table.c.day]
+        groups = [table.c[c] for c in spec.group_columns]
         recent = select(*groups).where(table.c.id > after).distinct()
         rows = rows.where(tuple_(*groups).in_(recent) if len(groups) > 1 else groups[0].in_(recent))
     ranked = rows.subquery("ranked")
@@ -266,8 +340,10 @@ def rebuild_rollups(session: Session) -> None:
     dialect = session.get_bind().dialect.name
     for rollup in ROLLUPS.values():
         session.execute(delete(rollup))
+    session.execute(delete(SystemStateRow).where(SystemStateRow.key == COMPACTED))
     for row_cls, rollup in _SQL_SUMMARISED:
         session.execute(_insert_sums(rollup, row_cls.__table__, dialect, sign=1))
+    session.execute(_insert_influence_sums(dialect))
     deals: Any = DealRow.__table__
     day = day_of(deals.c.closed_at, dialect)
     conversion = func.coalesce(deals.c.conversion, "unconverted")
@@ -320,8 +396,39 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
     for spec, rollup in ROLLUPS.items():
         for row in delta(spec, old[spec], new[spec]):
             session.add(rollup(**row))
+    # The influence pairs are per deal, not per row: read the touched deals' entries now
+    # (before this flush writes) and again after it, and append the difference then.
+    deals: set[str] = set()
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, (CreditRow, DealAttributionRow)):
+            deals |= _linear_deals(obj)
+    if deals:
+        session.info[_INFLUENCE_BEFORE] = (deals, influence_entries(session, deals))
+
+
+_INFLUENCE_BEFORE = "closedloop.influence_before"
+
+
+def _linear_deals(obj: CreditRow | DealAttributionRow) -> set[str]:
+    """The deals a ``linear`` credit or attribution object was or is about to be part of."""
+    state: Any = inspect(obj)
+    attrs = state.attrs
+    if obj.model_id != SOURCE_MODEL and SOURCE_MODEL not in attrs.model_id.history.deleted:
+        return set()
+    return {obj.deal_id, *attrs.deal_id.history.deleted}
+
+
+def _after_flush(session: Session, _context: Any) -> None:
+    """Append the influence deltas of the deals whose ``linear`` rows this flush wrote."""
+    before = session.info.pop(_INFLUENCE_BEFORE, None)
+    if before is not None:
+        deals, old = before
+        rows = net(INFLUENCE, old, influence_entries(session, deals))
+        if rows:
+            session.connection().execute(insert(InfluenceRollupRow), rows)
 
 
 def track_orm_writes(factory: sessionmaker[Session]) -> None:
     """Keep the rollups right for summarised rows written through the ORM by ``factory``."""
     event.listen(factory, "before_flush", _before_flush)
+    event.listen(factory, "after_flush", _after_flush)

@@ -706,3 +706,21 @@ class WonRollupRow(Base):
     deals: Mapped[int] = mapped_column(BigInteger)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     reporting_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class InfluenceRollupRow(Base):
+    """Additive deltas of the influence counts per (campaign, UTC day of close).
+
+    Summarises the (deal, campaign) pairs of the won deals' ``linear`` journeys
+    (``services.domain.rollup.INFLUENCE``): sourced and influenced revenue and deals.
+    """
+
+    __tablename__ = "influence_rollups"
+
+    id: Mapped[int] = mapped_column(ROLLUP_ID, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ID)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    sourced_minor: Mapped[int] = mapped_column(BigInteger)
+    sourced_deals: Mapped[int] = mapped_column(BigInteger)
+    influenced_minor: Mapped[int] = mapped_column(BigInteger)
+    influenced_deals: Mapped[int] = mapped_column(BigInteger)
