@@ -43,6 +43,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from sqlalchemy import text
 
 from bench.common import make_key, memory_kib
 from bench.live import live_stream
@@ -595,6 +596,13 @@ def _pipeline_snapshot(url: str) -> None:
     """Record the snapshot as the worker does: its time, its models, the version it is at."""
     engine = make_engine(url)
     with make_sessionmaker(engine)() as session, session.begin():
+        session.execute(  # its sums, as ``compute_pipeline`` writes them beside the credits
+            text(
+                "INSERT INTO pipeline_rollups (model_id, campaign_id, stage, credit_minor, "
+                "weight, credits) SELECT model_id, campaign_id, stage, sum(credit_minor), "
+                "sum(weight), count(*) FROM pipeline_credits GROUP BY model_id, campaign_id, stage"
+            )
+        )
         bump_projection_version(session)
         value = snapshot_value(SNAPSHOT, _models(), version=projection_version(session))
         session.add(SystemStateRow(key=PIPELINE_SNAPSHOT_KEY, value=value, updated_at=SNAPSHOT))

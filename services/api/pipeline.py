@@ -1,7 +1,8 @@
 """The pipeline report: open deals' amounts credited to campaigns or channels, with stages.
 
-Reads the worker's latest pipeline snapshot (``pipeline_credits``, ``pipeline_deals`` and the
-``system_state`` row ``pipeline_snapshot``, written together in one transaction by
+Reads the worker's latest pipeline snapshot (``pipeline_rollups``: its credits summed per
+model, campaign and stage; ``pipeline_deals``; and the ``system_state`` row
+``pipeline_snapshot``, written together in one transaction by
 ``services.attribution.pipeline``), never computes journeys itself. Definitions:
 - ``as_of`` is the snapshot's time: journeys end there and amounts convert at the latest rate
   on or before its day. Before the worker's first snapshot ``as_of`` is null, ``rows`` empty,
@@ -30,8 +31,8 @@ from sqlalchemy.orm import Session
 from services.api.rendering import Table, table
 from services.core.db.schema import (
     CampaignRow,
-    PipelineCreditRow,
     PipelineDealRow,
+    PipelineRollupRow,
     SystemStateRow,
 )
 from services.core.money import format_minor
@@ -94,24 +95,25 @@ class _Row:
 
 def _sums(model_id: str, group_by: GroupBy) -> Select[Any]:
     """Select credits and weights per (campaign or channel, stage) under one model."""
-    stage = func.coalesce(PipelineCreditRow.stage, NO_STAGE).label("stage")
-    minor = func.sum(PipelineCreditRow.credit_minor).label("minor")
-    deals = func.sum(PipelineCreditRow.weight).label("deals")
-    joined = select().select_from(PipelineCreditRow)
-    joined = joined.outerjoin(CampaignRow, CampaignRow.campaign_id == PipelineCreditRow.campaign_id)
-    joined = joined.where(PipelineCreditRow.model_id == model_id)
+    rollup = PipelineRollupRow
+    stage = func.coalesce(rollup.stage, NO_STAGE).label("stage")
+    minor = func.sum(rollup.credit_minor).label("minor")
+    deals = func.sum(rollup.weight).label("deals")
+    joined = select().select_from(rollup)
+    joined = joined.outerjoin(CampaignRow, CampaignRow.campaign_id == rollup.campaign_id)
+    joined = joined.where(rollup.model_id == model_id)
     if group_by == "channel":
         return joined.add_columns(CampaignRow.channel.label("key"), stage, minor, deals).group_by(
             CampaignRow.channel, stage
         )
     return joined.add_columns(
-        PipelineCreditRow.campaign_id.label("key"),
+        rollup.campaign_id.label("key"),
         func.max(CampaignRow.name).label("name"),
         func.max(CampaignRow.channel).label("channel"),
         stage,
         minor,
         deals,
-    ).group_by(PipelineCreditRow.campaign_id, stage)
+    ).group_by(rollup.campaign_id, stage)
 
 
 def _rows(session: Session, model_id: str, group_by: GroupBy) -> list[_Row]:

@@ -1,7 +1,8 @@
 """The pipeline snapshot (contract §6): open deals' amounts credited like won deals', cut at now.
 
 Invariants:
-- One snapshot is one transaction: ``pipeline_credits`` and ``pipeline_deals`` are replaced
+- One snapshot is one transaction: ``pipeline_credits``, their sums per (model, campaign,
+  stage) in ``pipeline_rollups`` (what the report reads) and ``pipeline_deals`` are replaced
   whole, the snapshot's time and the models it credited are recorded (``system_state`` key
   ``pipeline_snapshot``, JSON: the report's ``as_of``, which models are ``ready``, and the
   projection version the snapshot is current with), and the projection version is bumped with
@@ -21,7 +22,9 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +41,7 @@ from services.core.db.schema import (
     DealRow,
     PipelineCreditRow,
     PipelineDealRow,
+    PipelineRollupRow,
     SystemStateRow,
 )
 from services.core.db.upsert import among, insert_new, upsert
@@ -198,6 +202,27 @@ def _credit_chunk(
     return deal_rows, credit_rows
 
 
+def pipeline_sums(credit_rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Sum credit rows per (model, campaign, stage): credits exactly, weights with ``fsum``."""
+    credits: dict[tuple[str, str, str | None], int] = defaultdict(int)
+    weights: dict[tuple[str, str, str | None], list[float]] = defaultdict(list)
+    for row in credit_rows:
+        key = (row["model_id"], row["campaign_id"], row["stage"])
+        credits[key] += row["credit_minor"]
+        weights[key].append(row["weight"])
+    return [
+        {
+            "model_id": model_id,
+            "campaign_id": campaign_id,
+            "stage": stage,
+            "credit_minor": total,
+            "weight": math.fsum(weights[model_id, campaign_id, stage]),
+            "credits": len(weights[model_id, campaign_id, stage]),
+        }
+        for (model_id, campaign_id, stage), total in credits.items()
+    ]
+
+
 def compute_pipeline(session: Session, settings: Settings, now: datetime) -> PipelineSnapshot:
     """Credit every open deal with an amount as of ``now`` and replace the snapshot with it.
 
@@ -221,10 +246,11 @@ def compute_pipeline(session: Session, settings: Settings, now: datetime) -> Pip
         deal_rows += chunk_deals
         credit_rows += chunk_credits
     current = projection_version(session) == before
-    for table in (PipelineCreditRow, PipelineDealRow):
+    for table in (PipelineCreditRow, PipelineDealRow, PipelineRollupRow):
         session.execute(delete(table).execution_options(synchronize_session=False))
     insert_new(session, PipelineDealRow, deal_rows)
     insert_new(session, PipelineCreditRow, credit_rows)
+    insert_new(session, PipelineRollupRow, pipeline_sums(credit_rows))
     bump_projection_version(session)
     version = projection_version(session)
     # Stored with the version it leaves the projection at: any worker's next pass skips while

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,7 +41,7 @@ from services.attribution.registry import sync_builtin_models
 from services.attribution.worker import Worker
 from services.core.auth import create_key
 from services.core.db.engine import make_engine, make_sessionmaker
-from services.core.db.schema import PipelineCreditRow, PipelineDealRow
+from services.core.db.schema import PipelineCreditRow, PipelineDealRow, PipelineRollupRow
 from services.core.settings import Settings
 from tests.support.builders import T0, campaign, deal_created, deal_status, events, fx, touch
 from tests.support.reference import split_minor
@@ -278,6 +279,29 @@ def test_every_models_credits_sum_to_each_deals_converted_amount(api: Api) -> No
     for model_id in ("markov", "shapley"):  # never fitted: said, not silently zero
         body = api.get({"model": model_id}).json()
         assert (body["status"], body["rows"]) == ("pending", [])
+
+
+def test_the_snapshots_sums_equal_its_credit_rows(api: Api) -> None:
+    """``pipeline_rollups`` (what the report reads) sums ``pipeline_credits`` per key exactly,
+    after a first snapshot and after one that replaced it."""
+    for when in (NOW, NOW + timedelta(days=3)):
+        api.snapshot(when)
+        with api.sessions() as session:
+            want: dict[tuple[Any, ...], list[Any]] = {}
+            for c in session.scalars(select(PipelineCreditRow)):
+                sums = want.setdefault((c.model_id, c.campaign_id, c.stage), [0, [], 0])
+                sums[0] += c.credit_minor
+                sums[1].append(c.weight)
+                sums[2] += 1
+            have = {
+                (r.model_id, r.campaign_id, r.stage): (r.credit_minor, r.weight, r.credits)
+                for r in session.scalars(select(PipelineRollupRow))
+            }
+        assert len(want) > 10
+        assert set(have) == set(want)
+        for key, (minor, weights, count) in want.items():
+            assert have[key][0] == minor and have[key][2] == count, key
+            assert have[key][1] == pytest.approx(math.fsum(weights), abs=1e-12), key
 
 
 def test_a_new_snapshot_replaces_the_old_and_the_cache(api: Api) -> None:

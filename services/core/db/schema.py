@@ -380,6 +380,28 @@ class PipelineDealRow(Base):
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+ROLLUP_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys
+
+
+class PipelineRollupRow(Base):
+    """The latest pipeline snapshot's credits summed per (model, campaign, stage).
+
+    Written with the snapshot, in its transaction (``services.attribution.pipeline``): per key
+    the sum of the ``pipeline_credits`` rows' credits and their weights (``math.fsum``), and
+    how many rows. The pipeline report reads these instead of every credit row.
+    """
+
+    __tablename__ = "pipeline_rollups"
+
+    id: Mapped[int] = mapped_column(ROLLUP_ID, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(String(100), index=True)
+    campaign_id: Mapped[str] = mapped_column(ID)
+    stage: Mapped[str | None] = mapped_column(String(100))
+    credit_minor: Mapped[int] = mapped_column(BigInteger)
+    weight: Mapped[float] = mapped_column(Float)
+    credits: Mapped[int] = mapped_column(BigInteger)
+
+
 class ConsumerOffsetRow(Base):
     """The next offset to consume per partition, written in the same transaction as its effects."""
 
@@ -604,7 +626,6 @@ class HandoffRow(Base):
 
 
 # --- Scale-out: the work queues between a batch's commit and its credits, and the rollups ---
-ROLLUP_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys
 
 
 class ProjectionVersionRow(Base):

@@ -1,4 +1,4 @@
-"""influence_rollups: the influence report's sums per campaign and day of close
+"""influence_rollups and pipeline_rollups: what the influence and pipeline reports read
 
 Revision ID: 0008
 Revises: 0007
@@ -8,6 +8,8 @@ The influence report read ``credits`` on every build (seconds at 100k won deals)
 ``influence_rollups``, kept by the worker beside the credits. A database that already holds
 credits gets its rollup here, summed from the ``linear`` credits and deal attributions as
 ``services.core.db.rollups.influence_pairs`` defines them, in the migration's transaction.
+The pipeline report read every pipeline credit; it now reads their sums per (model, campaign,
+stage), written with each snapshot; the stored snapshot's are summed here.
 """
 
 from __future__ import annotations
@@ -40,7 +42,30 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("influence_rollups", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_influence_rollups_day"), ["day"], unique=False)
+    op.create_table(
+        "pipeline_rollups",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("model_id", sa.String(length=100), nullable=False),
+        sa.Column("campaign_id", sa.String(length=200), nullable=False),
+        sa.Column("stage", sa.String(length=100), nullable=True),
+        sa.Column("credit_minor", sa.BigInteger(), nullable=False),
+        sa.Column("weight", sa.Float(), nullable=False),
+        sa.Column("credits", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_pipeline_rollups")),
+    )
+    with op.batch_alter_table("pipeline_rollups", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_pipeline_rollups_model_id"), ["model_id"])
     _backfill()
+    op.execute(
+        "INSERT INTO pipeline_rollups (model_id, campaign_id, stage, credit_minor, weight, "
+        "credits) SELECT model_id, campaign_id, stage, sum(credit_minor), sum(weight), "
+        "count(*) FROM pipeline_credits GROUP BY model_id, campaign_id, stage"
+    )
 
 
 def _backfill() -> None:
@@ -101,6 +126,9 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("pipeline_rollups", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_pipeline_rollups_model_id"))
+    op.drop_table("pipeline_rollups")
     with op.batch_alter_table("influence_rollups", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_influence_rollups_day"))
     op.drop_table("influence_rollups")
