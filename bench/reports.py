@@ -47,10 +47,12 @@ from sqlalchemy import text
 
 from bench.common import make_key, memory_kib
 from bench.live import live_stream
+from services.attribution.deal_funnel import refresh_deal_funnel
 from services.attribution.funnel_summary import RULES, summary_rows
 from services.attribution.pipeline import PIPELINE_SNAPSHOT_KEY, snapshot_value
 from services.attribution.registry import sync_builtin_models
 from services.core.broker import free_port, wait_for_port
+from services.core.db.deal_stages import fill_first_appearances
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.rollups import rebuild_rollups
 from services.core.db.schema import SystemStateRow
@@ -610,10 +612,14 @@ def _pipeline_snapshot(url: str) -> None:
 
 
 def _rollups(url: str) -> None:
-    """Sum the report rollups from the rows written, as the worker would have kept them."""
+    """Sum the report rollups from the rows written, as the worker would have kept them, and
+    build the deal funnel's entries as a worker's first maintenance pass does."""
     engine = make_engine(url)
-    with make_sessionmaker(engine)() as session, session.begin():
+    sessions = make_sessionmaker(engine)
+    with sessions() as session, session.begin():
         rebuild_rollups(session)
+        fill_first_appearances(session)
+    refresh_deal_funnel(sessions, Settings(_env_file=None, database_url=url))
     engine.dispose()
 
 

@@ -1,4 +1,4 @@
-"""influence_rollups and pipeline_rollups: what the influence and pipeline reports read
+"""report rollups: what the influence, pipeline and deal funnel reports read
 
 Revision ID: 0008
 Revises: 0007
@@ -9,13 +9,20 @@ The influence report read ``credits`` on every build (seconds at 100k won deals)
 credits gets its rollup here, summed from the ``linear`` credits and deal attributions as
 ``services.core.db.rollups.influence_pairs`` defines them, in the migration's transaction.
 The pipeline report read every pipeline credit; it now reads their sums per (model, campaign,
-stage), written with each snapshot; the stored snapshot's are summed here.
+stage), written with each snapshot; the stored snapshot's are summed here. The deal funnel
+tallied every deal's stage history; it now reads ``deal_stage_entries``, kept by the worker
+under the stage order it stores, which needs each stage's first appearance (``deal_stages``,
+filled here). The entries are not filled here: the worker's first maintenance pass sees no
+stored order and builds them (``services.attribution.deal_funnel``); the report tallies the
+histories until then.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+import services.core.db.types
 
 revision = "0008"
 down_revision = "0007"
@@ -60,6 +67,37 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("pipeline_rollups", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_pipeline_rollups_model_id"), ["model_id"])
+    op.create_table(
+        "deal_stage_entries",
+        sa.Column("deal_id", sa.String(length=200), nullable=False),
+        sa.Column("stage", sa.String(length=110), nullable=False),
+        sa.Column("entered_at", services.core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("next_micros", sa.BigInteger(), nullable=True),
+        sa.Column("exit_stage", sa.String(length=10), nullable=True),
+        sa.PrimaryKeyConstraint("deal_id", "stage", name=op.f("pk_deal_stage_entries")),
+    )
+    with op.batch_alter_table("deal_stage_entries", schema=None) as batch_op:
+        batch_op.create_index("ix_deal_stage_entries_stage_entered", ["stage", "entered_at"])
+        batch_op.create_index(
+            "ix_deal_stage_entries_stage_next",
+            ["stage", "next_micros", "entered_at"],
+            postgresql_where=sa.text("next_micros IS NOT NULL"),
+            sqlite_where=sa.text("next_micros IS NOT NULL"),
+        )
+    op.create_table(
+        "deal_stages",
+        sa.Column("stage", sa.String(length=100), nullable=False),
+        sa.Column("first_at", services.core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("first_event_id", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("stage", name=op.f("pk_deal_stages")),
+    )
+    # Each CRM stage's first step: the earliest (occurred_at, event_id) of its rows.
+    op.execute(
+        "INSERT INTO deal_stages (stage, first_at, first_event_id) SELECT stage, occurred_at, "
+        "event_id FROM (SELECT stage, occurred_at, event_id, row_number() OVER (PARTITION BY "
+        "stage ORDER BY occurred_at, event_id) AS n FROM deal_stage_changes WHERE kind = "
+        "'stage') AS firsts WHERE n = 1"
+    )
     _backfill()
     op.execute(
         "INSERT INTO pipeline_rollups (model_id, campaign_id, stage, credit_minor, weight, "
@@ -126,6 +164,15 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("deal_stages")
+    with op.batch_alter_table("deal_stage_entries", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_deal_stage_entries_stage_next",
+            postgresql_where=sa.text("next_micros IS NOT NULL"),
+            sqlite_where=sa.text("next_micros IS NOT NULL"),
+        )
+        batch_op.drop_index("ix_deal_stage_entries_stage_entered")
+    op.drop_table("deal_stage_entries")
     with op.batch_alter_table("pipeline_rollups", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_pipeline_rollups_model_id"))
     op.drop_table("pipeline_rollups")

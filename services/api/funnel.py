@@ -23,8 +23,12 @@ How it is computed:
 - Deal stages are ordered by the ``deal_stage_order`` setting, then any other stage by its
   first appearance overall (earliest step, then event_id); ``won`` comes last in the order
   (every stage converts into it), and ``lost`` is the deals' exit, shown as a final row.
-  ``won`` and ``lost`` rows convert into nothing. SQL selects the deal histories with a first
-  entry in range; the tally runs in Python.
+  ``won`` and ``lost`` rows convert into nothing. The worker keeps these facts per deal and
+  stage in ``deal_stage_entries`` under the order it stored (``services.attribution.
+  deal_funnel``); while that is the order computed here (same snapshot) the report is the
+  same SQL as the contacts'. Otherwise (the order just moved: a new stage, an earlier first
+  appearance, another setting, before the worker's rebuild) SQL selects the deal histories
+  with a first entry in range and the tally runs in Python.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, case, func, literal, select
+from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
 from services.api.formatting import ratio
@@ -48,11 +52,19 @@ from services.api.funnel_schemas import (
     FunnelStageOut,
 )
 from services.api.params import Period
-from services.core.db.schema import ContactStageEntryRow, DealStageChangeRow
-from services.core.events import FUNNEL_STAGES
+from services.core.db.deal_stages import (
+    LOST,
+    STAGE_PREFIX,
+    WON,
+    current_order,
+    history_rows,
+    ranked,
+    stored_order,
+)
+from services.core.db.schema import ContactStageEntryRow, DealStageEntryRow
+from services.core.events import FUNNEL_STAGES, SIDE_EXITS
 from services.domain.stages import Step, collapse, micros
 
-WON, LOST = "won", "lost"
 DAY_MICROS = 86_400_000_000
 
 
@@ -63,6 +75,16 @@ class Tally:
     volume: int = 0
     days: list[Fraction] = field(default_factory=list)  # one per converted history
     exits: dict[str, int] = field(default_factory=dict)
+    # Read from a summary instead of tallied from ``days``: set both together.
+    summary: tuple[int, float | None] | None = None
+
+    @property
+    def converted(self) -> int:
+        return len(self.days) if self.summary is None else self.summary[0]
+
+    @property
+    def median(self) -> float | None:
+        return median(self.days) if self.summary is None else self.summary[1]
 
 
 def _inside(at: Any, period: Period) -> bool:
@@ -127,28 +149,38 @@ def in_period(column: Any, period: Period) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _stage_counts(session: Session, period: Period) -> dict[str, tuple[int, int, int, int]]:
-    """Per stage: (volume, converted, recycled, disqualified) of the entries in range."""
-    e = ContactStageEntryRow
+Entries = type[ContactStageEntryRow] | type[DealStageEntryRow]
+
+
+def _stage_counts(
+    session: Session, period: Period, e: Entries = ContactStageEntryRow
+) -> dict[str, tuple[int, int, int, int, int]]:
+    """Per stage: (volume, converted, recycled, disqualified, lost) of the entries in range."""
     rows = session.execute(
         select(
             e.stage,
             func.count(),
             func.count(e.next_micros),
-            func.count(case((e.exit_stage == "recycled", 1))),
-            func.count(case((e.exit_stage == "disqualified", 1))),
+            func.count(case((e.exit_stage == SIDE_EXITS[0], 1))),
+            func.count(case((e.exit_stage == SIDE_EXITS[1], 1))),
+            func.count(case((e.exit_stage == LOST, 1))),
         )
         .where(*in_period(e.entered_at, period))
         .group_by(e.stage)
     )
-    return {stage: (int(v), int(c), int(r), int(d)) for stage, v, c, r, d in rows}
+    return {stage: (int(v), int(c), int(r), int(d), int(lost)) for stage, v, c, r, d, lost in rows}
 
 
-def _median_days(session: Session, stage: str, converted: int, period: Period) -> float | None:
+def _median_days(
+    session: Session,
+    stage: str,
+    converted: int,
+    period: Period,
+    e: Entries = ContactStageEntryRow,
+) -> float | None:
     """Return the exact median days to next of a stage's ``converted`` entries in range."""
     if converted == 0:
         return None
-    e = ContactStageEntryRow
     low, high = middle_ranks(converted)
     middle = [
         int(value)
@@ -169,7 +201,7 @@ def funnel_report(session: Session, *, period: Period) -> FunnelOut:
     counts = _stage_counts(session, period)
     stages = []
     for stage in FUNNEL_STAGES:
-        volume, converted, recycled, disqualified = counts.get(stage, (0, 0, 0, 0))
+        volume, converted, recycled, disqualified, _ = counts.get(stage, (0, 0, 0, 0, 0))
         stages.append(
             FunnelStageOut(
                 stage=stage,
@@ -191,20 +223,7 @@ def deal_steps(session: Session, period: Period) -> Iterator[list[Step]]:
     Rows arrive grouped by deal from a server-side cursor, so memory holds one chunk of rows
     and one deal's history at a time, not every deal's.
     """
-    base = select(
-        DealStageChangeRow.deal_id.label("entity"),
-        DealStageChangeRow.stage,
-        DealStageChangeRow.occurred_at,
-        DealStageChangeRow.event_id,
-    ).where(DealStageChangeRow.kind != "stage")
-    stages = select(
-        DealStageChangeRow.deal_id,
-        # A CRM stage named like an outcome stays apart from the outcome itself.
-        (literal("stage:", String()) + DealStageChangeRow.stage).label("stage"),
-        DealStageChangeRow.occurred_at,
-        DealStageChangeRow.event_id,
-    ).where(DealStageChangeRow.kind == "stage")
-    h = base.union_all(stages).subquery("h")
+    h = history_rows()
     stmt: Select[Any] = select(h.c.entity, h.c.stage, h.c.occurred_at, h.c.event_id)
     if period.start is not None or period.end is not None:
         # Uncorrelated: the same subquery, read a second time for the first entries.
@@ -219,29 +238,31 @@ def deal_steps(session: Session, period: Period) -> Iterator[list[Step]]:
         yield collapse(Step(at, event_id, stage) for _, stage, at, event_id in group)
 
 
-def deal_stage_order(session: Session, configured: str) -> list[str]:
-    """Return the deal stages in funnel order: the configured ones, then by first appearance."""
-    listed = [s.strip() for s in configured.split(",") if s.strip()]
-    seen = session.execute(
-        select(DealStageChangeRow.stage)
-        .where(DealStageChangeRow.kind == "stage")
-        .group_by(DealStageChangeRow.stage)
-        .order_by(func.min(DealStageChangeRow.occurred_at), func.min(DealStageChangeRow.event_id))
+def _tallied(session: Session, period: Period, order: list[str]) -> dict[str, Tally]:
+    """Tally the deals' histories (when the worker's entries are not under this order)."""
+    return tally(
+        deal_steps(session, period), order=order, exits=(LOST,), rows=[*order, LOST], period=period
     )
-    return list(dict.fromkeys([*listed, *(stage for (stage,) in seen)]))
+
+
+def _summarised(session: Session, period: Period, order: list[str]) -> dict[str, Tally]:
+    """Read the same tallies from the worker's ``deal_stage_entries`` (SQL, no history)."""
+    e = DealStageEntryRow
+    counts = _stage_counts(session, period, e)
+    out = {}
+    for stage in [*order, LOST]:
+        volume, converted, *_, lost = counts.get(stage, (0, 0, 0, 0, 0))
+        days = _median_days(session, stage, converted, period, e)
+        out[stage] = Tally(volume=volume, exits={LOST: lost}, summary=(converted, days))
+    return out
 
 
 def deal_funnel_report(session: Session, *, period: Period, configured_order: str) -> DealFunnelOut:
     """Build the deal-stage funnel over ``period`` (see the module docstring)."""
-    names = deal_stage_order(session, configured_order)
-    order = [f"stage:{s}" for s in names] + [WON]
-    tallies = tally(
-        deal_steps(session, period),
-        order=order,
-        exits=(LOST,),
-        rows=[*order, LOST],
-        period=period,
-    )
+    names = current_order(session, configured_order)
+    order = ranked(names)
+    summarised = stored_order(session) == names
+    tallies = (_summarised if summarised else _tallied)(session, period, order)
     start, end = period.echo()
     return DealFunnelOut(
         from_=start,
@@ -249,11 +270,11 @@ def deal_funnel_report(session: Session, *, period: Period, configured_order: st
         stage_order=[*names, WON, LOST],
         stages=[
             DealFunnelStageOut(
-                stage=stage.removeprefix("stage:"),
+                stage=stage.removeprefix(STAGE_PREFIX),
                 volume=t.volume,
-                converted=len(t.days),
-                conversion_rate=ratio(len(t.days), t.volume),
-                median_days_to_next=median(t.days),
+                converted=t.converted,
+                conversion_rate=ratio(t.converted, t.volume),
+                median_days_to_next=t.median,
                 lost=t.exits[LOST],
             )
             for stage, t in tallies.items()

@@ -59,6 +59,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution.credits import affected_deals, recompute_deals
+from services.attribution.deal_funnel import rewrite_deals
 from services.attribution.event_cache import EventCache
 from services.attribution.funnel_summary import funnel_roots, rewrite_roots
 from services.attribution.registry import active_models
@@ -71,6 +72,7 @@ from services.core.db.schema import (
     PendingImpactRow,
 )
 from services.core.db.unit_of_work import (
+    DEAL_FUNNEL,
     MODELS_IN_FORCE,
     Lock,
     lock_deals,
@@ -89,7 +91,11 @@ FAILED_DEALS_TOPIC = "closedloop.deals"  # the dead letters of deals that cannot
 
 DataErrors = tuple[type[BaseException], ...]
 RESOLVE = "dirty:resolve"  # resolves exclusive, recomputes shared (see the module docstring)
-RECOMPUTE_LOCKS = (Lock(MODELS_IN_FORCE, shared=True), Lock(RESOLVE, shared=True))
+RECOMPUTE_LOCKS = (
+    Lock(MODELS_IN_FORCE, shared=True),
+    Lock(RESOLVE, shared=True),
+    Lock(DEAL_FUNNEL, shared=True),  # a deal's funnel entries are rewritten with it
+)
 
 
 def queue_impact(session: Session, impact: Impact, *, now: datetime) -> None:
@@ -150,7 +156,8 @@ def _link_touches(session: Session, impact: Impact) -> None:
 def recompute(
     session: Session, deal_ids: Iterable[str], settings: Settings, cache: EventCache | None
 ) -> int:
-    """Lock and recompute ``deal_ids`` under every active model, in steps; return the count."""
+    """Lock and recompute ``deal_ids`` under every active model, and rewrite their funnel
+    entries (``services.attribution.deal_funnel``), in steps; return the count."""
     ordered = sorted(set(deal_ids))
     if not ordered:
         return 0
@@ -160,6 +167,7 @@ def recompute(
         chunk = ordered[start : start + DEALS_PER_STEP]
         lock_deals(session, chunk)
         done += recompute_deals(session, chunk, settings=settings, models=models, cache=cache)
+        rewrite_deals(session, chunk)
     return done
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from services.attribution.deal_funnel import note_first_appearances
 from services.core.db.schema import DealStageChangeRow, LifecycleChangeRow
 from services.core.db.upsert import insert_ignore
 from services.core.events import (
@@ -49,6 +50,7 @@ def project_stage_changes(session: Session, new: Sequence[Event]) -> None:
             deals.append(_deal_step(e, OUTCOMES[e.type], OUTCOMES[e.type]))
     insert_ignore(session, LifecycleChangeRow, contacts)
     insert_ignore(session, DealStageChangeRow, deals)
+    note_first_appearances(session, deals)
 
 
 def _deal_step(

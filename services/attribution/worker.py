@@ -49,6 +49,7 @@ from services.attribution.consuming import (
     MaintenanceThread,
     transaction_chunks,
 )
+from services.attribution.deal_funnel import refresh_deal_funnel
 from services.attribution.dirty import Drained, drain
 from services.attribution.event_cache import EventCache
 from services.attribution.maintenance import (
@@ -165,7 +166,8 @@ class Worker:
 
     def _maintain(self) -> None:
         """One maintenance pass: queue, run and finish model fits, compute new custom models,
-        and, when due, the pipeline snapshot; vacuum where the server does not
+        rebuild the deal funnel's entries when its stage order moved, and, when due, the
+        pipeline snapshot; vacuum where the server does not
         (``services.core.db.housekeeping``).
 
         Runs on the maintenance thread (see ``MaintenanceThread``); a database outage here is
@@ -188,7 +190,8 @@ class Worker:
             # Every pass compacts what changed since the last; the first looks at every key.
             compact(self.sessions, full=self._compactions == 0)
             self._compactions += 1
-            if self._pipeline_due(now):
+            refresh_deal_funnel(self.sessions, self.settings)  # only when its order moved
+            if self._pipeline_due(now):  # after anything else that changes the projection
                 refresh_pipeline(self.sessions, self.settings)
             if self._leads_due(now):
                 maintain_leads(self.sessions, self.settings, self._send_mqls)

@@ -123,3 +123,38 @@ def summarize(steps: Iterable[Step], responses: Iterable[datetime], rules: Stage
     at = first.get(rules.handoff)
     handoff = None if at is None else _handoff(history, at, responses, rules)
     return Summary(entries, handoff)
+
+
+def first_entries(
+    steps: Iterable[Step], order: Sequence[str], exit_stage: str
+) -> tuple[Entry, ...]:
+    """A deal's first entry into each stage of ``order`` and into ``exit_stage``, in order.
+
+    ``order`` ranks the stages (the deal funnel's: CRM stages, then ``won``); the exit ranks
+    nowhere. An entry's ``next_micros`` runs to the first later step into a stage ranked
+    higher (none for the exit or for a stage not in ``order``); its ``exit_stage`` is the exit
+    when the step right after entering is the exit.
+    """
+    history = collapse(steps)
+    rank = {stage: i for i, stage in enumerate(order)}
+    first: dict[str, int] = {}
+    for index, step in enumerate(history):
+        first.setdefault(step.stage, index)
+    out = []
+    for stage in (*order, exit_stage):
+        i = first.get(stage)
+        if i is None:
+            continue
+        here = rank.get(stage)
+        further = (s for s in history[i + 1 :] if here is not None and rank.get(s.stage, -1) > here)
+        nxt = next(further, None)
+        after = history[i + 1].stage if i + 1 < len(history) else None
+        out.append(
+            Entry(
+                stage=stage,
+                entered_at=history[i].at,
+                next_micros=None if nxt is None else micros(nxt.at - history[i].at),
+                exit_stage=exit_stage if after == exit_stage else None,
+            )
+        )
+    return tuple(out)

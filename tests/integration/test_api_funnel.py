@@ -20,9 +20,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from services.api.app import create_app
+from services.attribution.deal_funnel import refresh_deal_funnel
 from services.attribution.projector import apply_events
 from services.attribution.registry import sync_builtin_models
 from services.core.auth import create_key
+from services.core.db.deal_stages import current_order, stored_order
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.migrate import upgrade
 from services.core.db.schema import DealStageChangeRow, EventRow, LifecycleChangeRow
@@ -122,13 +124,23 @@ DEALS = [
 ]
 
 
-def apply(url: str, batches: list[list[dict[str, Any]]]) -> None:
-    settings = Settings(_env_file=None, database_url=url)
+def apply(
+    url: str, batches: list[list[dict[str, Any]]], *, summarise: bool = False, **options: Any
+) -> None:
+    """Apply the batches as the worker does; ``summarise``: and run the worker's deal funnel
+    upkeep after each (a rebuild when the stage order moved), so the deal funnel is read from
+    ``deal_stage_entries`` rather than tallied from the histories."""
+    settings = Settings(_env_file=None, database_url=url, **options)
     sessions = make_sessionmaker(make_engine(url))
     for batch in batches:
         with sessions() as session, session.begin():
             sync_builtin_models(session, settings)
             apply_events(session, b.events(*batch), settings=settings, now=T0)
+        if summarise:
+            refresh_deal_funnel(sessions, settings)
+    if summarise:
+        with sessions() as session:  # the report will read the entries, not the histories
+            assert stored_order(session) == current_order(session, settings.deal_stage_order)
 
 
 class Api:
@@ -159,11 +171,13 @@ def serve(url: str, **settings: Any) -> Iterator[Api]:
         yield Api(client, key)
 
 
-@pytest.fixture()
-def api(db_url: str) -> Iterator[Api]:
+@pytest.fixture(params=["histories", "summary"])
+def api(db_url: str, request: pytest.FixtureRequest) -> Iterator[Api]:
     # Out of order: one event per batch, newest first (the merge before erin's changes),
-    # and a duplicate copy of a change.
-    apply(db_url, [[e] for e in reversed(CONTACTS + DEALS)] + [[CONTACTS[2]]])
+    # and a duplicate copy of a change. The deal funnel from the histories, and from the
+    # worker's entries (rebuilt as stages appear, else rewritten with each deal's recompute).
+    batches = [[e] for e in reversed(CONTACTS + DEALS)] + [[CONTACTS[2]]]
+    apply(db_url, batches, summarise=request.param == "summary")
     yield from serve(db_url)
 
 
@@ -271,9 +285,11 @@ def test_funnel_of_deals_in_order_of_first_appearance(api: Api) -> None:
     }
 
 
-def test_deal_stage_order_setting(sqlite_url: str) -> None:
-    apply(sqlite_url, [DEALS])
-    for api in serve(sqlite_url, deal_stage_order="proposal, negotiation"):
+@pytest.mark.parametrize("summarise", [False, True], ids=["histories", "summary"])
+def test_deal_stage_order_setting(sqlite_url: str, summarise: bool) -> None:
+    order = "proposal, negotiation"
+    apply(sqlite_url, [DEALS], summarise=summarise, deal_stage_order=order)
+    for api in serve(sqlite_url, deal_stage_order=order):
         body = api.json("/v1/reports/funnel", object="deals")
         # Listed first, then qualified (unlisted) by first appearance: now only won is
         # further than qualified: d1 0 h -> 96 h = 4 d, d3 12 h -> 100 h = 3.6667 d.
@@ -281,6 +297,31 @@ def test_deal_stage_order_setting(sqlite_url: str) -> None:
         assert body["stages"][2] == deal_row("qualified", 2, 2, 1.0, 3.83, 0)
         # proposal: d1 (48 h) -> negotiation? no: d1 goes to won at 96 h = 2 d.
         assert body["stages"][0] == deal_row("proposal", 2, 1, 0.5, 2.0, 1)
+
+
+def test_deal_funnel_when_a_backdated_stage_moves_the_order(db_url: str) -> None:
+    """A stage first seen before the others moves the order: the entries the worker wrote
+    under the old one are not used (the report tallies the histories) until the worker
+    rebuilds them under the new one; both answers are the same, worked out by hand."""
+    apply(db_url, [DEALS], summarise=True)
+    discovery = deal("deal.updated", "d1", -10, stage="discovery")  # before qualified (0 h)
+    apply(db_url, [[discovery]])
+    url_settings = Settings(_env_file=None, database_url=db_url)
+    sessions = make_sessionmaker(make_engine(db_url))
+    with sessions() as session:
+        assert stored_order(session) == ["qualified", "proposal", "negotiation"]
+    bodies = []
+    for api in serve(db_url):
+        bodies.append(api.json("/v1/reports/funnel", object="deals"))
+        assert refresh_deal_funnel(sessions, url_settings)  # the worker's next pass
+        with sessions() as session:
+            assert stored_order(session) == ["discovery", "qualified", "proposal", "negotiation"]
+        bodies.append(api.json("/v1/reports/funnel", object="deals"))
+    assert bodies[0] == bodies[1]
+    assert bodies[0]["stage_order"][0] == "discovery"
+    # d1 -10 h -> qualified at 0 h: 10 h = 0.42 d; d1 is still qualified's, as before.
+    assert bodies[0]["stages"][0] == deal_row("discovery", 1, 1, 1.0, 0.42, 0)
+    assert bodies[0]["stages"][1] == deal_row("qualified", 2, 2, 1.0, 1.5, 0)
 
 
 def test_funnel_is_the_same_whatever_the_arrival_order(sqlite_url: str, tmp_path: Path) -> None:

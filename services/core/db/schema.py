@@ -199,6 +199,50 @@ class DealStageChangeRow(Base):
     __table_args__ = (Index("ix_deal_stage_changes_deal_occurred", "deal_id", "occurred_at"),)
 
 
+class DealStageRow(Base):
+    """A CRM deal stage and its first appearance: the earliest (``occurred_at``, ``event_id``)
+    of its ``deal_stage_changes`` rows of kind ``stage`` (the deal funnel's order after the
+    configured stages). Kept by the worker with the stage changes."""
+
+    __tablename__ = "deal_stages"
+
+    stage: Mapped[str] = mapped_column(String(100), primary_key=True)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    first_event_id: Mapped[str] = mapped_column(ID)
+
+
+class DealStageEntryRow(Base):
+    """A deal's first entry into a funnel stage and what followed it (the deal funnel's rows).
+
+    Kept by the worker (``services.attribution.deal_funnel``) from the deal's whole stage
+    history, under the stage order stored in ``system_state`` (``deal_funnel_order``):
+    ``stage`` is ``stage:<CRM stage>``, ``won`` or ``lost``; ``next_micros`` the exact time in
+    microseconds to the first later step into a stage further along the order, null if none;
+    ``exit_stage`` is ``lost`` when the step right after entering was the loss, else null.
+    """
+
+    __tablename__ = "deal_stage_entries"
+
+    deal_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(110), primary_key=True)
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_micros: Mapped[int | None] = mapped_column(BigInteger)
+    exit_stage: Mapped[str | None] = mapped_column(String(10))
+
+    __table_args__ = (
+        Index("ix_deal_stage_entries_stage_entered", "stage", "entered_at"),
+        # The converted entries of a stage in order of time to next (the exact medians).
+        Index(
+            "ix_deal_stage_entries_stage_next",
+            "stage",
+            "next_micros",
+            "entered_at",
+            postgresql_where=text("next_micros IS NOT NULL"),
+            sqlite_where=text("next_micros IS NOT NULL"),
+        ),
+    )
+
+
 class TouchRow(Base):
     __tablename__ = "touches"
 

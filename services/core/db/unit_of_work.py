@@ -53,6 +53,7 @@ class Lock:
 CONTACT_MERGES = "contacts:merges"  # merges exclusive; contact upserts shared
 FX_RATES = "fx:rates"  # rates exclusive; costs shared
 MODELS_IN_FORCE = "models:in-force"  # changing models or fits exclusive; recomputes shared
+DEAL_FUNNEL = "deals:funnel-order"  # rebuilding the deal funnel exclusive; recomputes shared
 
 
 def _is_postgres(session: Session) -> bool:
