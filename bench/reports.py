@@ -71,6 +71,7 @@ from services.domain import (
 )
 from services.domain.datadriven import ChannelWeightModel
 from services.domain.stages import Step, summarize
+from services.simulate.catalog import DEAL_STAGES as SIMULATED_STAGES
 from tests.support.infra import postgres_database
 from tests.support.processes import start_service, stop
 
@@ -100,13 +101,10 @@ HALF_LIFE_DAYS = 7.0
 # lost deals (a quarter) only have stages and contacts.
 OPEN_SHARE, LOST_SHARE = 5, 4
 SNAPSHOT = YEAR + timedelta(days=365)
-DEAL_STAGES = (
-    "appointmentscheduled",
-    "qualifiedtobuy",
-    "presentationscheduled",
-    "decisionmakerboughtin",
-    "contractsent",
-)
+# The simulated stream's stage names (``services.simulate``): the live phase's deals move
+# through the same stages, so their first appearances stay the projection's (a stream's stage
+# vocabulary is stable in production; a new stage moves the deal funnel's order, README).
+DEAL_STAGES = ("qualification", *SIMULATED_STAGES)
 CHUNK = 2_000  # deals per COPY transaction (one per pool task)
 SIZES = (1_000, 10_000, 100_000)  # won deals: about 10k, 100k and 1M touches
 LIVE_RATE = 1000  # events/s the live workers apply while the ``_live`` figures are taken
@@ -619,7 +617,9 @@ def _rollups(url: str) -> None:
     with sessions() as session, session.begin():
         rebuild_rollups(session)
         fill_first_appearances(session)
+    started = time.perf_counter()
     refresh_deal_funnel(sessions, Settings(_env_file=None, database_url=url))
+    print(f"deal funnel entries built in {time.perf_counter() - started:.1f} s", flush=True)
     engine.dispose()
 
 

@@ -63,7 +63,7 @@ from services.core.db.deal_stages import (
 )
 from services.core.db.schema import ContactStageEntryRow, DealStageEntryRow
 from services.core.events import FUNNEL_STAGES, SIDE_EXITS
-from services.domain.stages import Step, collapse, micros
+from services.domain.stages import Step, collapse, first_entries
 
 DAY_MICROS = 86_400_000_000
 
@@ -93,33 +93,21 @@ def _inside(at: Any, period: Period) -> bool:
 
 
 def tally(
-    histories: Iterable[Sequence[Step]],
-    *,
-    order: Sequence[str],
-    exits: Sequence[str],
-    rows: Sequence[str],
-    period: Period,
+    histories: Iterable[Sequence[Step]], *, order: Sequence[str], exit_stage: str, period: Period
 ) -> dict[str, Tally]:
-    """Tally collapsed histories per row stage (``order`` ranks; ``exits`` are side exits)."""
-    rank = {stage: i for i, stage in enumerate(order)}
-    out = {stage: Tally(exits=dict.fromkeys(exits, 0)) for stage in rows}
+    """Tally histories per stage of ``order`` and the exit: the first entries in range, as
+    the worker's entries record them (``services.domain.stages.first_entries``)."""
+    out = {stage: Tally(exits={exit_stage: 0}) for stage in (*order, exit_stage)}
     for steps in histories:
-        first: dict[str, int] = {}
-        for index, step in enumerate(steps):
-            first.setdefault(step.stage, index)
-        for stage, t in out.items():
-            i = first.get(stage)
-            if i is None or not _inside(steps[i].at, period):
+        for entry in first_entries(steps, order, exit_stage):
+            if not _inside(entry.entered_at, period):
                 continue
+            t = out[entry.stage]
             t.volume += 1
-            here = rank.get(stage)
-            if here is not None:
-                later = (s for s in steps[i + 1 :] if rank.get(s.stage, -1) > here)
-                nxt = next(later, None)
-                if nxt is not None:
-                    t.days.append(Fraction(micros(nxt.at - steps[i].at), DAY_MICROS))
-            if i + 1 < len(steps) and steps[i + 1].stage in t.exits:
-                t.exits[steps[i + 1].stage] += 1
+            if entry.next_micros is not None:
+                t.days.append(Fraction(entry.next_micros, DAY_MICROS))
+            if entry.exit_stage is not None:
+                t.exits[exit_stage] += 1
     return out
 
 
@@ -240,9 +228,7 @@ def deal_steps(session: Session, period: Period) -> Iterator[list[Step]]:
 
 def _tallied(session: Session, period: Period, order: list[str]) -> dict[str, Tally]:
     """Tally the deals' histories (when the worker's entries are not under this order)."""
-    return tally(
-        deal_steps(session, period), order=order, exits=(LOST,), rows=[*order, LOST], period=period
-    )
+    return tally(deal_steps(session, period), order=order, exit_stage=LOST, period=period)
 
 
 def _summarised(session: Session, period: Period, order: list[str]) -> dict[str, Tally]:

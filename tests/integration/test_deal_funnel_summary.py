@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from services.attribution.deal_funnel import refresh_deal_funnel
+from services.attribution.deal_funnel import publish, refresh_deal_funnel, retarget, rewrite_all
 from services.attribution.projector import apply_events
+from services.core.db.deal_stages import stored_order
 from services.core.db.engine import make_engine, make_sessionmaker
 from services.core.db.schema import DealStageEntryRow, DealStageRow
 from services.core.settings import Settings
@@ -178,3 +179,34 @@ def test_the_entries_are_the_same_whatever_the_arrival_order(
         apply_events(session, b.events(*events), settings=settings, now=T0)
     assert not refresh_deal_funnel(sessions, settings)
     assert stored(db_url) == (want_first, want_rows)
+
+
+def test_changes_during_a_rebuild_end_under_the_new_order(db_url: str) -> None:
+    """Batches committed between the rebuild's steps (after the new order became the
+    target, between chunks, before it is published) end up under the new order too."""
+    rng = random.Random(5)
+    events = story(rng)
+    early, middle, late = events[:20], events[20:40], events[40:]
+    settings = Settings(_env_file=None, database_url=db_url)
+    sessions = make_sessionmaker(make_engine(db_url))
+    with sessions.begin() as session:
+        apply_events(session, b.events(*early), settings=settings, now=T0)
+    assert refresh_deal_funnel(sessions, settings)  # ready under the early order
+    # A backdated first appearance of a stage moves the order.
+    backdated = {**seeded()[0], "event_id": "back"} | {
+        "occurred_at": (T0 - timedelta(hours=5)).isoformat()
+    }
+    with sessions.begin() as session:
+        apply_events(session, b.events(backdated, *middle), settings=settings, now=T0)
+    target = retarget(sessions, settings)
+    assert target is not None and target[0] == "discovery"
+    with sessions() as session:
+        assert stored_order(session) is None  # not ready: the report tallies the histories
+    with sessions.begin() as session:  # committed after the target moved: written under it
+        apply_events(session, b.events(*late), settings=settings, now=T0)
+    assert rewrite_all(sessions, target)
+    assert publish(sessions, target)
+    with sessions() as session:
+        assert stored_order(session) == target
+    assert stored(db_url) == reference([*events, backdated])
+    assert not refresh_deal_funnel(sessions, settings)

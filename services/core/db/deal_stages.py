@@ -3,13 +3,14 @@
 The order (contract §6): the configured stages (``deal_stage_order``), then every other CRM
 stage by its first appearance (earliest ``occurred_at``, then ``event_id``; ``deal_stages``),
 then ``won``; ``lost`` is the deals' exit. The worker keeps ``deal_stage_entries`` under one
-order, stored beside them (``system_state`` key ``deal_funnel_order``); a reader may use those
-rows only while the stored order is the order it computes now
-(``services.attribution.deal_funnel``).
+order, stored beside them (``system_state`` key ``deal_funnel_order``, with ``ready`` once
+every deal's entries are under it); a reader may use those rows only while they are ready
+under the order it computes now (``services.attribution.deal_funnel``).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from sqlalchemy import String, delete, literal, select, text
 from sqlalchemy.orm import Session
 
 from services.core.db.schema import DealStageChangeRow, DealStageRow, SystemStateRow
+from services.core.db.upsert import _insert
 
 ORDER_KEY = "deal_funnel_order"
 STAGE_PREFIX = "stage:"  # a CRM stage named like an outcome stays apart from the outcome
@@ -41,10 +43,34 @@ def ranked(order: list[str]) -> list[str]:
     return [f"{STAGE_PREFIX}{s}" for s in order] + [WON]
 
 
+def order_state(session: Session) -> tuple[list[str], bool] | None:
+    """Return the order the worker writes ``deal_stage_entries`` under, and whether every
+    deal's entries are under it (``ready``); None before the first one was chosen."""
+    row = session.get(SystemStateRow, ORDER_KEY, populate_existing=True)
+    if row is None:
+        return None
+    value = orjson.loads(row.value)
+    return [str(s) for s in value["order"]], bool(value["ready"])
+
+
 def stored_order(session: Session) -> list[str] | None:
-    """Return the order ``deal_stage_entries`` were written under (None: not built yet)."""
-    row = session.get(SystemStateRow, ORDER_KEY)
-    return None if row is None else [str(s) for s in orjson.loads(row.value)]
+    """Return the order every deal's ``deal_stage_entries`` are under (None: none is)."""
+    state = order_state(session)
+    return state[0] if state is not None and state[1] else None
+
+
+def store_order(session: Session, order: list[str], *, ready: bool) -> None:
+    """Record the order entries are written under, and whether every deal's are."""
+    value = orjson.dumps({"order": order, "ready": ready}).decode()
+    stmt = _insert(session, SystemStateRow).values(
+        key=ORDER_KEY, value=value, updated_at=datetime.now(UTC)
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+        )
+    )
 
 
 def fill_first_appearances(session: Session) -> None:
