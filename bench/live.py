@@ -114,9 +114,16 @@ def _catch_up(stream: LiveStream, timeout_s: float) -> float | None:
 
 @contextmanager
 def live_stream(
-    db: str, *, workers: int = 1, rate: int = 1000, catch_up_s: float = 60.0
+    db: str,
+    *,
+    workers: int = 1,
+    rate: int = 1000,
+    catch_up_s: float = 60.0,
+    env: dict[str, str] | None = None,
 ) -> Iterator[LiveStream]:
-    """Run ``workers`` workers on ``db`` consuming a producer at ``rate`` events/s."""
+    """Run ``workers`` workers on ``db`` consuming a producer at ``rate`` events/s (``env``:
+    more settings for the workers)."""
+    extra = env or {}
     with broker_process() as (bootstrap, broker_pid), tempfile.TemporaryDirectory() as tmp:
         topic = f"live-{uuid.uuid4().hex[:6]}"
         settings = Settings(
@@ -129,6 +136,7 @@ def live_stream(
             "CLOSEDLOOP_EVENTS_TOPIC": topic,
             "CLOSEDLOOP_DEAD_LETTER_TOPIC": f"{topic}-dead",
             "CLOSEDLOOP_CONSUMER_GROUP": f"g-{topic}",
+            **extra,
         }
         engine = make_engine(db)
         try:

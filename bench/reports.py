@@ -105,6 +105,10 @@ SNAPSHOT = YEAR + timedelta(days=365)
 # through the same stages, so their first appearances stay the projection's (a stream's stage
 # vocabulary is stable in production; a new stage moves the deal funnel's order, README).
 DEAL_STAGES = ("qualification", *SIMULATED_STAGES)
+# Configured, as a production deployment with a known pipeline would (SCALING.md): a late
+# event from the stream never moves the deal funnel's order (the API, the workers and the
+# populate's first build share it).
+STAGE_SETTING = {"CLOSEDLOOP_DEAL_STAGE_ORDER": ",".join(DEAL_STAGES)}
 CHUNK = 2_000  # deals per COPY transaction (one per pool task)
 SIZES = (1_000, 10_000, 100_000)  # won deals: about 10k, 100k and 1M touches
 LIVE_RATE = 1000  # events/s the live workers apply while the ``_live`` figures are taken
@@ -618,7 +622,10 @@ def _rollups(url: str) -> None:
         rebuild_rollups(session)
         fill_first_appearances(session)
     started = time.perf_counter()
-    refresh_deal_funnel(sessions, Settings(_env_file=None, database_url=url))
+    order = STAGE_SETTING["CLOSEDLOOP_DEAL_STAGE_ORDER"]
+    refresh_deal_funnel(
+        sessions, Settings(_env_file=None, database_url=url, deal_stage_order=order)
+    )
     print(f"deal funnel entries built in {time.perf_counter() - started:.1f} s", flush=True)
     engine.dispose()
 
@@ -767,7 +774,7 @@ def live(
     """
     out: dict[str, Any] = {}
     stream_figures: dict[str, Any] = {"workers": workers, "target_events_per_s": LIVE_RATE}
-    with live_stream(db, workers=workers, rate=LIVE_RATE) as stream:
+    with live_stream(db, workers=workers, rate=LIVE_RATE, env=STAGE_SETTING) as stream:
         stream.others["api"] = [api_pid]
         stream_figures["caught_up_after_s"] = stream.caught_up_s
         with stream.window(stream_figures):
@@ -792,7 +799,7 @@ def exercise(db: str, *, seconds: int, runs: int, live_workers: int = 1) -> dict
     engine = make_engine(db)
     sessions = make_sessionmaker(engine)
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"CLOSEDLOOP_DATABASE_URL": db, "CLOSEDLOOP_API_PORT": str(port)}
+        env = {"CLOSEDLOOP_DATABASE_URL": db, "CLOSEDLOOP_API_PORT": str(port), **STAGE_SETTING}
         proc = start_service("api", env, Path(tmp) / "api.log")
         base = f"http://127.0.0.1:{port}"
         try:
