@@ -12,7 +12,6 @@ queries of a dashboard do not all rebuild at once). 32 readers cost one build.
 
 from __future__ import annotations
 
-import threading
 import zlib
 from collections.abc import Hashable
 from datetime import UTC, datetime
@@ -34,10 +33,6 @@ from services.api.rendering import csv_responses, render
 from services.api.selection import MAX_LIMIT, MAX_OFFSET
 from services.api.sla import BreachPage, sla_report, valid_until
 from services.api.sla_windows import SlaWindows, Window
-
-# The deal funnel is still built from every deal's stage history in memory (about 100 MB at
-# 100k won deals): one build at a time bounds the API's memory; the answers are cached.
-_DEAL_FUNNEL_BUILDS = threading.Semaphore(1)
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -78,8 +73,7 @@ async def funnel(
     def build(session: Session, _: None) -> Response:
         body: FunnelOut | DealFunnelOut
         if object == "deals":
-            with _DEAL_FUNNEL_BUILDS:
-                body = deal_funnel_report(session, period=period, configured_order=order)
+            body = deal_funnel_report(session, period=period, configured_order=order)
         else:
             body = funnel_report(session, period=period)
         return render(body, fmt, filename=f"funnel-{object}.csv")
