@@ -14,7 +14,8 @@ tallied every deal's stage history; it now reads ``deal_stage_entries``, kept by
 under the stage order it stores, which needs each stage's first appearance (``deal_stages``,
 filled here). The entries are not filled here: the worker's first maintenance pass sees no
 stored order and builds them (``services.attribution.deal_funnel``); the report tallies the
-histories until then.
+histories until then. A dirty deal now says whether one of its own events marked it
+(``stages``: only then can its stage history have changed).
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ def upgrade() -> None:
         sa.Column("first_event_id", sa.String(length=200), nullable=False),
         sa.PrimaryKeyConstraint("stage", name=op.f("pk_deal_stages")),
     )
+    with op.batch_alter_table("dirty_deals", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("stages", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
     # Each CRM stage's first step: the earliest (occurred_at, event_id) of its rows.
     op.execute(
         "INSERT INTO deal_stages (stage, first_at, first_event_id) SELECT stage, occurred_at, "
@@ -164,6 +169,8 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("dirty_deals", schema=None) as batch_op:
+        batch_op.drop_column("stages")
     op.drop_table("deal_stages")
     with op.batch_alter_table("deal_stage_entries", schema=None) as batch_op:
         batch_op.drop_index(

@@ -154,10 +154,16 @@ def _link_touches(session: Session, impact: Impact) -> None:
 
 
 def recompute(
-    session: Session, deal_ids: Iterable[str], settings: Settings, cache: EventCache | None
+    session: Session,
+    deal_ids: Iterable[str],
+    settings: Settings,
+    cache: EventCache | None,
+    *,
+    staged: set[str] | None = None,
 ) -> int:
-    """Lock and recompute ``deal_ids`` under every active model, and rewrite their funnel
-    entries (``services.attribution.deal_funnel``), in steps; return the count."""
+    """Lock and recompute ``deal_ids`` under every active model, and rewrite the funnel
+    entries (``services.attribution.deal_funnel``) of those ``staged`` (by one of their own
+    events: only those can have a new stage step; all when None), in steps; return the count."""
     ordered = sorted(set(deal_ids))
     if not ordered:
         return 0
@@ -167,7 +173,7 @@ def recompute(
         chunk = ordered[start : start + DEALS_PER_STEP]
         lock_deals(session, chunk)
         done += recompute_deals(session, chunk, settings=settings, models=models, cache=cache)
-        rewrite_deals(session, chunk)
+        rewrite_deals(session, chunk if staged is None else [d for d in chunk if d in staged])
     return done
 
 
@@ -180,25 +186,38 @@ def settle(
     same three steps as ``drain`` without the queues.
     """
     deals, roots = resolve(session, impact, settings)
-    recompute(session, deals, settings, cache)
+    recompute(session, deals, settings, cache, staged=impact.deal_ids)
     rewrite_roots(session, roots)
     return deals
 
 
-def _mark(session: Session, row_cls: Any, key: str, ids: set[str], now: datetime) -> None:
+def _mark(
+    session: Session,
+    row_cls: Any,
+    key: str,
+    ids: set[str],
+    now: datetime,
+    *,
+    staged: set[str] | None = None,
+) -> None:
     """Mark ``ids`` dirty, in key order; an existing mark keeps its time (its place in line).
+    Deals: ``staged`` ones are marked so (kept by an existing mark: ``stages`` only grows).
 
     ``DO UPDATE`` rather than ``DO NOTHING``: on a row a recompute has claimed it waits for
     that transaction, then inserts a fresh mark after the claimer's delete.
     """
     if not ids:
         return
-    column = getattr(row_cls, key)
+    table = getattr(row_cls, key).table
     stmt = _insert(session, row_cls)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[key], set_={"marked_at": column.table.c.marked_at}
-    )
-    session.execute(stmt, [{key: value, "marked_at": now} for value in sorted(ids)])
+    update: dict[str, Any] = {"marked_at": table.c.marked_at}
+    rows: list[dict[str, Any]] = [{key: value, "marked_at": now} for value in sorted(ids)]
+    if staged is not None:
+        update["stages"] = table.c.stages | stmt.excluded.stages
+        for row in rows:
+            row["stages"] = row[key] in staged
+    stmt = stmt.on_conflict_do_update(index_elements=[key], set_=update)
+    session.execute(stmt, rows)
 
 
 def _claim(session: Session, column: Any, order: Any, limit: int) -> list[Any]:
@@ -227,7 +246,7 @@ def resolve_step(sessions: sessionmaker[Session], settings: Settings) -> int:
             impact.merge(Impact.from_json(raw))
         deals, roots = resolve(session, impact, settings)
         now = datetime.now(UTC)
-        _mark(session, DirtyDealRow, "deal_id", deals, now)
+        _mark(session, DirtyDealRow, "deal_id", deals, now, staged=impact.deal_ids)
         _mark(session, DirtyRootRow, "root_contact_id", roots, now)
         ids = [row_id for row_id, _ in rows]
         session.execute(delete(PendingImpactRow).where(among(session, PendingImpactRow.id, ids)))
@@ -247,11 +266,17 @@ def recompute_step(
     (``services.attribution.rebuild``).
     """
     with unit_of_work(sessions, *RECOMPUTE_LOCKS) as session:
-        ids = _claim(session, DirtyDealRow.deal_id, DirtyDealRow.marked_at, limit)
-        if not ids:
+        claimed = session.execute(
+            select(DirtyDealRow.deal_id, DirtyDealRow.stages)
+            .order_by(DirtyDealRow.marked_at, DirtyDealRow.deal_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not claimed:
             nothing_changed(session)
             return 0
-        recompute(session, ids, settings, cache)
+        ids = [deal_id for deal_id, _ in claimed]
+        recompute(session, ids, settings, cache, staged={d for d, staged in claimed if staged})
         session.execute(delete(DirtyDealRow).where(among(session, DirtyDealRow.deal_id, ids)))
         return len(ids)
 

@@ -2,8 +2,8 @@
 the report rollups' change, in the caller's transaction.
 
 Invariant: the rows a deal's outcome replaces are exactly those deleted here (``DELETE …
-RETURNING``) and, for the ``deals`` row and the influence pairs (per deal, from its ``linear``
-rows), those read just before they are replaced; the rollups get
+RETURNING``; the influence pairs from the ``linear`` rows among them) and, for the ``deals``
+row, those read just before its upsert; the rollups get
 the difference between them and the rows written (``services.core.db.rollups``), so they stay
 equal to what they summarise. Exact as long as no other transaction rewrites the same deals
 meanwhile (the caller's per-deal rule).
@@ -19,11 +19,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from services.core.db.rollups import (
+    LEAD_CREATION,
     SOURCE_MODEL,
     WON_COLUMNS,
     append_deltas,
-    delete_entries,
-    influence_entries,
+    delete_attributions,
+    delete_credits,
 )
 from services.core.db.schema import CreditRow, DealAttributionRow, DealContactRow, DealRow
 from services.core.db.upsert import among, insert_new, upsert
@@ -35,8 +36,11 @@ from services.domain.rollup import (
     INFLUENCE,
     WON,
     Entry,
+    InfluenceTouch,
     RollupSpec,
     entries,
+    influence_pairs,
+    utc_day,
 )
 from services.domain.state import DealState
 
@@ -52,15 +56,12 @@ def write_outcomes(
     The deals' credits and attributions under ``models`` and their contact roles are deleted
     (all of ``deal_ids``: a deal whose events are gone keeps no credits) and written again.
     """
-    model_ids = [m.model_id for m in models]
-    # The influence pairs are per deal: read before and after, when the journeys they come
-    # from (the ``linear`` rows) are rewritten.
-    influence = SOURCE_MODEL in model_ids
-    old_influence = influence_entries(session, deal_ids) if influence else []
-    old = _remove_rows(session, deal_ids, model_ids)
+    old, old_pairs = _remove_rows(session, deal_ids, [m.model_id for m in models])
     old[WON] = list(entries(WON, _deal_rows(session, [o.state.deal_id for o in outcomes])))
     new: dict[RollupSpec, list[dict[str, Any]]] = {WON: [], CREDITS: [], ATTRIBUTIONS: []}
     contact_rows = []
+    touches: list[InfluenceTouch] = []
+    amounts: dict[str, int] = {}
     for outcome in outcomes:
         deal = outcome.state
         new[WON].append(_deal_row(outcome))
@@ -68,6 +69,10 @@ def write_outcomes(
         for model in outcome.attributions():
             new[ATTRIBUTIONS].append(_attribution_row(deal, outcome, model))
             new[CREDITS] += _credit_rows(deal, outcome, model)
+            if model.model_id == SOURCE_MODEL:
+                touches += _influence_touches(outcome)
+                assert outcome.reporting_minor is not None  # credited: converted
+                amounts[deal.deal_id] = outcome.reporting_minor
     upsert(session, DealRow, new[WON])
     for table, rows in (
         (DealContactRow, contact_rows),
@@ -77,8 +82,8 @@ def write_outcomes(
         insert_new(session, table, rows)  # the deal's rows were deleted above
     for spec, rows in new.items():
         append_deltas(session, spec, old[spec], entries(spec, rows))
-    if influence:
-        append_deltas(session, INFLUENCE, old_influence, influence_entries(session, deal_ids))
+    new_pairs = influence_pairs(touches, amounts)
+    append_deltas(session, INFLUENCE, entries(INFLUENCE, old_pairs), entries(INFLUENCE, new_pairs))
 
 
 def _deal_row(outcome: DealOutcome) -> dict[str, Any]:
@@ -142,22 +147,36 @@ def _credit_rows(
     ]
 
 
+def _influence_touches(outcome: DealOutcome) -> list[InfluenceTouch]:
+    """The deal's journey touches as the influence rollup reads them (day of close, lead)."""
+    assert outcome.credits is not None and outcome.state.closed_at is not None  # credited
+    day = utc_day(outcome.state.closed_at)
+    roles = outcome.credits.roles
+    return [
+        (outcome.state.deal_id, touch.campaign_id, day, LEAD_CREATION in roles[position])
+        for position, touch in enumerate(outcome.journey)
+    ]
+
+
 def _remove_rows(
     session: Session, deal_ids: Sequence[str], model_ids: Sequence[str]
-) -> dict[RollupSpec, list[Entry]]:
+) -> tuple[dict[RollupSpec, list[Entry]], list[dict[str, Any]]]:
     """Delete the deals' contact roles, and their credits and attributions under the models;
-    return the rollup entries of the rows deleted (exactly those: ``DELETE … RETURNING``)."""
-    removed: dict[RollupSpec, list[Entry]] = {}
-    for table, spec in ((CreditRow, CREDITS), (DealAttributionRow, ATTRIBUTIONS)):
-        condition = among(session, table.deal_id, deal_ids)
-        condition &= among(session, table.model_id, model_ids)
-        removed[spec] = delete_entries(session, spec, condition)
+    return the rollup entries of the rows deleted (exactly those: ``DELETE … RETURNING``),
+    and the influence pairs of those rows."""
+    condition = among(session, CreditRow.deal_id, deal_ids)
+    condition &= among(session, CreditRow.model_id, model_ids)
+    credits, touches = delete_credits(session, condition)
+    condition = among(session, DealAttributionRow.deal_id, deal_ids)
+    condition &= among(session, DealAttributionRow.model_id, model_ids)
+    attributions, amounts = delete_attributions(session, condition)
+    removed = {CREDITS: credits, ATTRIBUTIONS: attributions}
     session.execute(
         delete(DealContactRow)
         .where(among(session, DealContactRow.deal_id, deal_ids))
         .execution_options(synchronize_session=False)
     )
-    return removed
+    return removed, influence_pairs(touches, amounts)
 
 
 def _deal_rows(session: Session, deal_ids: Sequence[str]) -> list[Any]:

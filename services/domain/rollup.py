@@ -136,6 +136,26 @@ not add up across campaigns; sourced revenue does (one sourcing touch per journe
 """
 
 
+InfluenceTouch = tuple[str, str, date, bool]  # (deal, campaign, day of close, holds lead)
+
+
+def influence_pairs(
+    touches: Iterable[InfluenceTouch], amounts: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """The influence rollup's summarised rows of deals' ``linear`` journey touches: one per
+    (deal, campaign, day), sourced when any of those touches holds the lead-creation role, at
+    the deal's amount; a deal without an amount has none."""
+    sourced: dict[tuple[str, str, date], bool] = {}
+    for deal_id, campaign_id, day, lead in touches:
+        if deal_id in amounts:
+            key = (deal_id, campaign_id, day)
+            sourced[key] = sourced.get(key, False) or lead
+    return [
+        {"campaign_id": c, "day": d, "sourced": lead, "amount_minor": amounts[deal_id]}
+        for (deal_id, c, d), lead in sourced.items()
+    ]
+
+
 def entries(spec: RollupSpec, rows: Iterable[Row]) -> Iterator[Entry]:
     """Yield the (key, summed values) of each summarised row the rollup counts."""
     key_of, values_of, counts = spec.key, spec.values, spec.counts

@@ -15,10 +15,13 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import select
 
+from services.attribution.batch import Record, apply_batch
 from services.attribution.deal_funnel import publish, refresh_deal_funnel, retarget, rewrite_all
+from services.attribution.dirty import drain
 from services.attribution.projector import apply_events
 from services.core.db.deal_stages import stored_order
 from services.core.db.engine import make_engine, make_sessionmaker
@@ -145,13 +148,18 @@ def seeded() -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.parametrize(("seed", "order_moves"), [(1, True), (2, True), (3, False), (4, False)])
+@pytest.mark.parametrize(
+    ("seed", "order_moves", "queued"),
+    [(1, True, False), (2, True, True), (3, False, False), (4, False, True), (6, False, True)],
+)
 def test_the_entries_are_the_same_whatever_the_arrival_order(
-    db_url: str, seed: int, order_moves: bool
+    db_url: str, seed: int, order_moves: bool, queued: bool
 ) -> None:
     """``order_moves``: the stages first appear in the random story, so the order moves and
     maintenance rebuilds; else a first batch fixes the order, one rebuild follows it, and
-    every later entry is the recompute's rewrite."""
+    every later entry is the recompute's rewrite. ``queued``: batches go the worker's way
+    (records applied, their impacts queued, then drained: resolve, recompute, rewrite); else
+    each batch settles in its own transaction."""
     rng = random.Random(seed)
     events = story(rng)
     shuffled = events[:]
@@ -164,8 +172,13 @@ def test_the_entries_are_the_same_whatever_the_arrival_order(
     settings = Settings(_env_file=None, database_url=db_url)
     sessions = make_sessionmaker(make_engine(db_url))
     for i, batch in enumerate(batches):
-        with sessions.begin() as session:
-            apply_events(session, b.events(*batch), settings=settings, now=T0)
+        if queued:
+            record = Record("events", 0, i, orjson.dumps(batch))
+            apply_batch(sessions, [record], settings=settings)
+            drain(sessions, settings)
+        else:
+            with sessions.begin() as session:
+                apply_events(session, b.events(*batch), settings=settings, now=T0)
         if i % 2 == 0:  # the maintenance pass runs between some batches only
             rebuilt = refresh_deal_funnel(sessions, settings)
             assert order_moves or rebuilt == (i == 0)

@@ -53,6 +53,7 @@ from services.domain.rollup import (
     INFLUENCE,
     WON,
     Entry,
+    InfluenceTouch,
     RollupSpec,
     combine,
     delta,
@@ -120,26 +121,42 @@ def day_of(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
     return func.date(column, type_=Date) if dialect == "sqlite" else cast(column, Date)
 
 
-def delete_entries(session: Session, spec: RollupSpec, condition: Any) -> list[Entry]:
-    """Delete the summarised rows (credits or deal attributions) meeting ``condition``;
-    return the rollup entries of exactly the rows deleted (``DELETE … RETURNING``).
+def delete_credits(session: Session, condition: Any) -> tuple[list[Entry], list[InfluenceTouch]]:
+    """Delete the credit rows meeting ``condition``; return the rollup entries of exactly the
+    rows deleted (``DELETE … RETURNING``), and the influence touches among them (``linear``).
 
-    The key's day comes from the database and only the key and summed columns cross the
-    wire (in the order of the spec's ``key_columns`` and ``values``).
+    The key's day comes from the database and only the key and summed columns, the deal and
+    the roles cross the wire.
     """
-    table: Any = (CreditRow if spec is CREDITS else DealAttributionRow).__table__
+    table: Any = CreditRow.__table__
     day = day_of(table.c.closed_at, session.get_bind().dialect.name)
-    connection = session.connection()
-    if spec is CREDITS:
-        found = connection.execute(
-            delete(table)
-            .where(condition)
-            .returning(
-                table.c.model_id, table.c.campaign_id, day, table.c.credit_minor, table.c.weight
-            )
+    found = session.connection().execute(
+        delete(table)
+        .where(condition)
+        .returning(
+            table.c.model_id,
+            table.c.campaign_id,
+            day,
+            table.c.credit_minor,
+            table.c.weight,
+            table.c.deal_id,
+            table.c.roles,
         )
-        return [((m, c, d), (minor, weight, 1)) for m, c, d, minor, weight in found]
-    deleted = connection.execute(
+    )
+    credits, touches = [], []
+    for m, c, d, minor, weight, deal_id, roles in found:
+        credits.append(((m, c, d), (minor, weight, 1)))
+        if m == SOURCE_MODEL:
+            touches.append((deal_id, c, d, LEAD_CREATION in roles.split(",")))
+    return credits, touches
+
+
+def delete_attributions(session: Session, condition: Any) -> tuple[list[Entry], dict[str, int]]:
+    """Delete the deal attributions meeting ``condition``; return the rollup entries of
+    exactly the rows deleted, and the deals' amounts among them (``linear``)."""
+    table: Any = DealAttributionRow.__table__
+    day = day_of(table.c.closed_at, session.get_bind().dialect.name)
+    deleted = session.connection().execute(
         delete(table)
         .where(condition)
         .returning(
@@ -149,9 +166,15 @@ def delete_entries(session: Session, spec: RollupSpec, condition: Any) -> list[E
             table.c.amount_minor,
             table.c.attributed_minor,
             table.c.unattributed_minor,
+            table.c.deal_id,
         )
     )
-    return [((m, d, f), (1, amount, a, u)) for m, d, f, amount, a, u in deleted]
+    found, amounts = [], {}
+    for m, d, f, amount, a, u, deal_id in deleted:
+        found.append(((m, d, f), (1, amount, a, u)))
+        if m == SOURCE_MODEL:
+            amounts[deal_id] = amount
+    return found, amounts
 
 
 def retract_model(session: Session, model_id: str) -> None:

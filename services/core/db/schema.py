@@ -45,6 +45,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -708,6 +709,9 @@ class DirtyDealRow(Base):
 
     deal_id: Mapped[str] = mapped_column(ID, primary_key=True)
     marked_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # Whether one of the deal's own events is among the changes (its stage history may have
+    # changed: its deal funnel entries are rewritten too), not only a touch, rate or merge.
+    stages: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
 
 class DirtyRootRow(Base):
